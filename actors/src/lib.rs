@@ -1,0 +1,17 @@
+//! groundcrew-actors: the embeddable runtime for background maintenance work.
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+
+mod entity;
+mod metrics;
+mod spec;
+mod store;
+mod time;
+
+pub use entity::{EntityName, EntityNameError, Target, MAX_ENTITY_LEN};
+pub use metrics::Metrics;
+pub use spec::{Priority, RunToken, TaskId, TaskSpec, TaskState, Trigger};
+pub use store::{
+    ArtifactRecord, AttemptError, Change, Durable, HistoryCategory, Manifest, ManifestChange,
+    Progress, Retention, StoreError, TaskPage, TaskRecord, TaskStore,
+};
+pub use time::Timestamp;

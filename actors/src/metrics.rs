@@ -1,0 +1,125 @@
+//! Prometheus collectors for the runtime, registered into the caller's
+//! registry.
+//!
+//! Label values are bounded: kinds are the registered kind names, triggers
+//! the built-in names plus `custom`, pools the configured pools. Targets and
+//! task ids never appear in labels.
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+/// Every collector the runtime updates. Cheap to clone (collectors are
+/// reference-counted).
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    pub(crate) submitted: IntCounterVec,
+    pub(crate) coalesced: IntCounterVec,
+    pub(crate) finished: IntCounterVec,
+    pub(crate) duration: HistogramVec,
+    pub(crate) queue_wait: HistogramVec,
+    pub(crate) workers_active: IntGaugeVec,
+    pub(crate) workers_limit: IntGaugeVec,
+    pub(crate) pending: IntGaugeVec,
+    pub(crate) writer_mailbox: IntGauge,
+    pub(crate) artifact_writes: IntCounterVec,
+    pub(crate) artifact_write_seconds: Histogram,
+}
+
+const TASK_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.025, 0.1, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0,
+];
+const WRITE_BUCKETS: &[f64] = &[
+    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5, 10.0,
+];
+
+impl Metrics {
+    /// Creates the collectors and registers them.
+    ///
+    /// Fails if `registry` already holds collectors of the same names.
+    ///
+    /// ```
+    /// let registry = prometheus::Registry::new();
+    /// let metrics = groundcrew_actors::Metrics::register(&registry).unwrap();
+    /// # drop(metrics);
+    /// ```
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let m = Self::unregistered()?;
+        registry.register(Box::new(m.submitted.clone()))?;
+        registry.register(Box::new(m.coalesced.clone()))?;
+        registry.register(Box::new(m.finished.clone()))?;
+        registry.register(Box::new(m.duration.clone()))?;
+        registry.register(Box::new(m.queue_wait.clone()))?;
+        registry.register(Box::new(m.workers_active.clone()))?;
+        registry.register(Box::new(m.workers_limit.clone()))?;
+        registry.register(Box::new(m.pending.clone()))?;
+        registry.register(Box::new(m.writer_mailbox.clone()))?;
+        registry.register(Box::new(m.artifact_writes.clone()))?;
+        registry.register(Box::new(m.artifact_write_seconds.clone()))?;
+        Ok(m)
+    }
+
+    /// Collectors that no registry exposes, for embedders that do not scrape.
+    pub fn unregistered() -> Result<Self, prometheus::Error> {
+        Ok(Self {
+            submitted: IntCounterVec::new(
+                Opts::new("groundcrew_tasks_submitted_total", "Task requests received."),
+                &["kind", "trigger"],
+            )?,
+            coalesced: IntCounterVec::new(
+                Opts::new(
+                    "groundcrew_tasks_coalesced_total",
+                    "Task requests that did not create a new execution: merged into a pending task, queued as a follow-up, or absorbed by a full rebuild.",
+                ),
+                &["kind", "outcome"],
+            )?,
+            finished: IntCounterVec::new(
+                Opts::new("groundcrew_tasks_finished_total", "Tasks that reached a terminal state."),
+                &["kind", "outcome"],
+            )?,
+            duration: HistogramVec::new(
+                HistogramOpts::new("groundcrew_task_duration_seconds", "Run time of task executions.")
+                    .buckets(TASK_BUCKETS.to_vec()),
+                &["kind"],
+            )?,
+            queue_wait: HistogramVec::new(
+                HistogramOpts::new(
+                    "groundcrew_task_queue_wait_seconds",
+                    "Time from a task's request to the start of its execution.",
+                )
+                .buckets(TASK_BUCKETS.to_vec()),
+                &["kind"],
+            )?,
+            workers_active: IntGaugeVec::new(
+                Opts::new("groundcrew_workers_active", "Task executions running, per pool."),
+                &["pool"],
+            )?,
+            workers_limit: IntGaugeVec::new(
+                Opts::new("groundcrew_workers_limit", "Worker limit, per pool."),
+                &["pool"],
+            )?,
+            pending: IntGaugeVec::new(
+                Opts::new("groundcrew_tasks_pending", "Tasks waiting to run, per pool."),
+                &["pool"],
+            )?,
+            writer_mailbox: IntGauge::new(
+                "groundcrew_writer_mailbox_depth",
+                "Publications waiting in the entity writer.",
+            )?,
+            artifact_writes: IntCounterVec::new(
+                Opts::new(
+                    "groundcrew_artifact_writes_total",
+                    "Artifact publications by result: written, unchanged, removed, failed.",
+                ),
+                &["result"],
+            )?,
+            artifact_write_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "groundcrew_artifact_write_seconds",
+                    "Time to make one batch of artifact publications durable.",
+                )
+                .buckets(WRITE_BUCKETS.to_vec()),
+            )?,
+        })
+    }
+}
