@@ -1,0 +1,98 @@
+//! Restart recovery: turning the tasks a store found unfinished into a
+//! queue to resume, and the store changes that record what was decided.
+//!
+//! An execution found `running` was interrupted by the crash. It is queued
+//! again (its attempt counted and its error recorded), or failed once its
+//! kind's attempts are used up. A follow-up loses its reason to wait, since
+//! nothing runs any more: when its key is queued again it is merged into
+//! that task, which now serves its requests too.
+
+use crate::coalesce::Queue;
+use crate::kind::Registry;
+use crate::spec::TaskState;
+use crate::store::{AttemptError, Change, TaskRecord};
+use crate::time::Timestamp;
+
+/// The outcome of recovery.
+pub(crate) struct Recovered {
+    /// Tasks pending again, by id.
+    pub(crate) live: Vec<TaskRecord>,
+    /// Store changes recording the decisions.
+    pub(crate) changes: Vec<Change>,
+}
+
+pub(crate) fn recover(
+    records: Vec<TaskRecord>,
+    registry: &Registry,
+    queue: &mut Queue,
+    now: Timestamp,
+) -> Recovered {
+    let mut live: Vec<TaskRecord> = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    let mut changes = Vec::new();
+    for mut r in records {
+        let Some(kind) = registry.get(&r.kind) else {
+            end(&mut r, TaskState::Failed, format!("task kind {:?} is not registered after restart", r.kind), now);
+            changes.push(Change::Put(Box::new(r)));
+            continue;
+        };
+        let mut changed = false;
+        if r.state == TaskState::Running {
+            let attempt = r.attempts;
+            r.errors.push(AttemptError {
+                attempt,
+                at: now,
+                message: "interrupted: the process stopped while it ran".to_owned(),
+            });
+            if attempt >= kind.options.max_attempts {
+                let message = format!("interrupted on its last attempt ({attempt} of {})", kind.options.max_attempts);
+                end(&mut r, TaskState::Failed, message, now);
+                changes.push(Change::Put(Box::new(r)));
+                continue;
+            }
+            r.state = TaskState::Queued;
+            r.stage = None;
+            r.progress = None;
+            changed = true;
+        }
+        if r.waiting_behind.take().is_some() {
+            changed = true;
+        }
+        let key = (r.kind.clone(), r.target.clone());
+        let delayed = r.run_after.is_some_and(|t| t > now);
+        // Pool and priority as recorded: they were decided at submit time.
+        match queue.restore(r.id, key, &r.pool, r.priority, delayed) {
+            Ok(()) => {
+                if changed {
+                    changes.push(Change::Put(Box::new(r.clone())));
+                }
+                index.insert(r.id, live.len());
+                live.push(r);
+            }
+            Err(into) => {
+                let target = &mut live[index[&into]];
+                target.merged += 1 + r.merged;
+                for t in &r.triggers {
+                    if !target.triggers.contains(t) {
+                        target.triggers.push(t.clone());
+                    }
+                }
+                target.priority = target.priority.max(r.priority);
+                changes.push(Change::Put(Box::new(target.clone())));
+                r.merged_into = Some(into);
+                end(&mut r, TaskState::Merged, String::new(), now);
+                r.error = None;
+                changes.push(Change::Put(Box::new(r)));
+            }
+        }
+    }
+    Recovered { live, changes }
+}
+
+fn end(r: &mut TaskRecord, state: TaskState, message: String, now: Timestamp) {
+    r.state = state;
+    r.error = Some(message);
+    r.finished_at = Some(now);
+    r.stage = None;
+    r.progress = None;
+}
