@@ -55,7 +55,9 @@ struct Entry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum EntryState {
     Ready,
-    FollowUp { behind: TaskId },
+    FollowUp {
+        behind: TaskId,
+    },
     /// In retry backoff, ready again after `release`.
     Delayed,
 }
@@ -107,9 +109,18 @@ impl Queue {
                 return Decision::Merged { into: follow_up };
             }
             let id = new_id();
-            self.insert(id, key.clone(), pool, priority, EntryState::FollowUp { behind: running });
+            self.insert(
+                id,
+                key.clone(),
+                pool,
+                priority,
+                EntryState::FollowUp { behind: running },
+            );
             self.follow_ups.insert(key, id);
-            return Decision::FollowUp { id, behind: running };
+            return Decision::FollowUp {
+                id,
+                behind: running,
+            };
         }
         let id = new_id();
         let absorbed = if key.1.is_all() {
@@ -142,7 +153,11 @@ impl Queue {
             self.full_rebuilds.insert(key.0.clone(), id);
         }
         self.queued.insert(key.clone(), id);
-        let state = if delayed { EntryState::Delayed } else { EntryState::Ready };
+        let state = if delayed {
+            EntryState::Delayed
+        } else {
+            EntryState::Ready
+        };
         self.insert(id, key, pool, priority, state);
         Ok(())
     }
@@ -166,7 +181,10 @@ impl Queue {
         let key = self.running_keys.remove(&id)?;
         self.running.remove(&key);
         let follow_up = self.follow_ups.remove(&key)?;
-        let entry = self.pending.get_mut(&follow_up).expect("follow-up is pending");
+        let entry = self
+            .pending
+            .get_mut(&follow_up)
+            .expect("follow-up is pending");
         entry.state = EntryState::Ready;
         let ready_key = (Reverse(entry.priority), entry.seq, follow_up);
         let pool = entry.pool.clone();
@@ -201,7 +219,10 @@ impl Queue {
         }
         entry.state = EntryState::Ready;
         let ready_key = (Reverse(entry.priority), entry.seq, id);
-        self.ready.entry(entry.pool.clone()).or_default().insert(ready_key);
+        self.ready
+            .entry(entry.pool.clone())
+            .or_default()
+            .insert(ready_key);
         true
     }
 
@@ -242,11 +263,6 @@ impl Queue {
         }
     }
 
-    /// Whether the task is pending.
-    pub(crate) fn is_pending(&self, id: TaskId) -> bool {
-        self.pending.contains_key(&id)
-    }
-
     /// Pending tasks of `pool`.
     pub(crate) fn pending_in(&self, pool: &str) -> usize {
         self.pending_per_pool.get(pool).copied().unwrap_or(0)
@@ -266,7 +282,11 @@ impl Queue {
             .iter()
             .map(|(&id, e)| {
                 let rank = if e.state == EntryState::Ready { 0 } else { 1 };
-                let priority = if rank == 0 { Reverse(e.priority) } else { Reverse(Priority(0)) };
+                let priority = if rank == 0 {
+                    Reverse(e.priority)
+                } else {
+                    Reverse(Priority(0))
+                };
                 (e.pool.as_str(), rank, priority, e.seq, id)
             })
             .collect();
@@ -284,7 +304,10 @@ impl Queue {
         self.seq += 1;
         let seq = self.seq;
         if state == EntryState::Ready {
-            self.ready.entry(pool.to_owned()).or_default().insert((Reverse(priority), seq, id));
+            self.ready
+                .entry(pool.to_owned())
+                .or_default()
+                .insert((Reverse(priority), seq, id));
         }
         *self.pending_per_pool.entry(pool.to_owned()).or_default() += 1;
         self.pending.insert(
@@ -342,5 +365,317 @@ impl Queue {
     /// The priority a pending task currently has.
     pub(crate) fn priority_of(&self, id: TaskId) -> Option<Priority> {
         self.pending.get(&id).map(|e| e.priority)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeSet, HashMap};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn key(kind: &str, target: &str) -> Key {
+        (kind.to_owned(), Target::parse(target).unwrap())
+    }
+
+    struct Ids(u64);
+    impl Ids {
+        fn next(&mut self) -> TaskId {
+            self.0 += 1;
+            TaskId(self.0)
+        }
+    }
+
+    fn submit(q: &mut Queue, ids: &mut Ids, kind: &str, target: &str) -> Decision {
+        q.submit(key(kind, target), "background", Priority::AUTOMATIC, || {
+            ids.next()
+        })
+    }
+
+    #[test]
+    fn second_request_for_queued_target_is_merged() {
+        let (mut q, mut ids) = (Queue::default(), Ids(0));
+        assert_eq!(
+            submit(&mut q, &mut ids, "refresh", "country:DE"),
+            Decision::Queued {
+                id: TaskId(1),
+                absorbed: vec![]
+            }
+        );
+        assert_eq!(
+            submit(&mut q, &mut ids, "refresh", "country:DE"),
+            Decision::Merged { into: TaskId(1) }
+        );
+        assert_eq!(
+            submit(&mut q, &mut ids, "other", "country:DE"),
+            Decision::Queued {
+                id: TaskId(2),
+                absorbed: vec![]
+            }
+        );
+        assert_eq!(q.pending_len(), 2);
+    }
+
+    #[test]
+    fn second_request_for_running_target_creates_one_follow_up() {
+        let (mut q, mut ids) = (Queue::default(), Ids(0));
+        submit(&mut q, &mut ids, "refresh", "asn:1");
+        assert_eq!(q.pop_ready("background"), Some(TaskId(1)));
+        assert_eq!(
+            submit(&mut q, &mut ids, "refresh", "asn:1"),
+            Decision::FollowUp {
+                id: TaskId(2),
+                behind: TaskId(1)
+            }
+        );
+        assert_eq!(
+            submit(&mut q, &mut ids, "refresh", "asn:1"),
+            Decision::Merged { into: TaskId(2) }
+        );
+        assert_eq!(q.waiting_behind(TaskId(2)), Some(TaskId(1)));
+        // The follow-up does not run beside the task it follows.
+        assert_eq!(q.pop_ready("background"), None);
+        assert_eq!(q.finish(TaskId(1)), Some(TaskId(2)));
+        assert_eq!(q.waiting_behind(TaskId(2)), None);
+        assert_eq!(
+            submit(&mut q, &mut ids, "refresh", "asn:1"),
+            Decision::Merged { into: TaskId(2) }
+        );
+        assert_eq!(q.pop_ready("background"), Some(TaskId(2)));
+    }
+
+    #[test]
+    fn full_rebuild_is_coalesced_while_pending_or_running() {
+        let (mut q, mut ids) = (Queue::default(), Ids(0));
+        submit(&mut q, &mut ids, "refresh", "all");
+        assert_eq!(
+            submit(&mut q, &mut ids, "refresh", "all"),
+            Decision::Merged { into: TaskId(1) }
+        );
+        q.pop_ready("background");
+        assert_eq!(
+            submit(&mut q, &mut ids, "refresh", "all"),
+            Decision::Merged { into: TaskId(1) }
+        );
+        assert_eq!(q.pending_len(), 0);
+    }
+
+    #[test]
+    fn pending_full_rebuild_absorbs_pending_refreshes_of_its_kind() {
+        let (mut q, mut ids) = (Queue::default(), Ids(0));
+        submit(&mut q, &mut ids, "refresh", "country:DE");
+        submit(&mut q, &mut ids, "refresh", "asn:1");
+        q.pop_ready("background"); // country:DE runs
+        submit(&mut q, &mut ids, "refresh", "country:DE"); // follow-up 3
+        submit(&mut q, &mut ids, "other", "asn:1"); // other kind: 4
+        assert_eq!(
+            submit(&mut q, &mut ids, "refresh", "all"),
+            Decision::Queued {
+                id: TaskId(5),
+                absorbed: vec![TaskId(2), TaskId(3)]
+            }
+        );
+        // Later entity requests of the kind are covered by the pending rebuild...
+        assert_eq!(
+            submit(&mut q, &mut ids, "refresh", "asn:9"),
+            Decision::Merged { into: TaskId(5) }
+        );
+        // ...but not those of other kinds.
+        assert_eq!(
+            submit(&mut q, &mut ids, "other", "asn:9"),
+            Decision::Queued {
+                id: TaskId(6),
+                absorbed: vec![]
+            }
+        );
+        assert_eq!(q.pending_len(), 3);
+        // Once the rebuild runs, an entity request queues normally: the run
+        // may already have passed the entity.
+        assert_eq!(q.pop_ready("background"), Some(TaskId(4)));
+        assert_eq!(q.pop_ready("background"), Some(TaskId(5)));
+        assert_eq!(
+            submit(&mut q, &mut ids, "refresh", "asn:9"),
+            Decision::Queued {
+                id: TaskId(7),
+                absorbed: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn higher_priority_runs_first_and_merging_raises_priority() {
+        let (mut q, mut ids) = (Queue::default(), Ids(0));
+        submit(&mut q, &mut ids, "refresh", "asn:1");
+        submit(&mut q, &mut ids, "refresh", "asn:2");
+        submit(&mut q, &mut ids, "refresh", "asn:3");
+        let d = q.submit(
+            key("refresh", "asn:3"),
+            "background",
+            Priority::INTERACTIVE,
+            || ids.next(),
+        );
+        assert_eq!(d, Decision::Merged { into: TaskId(3) });
+        let order: Vec<_> = std::iter::from_fn(|| q.pop_ready("background")).collect();
+        assert_eq!(order, [TaskId(3), TaskId(1), TaskId(2)]);
+    }
+
+    #[test]
+    fn pools_are_separate_queues() {
+        let (mut q, mut ids) = (Queue::default(), Ids(0));
+        q.submit(key("a", "asn:1"), "fast", Priority::AUTOMATIC, || {
+            ids.next()
+        });
+        q.submit(key("b", "asn:1"), "slow", Priority::AUTOMATIC, || {
+            ids.next()
+        });
+        assert_eq!(q.pending_in("fast"), 1);
+        assert_eq!(q.pop_ready("slow"), Some(TaskId(2)));
+        assert_eq!(q.pop_ready("slow"), None);
+        assert_eq!(q.pending_in("fast"), 1);
+    }
+
+    #[test]
+    fn removing_queued_and_follow_up_tasks_frees_their_keys() {
+        let (mut q, mut ids) = (Queue::default(), Ids(0));
+        submit(&mut q, &mut ids, "r", "asn:1");
+        assert!(q.remove(TaskId(1)));
+        assert!(!q.remove(TaskId(1)));
+        assert_eq!(q.pop_ready("background"), None);
+        assert_eq!(
+            submit(&mut q, &mut ids, "r", "asn:1"),
+            Decision::Queued {
+                id: TaskId(2),
+                absorbed: vec![]
+            }
+        );
+        q.pop_ready("background");
+        submit(&mut q, &mut ids, "r", "asn:1");
+        assert_eq!(q.follow_up_of(TaskId(2)), Some(TaskId(3)));
+        assert!(q.remove(TaskId(3)));
+        assert_eq!(q.follow_up_of(TaskId(2)), None);
+        assert_eq!(q.finish(TaskId(2)), None);
+    }
+
+    #[test]
+    fn retry_waits_until_released_and_serves_the_follow_up() {
+        let (mut q, mut ids) = (Queue::default(), Ids(0));
+        submit(&mut q, &mut ids, "r", "asn:1");
+        q.pop_ready("background");
+        submit(&mut q, &mut ids, "r", "asn:1"); // follow-up 2
+        assert_eq!(
+            q.retry(TaskId(1), "background", Priority::AUTOMATIC),
+            Some(TaskId(2))
+        );
+        assert_eq!(q.pop_ready("background"), None);
+        assert_eq!(
+            submit(&mut q, &mut ids, "r", "asn:1"),
+            Decision::Merged { into: TaskId(1) }
+        );
+        assert!(q.release(TaskId(1)));
+        assert_eq!(q.pop_ready("background"), Some(TaskId(1)));
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Submit { kind: u8, target: u8, urgent: bool },
+        Start,
+        Finish(usize),
+        Cancel(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..2u8, 0..4u8, any::<bool>()).prop_map(|(kind, target, urgent)| Op::Submit { kind, target, urgent }),
+            2 => Just(Op::Start),
+            2 => any::<usize>().prop_map(Op::Finish),
+            1 => any::<usize>().prop_map(Op::Cancel),
+        ]
+    }
+
+    proptest! {
+        /// Random requests, starts, finishes and cancels never run two
+        /// executions of one key at once and never lose a request: every
+        /// request is counted by exactly one task that is pending, running,
+        /// finished or canceled.
+        #[test]
+        fn coalescing_never_runs_a_key_twice_and_never_loses_a_request(ops in proptest::collection::vec(op(), 1..200)) {
+            let (mut q, mut ids) = (Queue::default(), Ids(0));
+            let targets = ["all", "country:DE", "asn:1", "asn:2"];
+            let mut requests: HashMap<TaskId, u64> = HashMap::new();
+            let mut keys: HashMap<TaskId, Key> = HashMap::new();
+            let mut live: BTreeSet<TaskId> = BTreeSet::new();
+            let mut running: BTreeSet<TaskId> = BTreeSet::new();
+            let mut ended: u64 = 0;
+            let mut submitted: u64 = 0;
+            for op in ops {
+                match op {
+                    Op::Submit { kind, target, urgent } => {
+                        submitted += 1;
+                        let k = key(["a", "b"][kind as usize], targets[target as usize]);
+                        let p = if urgent { Priority::INTERACTIVE } else { Priority::AUTOMATIC };
+                        match q.submit(k.clone(), "background", p, || ids.next()) {
+                            Decision::Queued { id, absorbed } => {
+                                let mut n = 1;
+                                for a in absorbed {
+                                    prop_assert!(!running.contains(&a), "absorbed a running task");
+                                    n += requests.remove(&a).expect("absorbed task was live");
+                                    live.remove(&a);
+                                }
+                                requests.insert(id, n);
+                                keys.insert(id, k);
+                                live.insert(id);
+                            }
+                            Decision::FollowUp { id, behind } => {
+                                prop_assert!(running.contains(&behind));
+                                prop_assert_eq!(&keys[&behind], &k);
+                                requests.insert(id, 1);
+                                keys.insert(id, k);
+                                live.insert(id);
+                            }
+                            Decision::Merged { into } => {
+                                prop_assert!(live.contains(&into), "merged into a task that is not live");
+                                *requests.get_mut(&into).unwrap() += 1;
+                            }
+                        }
+                    }
+                    Op::Start => {
+                        if let Some(id) = q.pop_ready("background") {
+                            prop_assert!(live.contains(&id) && !running.contains(&id));
+                            prop_assert!(
+                                running.iter().all(|r| keys[r] != keys[&id]),
+                                "two executions of key {:?}", keys[&id]
+                            );
+                            running.insert(id);
+                        }
+                    }
+                    Op::Finish(i) => {
+                        if !running.is_empty() {
+                            let id = *running.iter().nth(i % running.len()).unwrap();
+                            running.remove(&id);
+                            live.remove(&id);
+                            ended += requests.remove(&id).unwrap();
+                            if let Some(f) = q.finish(id) {
+                                prop_assert_eq!(&keys[&f], &keys[&id]);
+                            }
+                        }
+                    }
+                    Op::Cancel(i) => {
+                        let pending: Vec<TaskId> = live.difference(&running).copied().collect();
+                        if !pending.is_empty() {
+                            let id = pending[i % pending.len()];
+                            prop_assert!(q.remove(id));
+                            live.remove(&id);
+                            ended += requests.remove(&id).unwrap();
+                        }
+                    }
+                }
+                prop_assert_eq!(q.pending_len() + q.running_count(), live.len());
+                prop_assert_eq!(q.pending_len(), q.pending_in("background"));
+                let counted: u64 = requests.values().sum::<u64>() + ended;
+                prop_assert_eq!(counted, submitted, "a request was lost");
+            }
+        }
     }
 }

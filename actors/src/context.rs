@@ -122,7 +122,11 @@ impl TaskContext {
     pub fn progress(&self, done: u64, total: u64) {
         let now = Instant::now();
         {
-            let mut last = self.inner.last_progress.lock().unwrap_or_else(|e| e.into_inner());
+            let mut last = self
+                .inner
+                .last_progress
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let due = last.is_none_or(|t| now.duration_since(t) >= PROGRESS_INTERVAL);
             if !due && done < total {
                 return;

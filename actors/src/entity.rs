@@ -196,9 +196,23 @@ mod tests {
     #[test]
     fn rejects_names_that_could_escape_the_artifact_directory() {
         for bad in [
-            "", ":", "country:", ":DE", "../x:y", "country:../DE", "country:DE/..",
-            "country:.", "country:..", "a/b:c", "country:D E", "Country:DE",
-            "country:DE\0", "country:\u{e9}", "country:a:b", "/etc:passwd", "1x:y",
+            "",
+            ":",
+            "country:",
+            ":DE",
+            "../x:y",
+            "country:../DE",
+            "country:DE/..",
+            "country:.",
+            "country:..",
+            "a/b:c",
+            "country:D E",
+            "Country:DE",
+            "country:DE\0",
+            "country:\u{e9}",
+            "country:a:b",
+            "/etc:passwd",
+            "1x:y",
         ] {
             let err = EntityName::new(bad).unwrap_err();
             assert!(err.to_string().contains("invalid entity name"), "{bad:?}");

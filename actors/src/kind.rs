@@ -156,8 +156,12 @@ impl KindOptions {
     /// tasks failing together do not arrive together.
     pub fn backoff(&self, next_attempt: u32, jitter: f64) -> Duration {
         let exp = next_attempt.saturating_sub(2).min(30);
-        let base = self.backoff_base.saturating_mul(1u32 << exp).min(self.backoff_max);
-        base.mul_f64(1.0 + 0.25 * jitter.clamp(0.0, 1.0)).min(self.backoff_max)
+        let base = self
+            .backoff_base
+            .saturating_mul(1u32 << exp)
+            .min(self.backoff_max);
+        base.mul_f64(1.0 + 0.25 * jitter.clamp(0.0, 1.0))
+            .min(self.backoff_max)
     }
 }
 
@@ -261,7 +265,7 @@ mod tests {
         assert_eq!(o.backoff(3, 0.0), Duration::from_secs(2));
         assert_eq!(o.backoff(4, 0.0), Duration::from_secs(4));
         assert_eq!(o.backoff(40, 0.0), Duration::from_secs(10));
-        assert_eq!(o.backoff(2, 0.999), Duration::from_millis(1249));
+        assert_eq!(o.backoff(2, 0.999), Duration::from_micros(1_249_750));
     }
 
     #[test]
@@ -269,8 +273,14 @@ mod tests {
         let mut r = Registry::new();
         let noop = |_ctx: TaskContext| async { Ok(serde_json::Value::Null) };
         r.register("feed-refresh", noop).unwrap();
-        assert_eq!(r.register("feed-refresh", noop).unwrap_err(), KindError::Duplicate("feed-refresh".into()));
-        assert!(matches!(r.register("Bad Kind", noop), Err(KindError::InvalidName(_))));
+        assert_eq!(
+            r.register("feed-refresh", noop).unwrap_err(),
+            KindError::Duplicate("feed-refresh".into())
+        );
+        assert!(matches!(
+            r.register("Bad Kind", noop),
+            Err(KindError::InvalidName(_))
+        ));
         assert_eq!(r.names().collect::<Vec<_>>(), ["feed-refresh"]);
     }
 

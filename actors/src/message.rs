@@ -3,7 +3,6 @@
 use actix::Message;
 use serde::{Deserialize, Serialize};
 
-use crate::entity::Target;
 use crate::kind::TaskResult;
 use crate::panel::Panel;
 use crate::spec::{RunToken, TaskId, TaskSpec, TaskState};
@@ -134,7 +133,9 @@ pub struct PanelSnapshot {
 
 impl Default for PanelSnapshot {
     fn default() -> Self {
-        Self { pending_limit: 1000 }
+        Self {
+            pending_limit: 1000,
+        }
     }
 }
 
@@ -156,4 +157,3 @@ pub(crate) struct Finished {
     pub(crate) run: RunToken,
     pub(crate) result: TaskResult,
 }
-

@@ -32,7 +32,8 @@ pub(crate) fn recover(
     let mut changes = Vec::new();
     for mut r in records {
         let Some(kind) = registry.get(&r.kind) else {
-            end(&mut r, TaskState::Failed, format!("task kind {:?} is not registered after restart", r.kind), now);
+            let message = format!("task kind {:?} is not registered after restart", r.kind);
+            end(&mut r, TaskState::Failed, message, now);
             changes.push(Change::Put(Box::new(r)));
             continue;
         };
@@ -45,7 +46,10 @@ pub(crate) fn recover(
                 message: "interrupted: the process stopped while it ran".to_owned(),
             });
             if attempt >= kind.options.max_attempts {
-                let message = format!("interrupted on its last attempt ({attempt} of {})", kind.options.max_attempts);
+                let message = format!(
+                    "interrupted on its last attempt ({attempt} of {})",
+                    kind.options.max_attempts
+                );
                 end(&mut r, TaskState::Failed, message, now);
                 changes.push(Change::Put(Box::new(r)));
                 continue;

@@ -195,7 +195,8 @@ impl TaskSpec {
 
     /// The priority used for queue order.
     pub fn effective_priority(&self) -> Priority {
-        self.priority.unwrap_or_else(|| self.trigger.default_priority())
+        self.priority
+            .unwrap_or_else(|| self.trigger.default_priority())
     }
 }
 
@@ -249,7 +250,14 @@ mod tests {
 
     #[test]
     fn triggers_round_trip_and_unknown_names_become_custom() {
-        for name in ["startup", "feed_update", "health_transition", "config_reload", "operator", "api"] {
+        for name in [
+            "startup",
+            "feed_update",
+            "health_transition",
+            "config_reload",
+            "operator",
+            "api",
+        ] {
             let t: Trigger = serde_json::from_value(serde_json::json!(name)).unwrap();
             assert!(!matches!(t, Trigger::Custom(_)), "{name}");
             assert_eq!(serde_json::to_value(&t).unwrap(), serde_json::json!(name));

@@ -202,8 +202,11 @@ pub trait TaskStore: Send + Sync + 'static {
     fn delete(&self, id: TaskId) -> BoxFuture<'static, Result<bool, StoreError>>;
 
     /// Removes terminal tasks beyond the retention limits; returns how many.
-    fn prune(&self, retention: Retention, now: Timestamp)
-        -> BoxFuture<'static, Result<u64, StoreError>>;
+    fn prune(
+        &self,
+        retention: Retention,
+        now: Timestamp,
+    ) -> BoxFuture<'static, Result<u64, StoreError>>;
 }
 
 /// One artifact as the manifest records it.

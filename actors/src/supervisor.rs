@@ -155,7 +155,9 @@ impl SupervisorBuilder {
     /// Recovers unfinished tasks from the store and starts the supervisor
     /// in the current actix system.
     pub async fn start(self) -> Result<Addr<Supervisor>, StartError> {
-        let store = self.store.unwrap_or_else(|| Arc::new(crate::MemoryStore::new()));
+        let store = self
+            .store
+            .unwrap_or_else(|| Arc::new(crate::MemoryStore::new()));
         let metrics = match self.metrics {
             Some(m) => m,
             None => Metrics::unregistered().map_err(StartError::Metrics)?,
@@ -163,7 +165,10 @@ impl SupervisorBuilder {
         for name in self.registry.names() {
             let pool = &self.registry.options(name).expect("listed kind").pool;
             if !self.pools.contains_key(pool) {
-                return Err(StartError::UnknownPool { kind: name.to_owned(), pool: pool.clone() });
+                return Err(StartError::UnknownPool {
+                    kind: name.to_owned(),
+                    pool: pool.clone(),
+                });
             }
         }
         let mut queue = Queue::default();
@@ -171,7 +176,10 @@ impl SupervisorBuilder {
         let now = Timestamp::now();
         let recovered = recover(unfinished, &self.registry, &mut queue, now);
         if !recovered.changes.is_empty() {
-            store.write(recovered.changes).await.map_err(StartError::Store)?;
+            store
+                .write(recovered.changes)
+                .await
+                .map_err(StartError::Store)?;
         }
         let delayed_at_start = recovered
             .live
@@ -181,15 +189,31 @@ impl SupervisorBuilder {
         let live = recovered
             .live
             .into_iter()
-            .map(|record| (record.id, Live { record, execution: None }))
+            .map(|record| {
+                (
+                    record.id,
+                    Live {
+                        record,
+                        execution: None,
+                    },
+                )
+            })
             .collect();
-        let workers = (0..self.worker_threads).map(|_| Arbiter::new().handle()).collect();
+        let workers = (0..self.worker_threads)
+            .map(|_| Arbiter::new().handle())
+            .collect();
         let pools = self
             .pools
             .into_iter()
             .map(|(name, limit)| {
-                metrics.workers_limit.with_label_values(&[&name]).set(limit as i64);
-                metrics.pending.with_label_values(&[&name]).set(queue.pending_in(&name) as i64);
+                metrics
+                    .workers_limit
+                    .with_label_values(&[&name])
+                    .set(limit as i64);
+                metrics
+                    .pending
+                    .with_label_values(&[&name])
+                    .set(queue.pending_in(&name) as i64);
                 metrics.workers_active.with_label_values(&[&name]).set(0);
                 (name, Pool { limit, active: 0 })
             })
@@ -256,11 +280,17 @@ impl Supervisor {
         // The start need not be awaited: a crash before it is durable leaves
         // the task queued, which recovery treats the same way.
         drop(self.store.write(vec![Change::Put(Box::new(r.clone()))]));
-        self.metrics.queue_wait.with_label_values(&[&r.kind]).observe(now.since(r.created_at).as_secs_f64());
+        self.metrics
+            .queue_wait
+            .with_label_values(&[&r.kind])
+            .observe(now.since(r.created_at).as_secs_f64());
         self.pools.get_mut(pool).expect("pool exists").active += 1;
 
         let cancel = CancellationToken::new();
-        let kind = self.registry.get(&r.kind).expect("live tasks have registered kinds");
+        let kind = self
+            .registry
+            .get(&r.kind)
+            .expect("live tasks have registered kinds");
         let span = tracing::info_span!("task", id = id.0, kind = %r.kind, target = %r.target, trigger = %r.trigger, attempt = r.attempts);
         let context = TaskContext::new(ContextParts {
             id,
@@ -274,7 +304,10 @@ impl Supervisor {
             supervisor: ctx.address(),
         });
         let actor = TaskActor::new(Arc::clone(&kind.task), context, ctx.address(), span);
-        live.execution = Some(Execution { cancel, started: Instant::now() });
+        live.execution = Some(Execution {
+            cancel,
+            started: Instant::now(),
+        });
         tracing::debug!(task = id.0, kind = %r.kind, target = %r.target, "task started");
         if self.workers.is_empty() {
             actor.start();
@@ -285,21 +318,31 @@ impl Supervisor {
         }
     }
 
-    fn submit(&mut self, spec: TaskSpec) -> Result<(SubmitReply, crate::store::Durable), SubmitError> {
+    fn submit(
+        &mut self,
+        spec: TaskSpec,
+    ) -> Result<(SubmitReply, crate::store::Durable), SubmitError> {
         let kind = self
             .registry
             .get(&spec.kind)
             .ok_or_else(|| SubmitError::UnknownKind(spec.kind.chars().take(64).collect()))?;
-        kind.task.validate(&spec.params).map_err(|message| SubmitError::InvalidParams {
-            kind: spec.kind.clone(),
-            message,
-        })?;
+        kind.task
+            .validate(&spec.params)
+            .map_err(|message| SubmitError::InvalidParams {
+                kind: spec.kind.clone(),
+                message,
+            })?;
         let pool = kind.options.pool.clone();
-        self.metrics.submitted.with_label_values(&[&spec.kind, spec.trigger.metric_label()]).inc();
+        self.metrics
+            .submitted
+            .with_label_values(&[&spec.kind, spec.trigger.metric_label()])
+            .inc();
         let priority = spec.effective_priority();
         let key = (spec.kind.clone(), spec.target.clone());
         let store = &self.store;
-        let decision = self.queue.submit(key, &pool, priority, || store.allocate_id());
+        let decision = self
+            .queue
+            .submit(key, &pool, priority, || store.allocate_id());
         let mut changes = Vec::with_capacity(1);
         let reply = match decision {
             Decision::Queued { id, absorbed } => {
@@ -310,24 +353,55 @@ impl Supervisor {
                     gone.state = TaskState::Merged;
                     gone.merged_into = Some(id);
                     gone.finished_at = Some(record.created_at);
-                    self.metrics.coalesced.with_label_values(&[&gone.kind, "absorbed"]).inc();
-                    self.metrics.finished.with_label_values(&[&gone.kind, "merged"]).inc();
+                    self.metrics
+                        .coalesced
+                        .with_label_values(&[&gone.kind, "absorbed"])
+                        .inc();
+                    self.metrics
+                        .finished
+                        .with_label_values(&[&gone.kind, "merged"])
+                        .inc();
                     changes.push(Change::Put(Box::new(gone)));
                 }
                 changes.push(Change::Put(Box::new(record.clone())));
-                self.live.insert(id, Live { record, execution: None });
-                SubmitReply { id, outcome: SubmitOutcome::Queued }
+                self.live.insert(
+                    id,
+                    Live {
+                        record,
+                        execution: None,
+                    },
+                );
+                SubmitReply {
+                    id,
+                    outcome: SubmitOutcome::Queued,
+                }
             }
             Decision::FollowUp { id, behind } => {
                 let mut record = new_record(id, spec, pool.clone(), priority);
                 record.waiting_behind = Some(behind);
-                self.metrics.coalesced.with_label_values(&[&record.kind, "follow_up"]).inc();
+                self.metrics
+                    .coalesced
+                    .with_label_values(&[&record.kind, "follow_up"])
+                    .inc();
                 changes.push(Change::Put(Box::new(record.clone())));
-                self.live.insert(id, Live { record, execution: None });
-                SubmitReply { id, outcome: SubmitOutcome::FollowUp { behind } }
+                self.live.insert(
+                    id,
+                    Live {
+                        record,
+                        execution: None,
+                    },
+                );
+                SubmitReply {
+                    id,
+                    outcome: SubmitOutcome::FollowUp { behind },
+                }
             }
             Decision::Merged { into } => {
-                let record = &mut self.live.get_mut(&into).expect("merge target is live").record;
+                let record = &mut self
+                    .live
+                    .get_mut(&into)
+                    .expect("merge target is live")
+                    .record;
                 record.merged += 1;
                 if !record.triggers.contains(&spec.trigger) {
                     record.triggers.push(spec.trigger);
@@ -335,9 +409,15 @@ impl Supervisor {
                 if let Some(p) = self.queue.priority_of(into) {
                     record.priority = p;
                 }
-                self.metrics.coalesced.with_label_values(&[&record.kind, "merged"]).inc();
+                self.metrics
+                    .coalesced
+                    .with_label_values(&[&record.kind, "merged"])
+                    .inc();
                 changes.push(Change::Put(Box::new(record.clone())));
-                SubmitReply { id: into, outcome: SubmitOutcome::Merged }
+                SubmitReply {
+                    id: into,
+                    outcome: SubmitOutcome::Merged,
+                }
             }
         };
         self.update_pool_gauges(&pool);
@@ -355,7 +435,10 @@ impl Supervisor {
         record.error = Some("canceled before it ran".to_owned());
         record.finished_at = Some(Timestamp::now());
         record.waiting_behind = None;
-        self.metrics.finished.with_label_values(&[&record.kind, "canceled"]).inc();
+        self.metrics
+            .finished
+            .with_label_values(&[&record.kind, "canceled"])
+            .inc();
         tracing::info!(task = id.0, kind = %record.kind, target = %record.target, "pending task canceled");
         self.update_pool_gauges(&pool);
         Some(self.store.write(vec![Change::Put(Box::new(record))]))
@@ -372,8 +455,16 @@ impl Supervisor {
         let kind_name = live.record.kind.clone();
         let pool = live.record.pool.clone();
         self.pools.get_mut(&pool).expect("pool exists").active -= 1;
-        self.metrics.duration.with_label_values(&[&kind_name]).observe(execution.started.elapsed().as_secs_f64());
-        let options = self.registry.get(&kind_name).expect("registered").options.clone();
+        self.metrics
+            .duration
+            .with_label_values(&[&kind_name])
+            .observe(execution.started.elapsed().as_secs_f64());
+        let options = self
+            .registry
+            .get(&kind_name)
+            .expect("registered")
+            .options
+            .clone();
         let now = Timestamp::now();
         let r = &mut live.record;
         let mut changes = Vec::with_capacity(2);
@@ -388,11 +479,17 @@ impl Supervisor {
                 r.error = Some("canceled while running".to_owned());
             }
             Outcome::Failed { message, retryable } => {
-                r.errors.push(AttemptError { attempt: r.attempts, at: now, message: message.clone() });
+                r.errors.push(AttemptError {
+                    attempt: r.attempts,
+                    at: now,
+                    message: message.clone(),
+                });
                 r.error = Some(message);
                 if retryable && r.attempts < options.max_attempts {
-                    let jitter = std::collections::hash_map::RandomState::new().hash_one((msg.id, r.attempts));
-                    let delay = options.backoff(r.attempts + 1, (jitter % 10_000) as f64 / 10_000.0);
+                    let jitter = std::collections::hash_map::RandomState::new()
+                        .hash_one((msg.id, r.attempts));
+                    let delay =
+                        options.backoff(r.attempts + 1, (jitter % 10_000) as f64 / 10_000.0);
                     r.state = TaskState::Queued;
                     r.run_after = Some(now.plus(delay));
                     r.stage = None;
@@ -415,11 +512,22 @@ impl Supervisor {
         r.finished_at = Some(now);
         let state = r.state;
         tracing::info!(task = msg.id.0, kind = %kind_name, target = %r.target, state = %state, error = r.error.as_deref().unwrap_or(""), "task ended");
-        self.metrics.finished.with_label_values(&[&kind_name, state.as_str()]).inc();
-        let record = self.live.remove(&msg.id).expect("finished task is live").record;
+        self.metrics
+            .finished
+            .with_label_values(&[&kind_name, state.as_str()])
+            .inc();
+        let record = self
+            .live
+            .remove(&msg.id)
+            .expect("finished task is live")
+            .record;
         changes.push(Change::Put(Box::new(record)));
         if let Some(promoted) = self.queue.finish(msg.id) {
-            let r = &mut self.live.get_mut(&promoted).expect("follow-up is live").record;
+            let r = &mut self
+                .live
+                .get_mut(&promoted)
+                .expect("follow-up is live")
+                .record;
             r.waiting_behind = None;
             changes.push(Change::Put(Box::new(r.clone())));
         }
@@ -430,14 +538,24 @@ impl Supervisor {
     /// Records `gone` as merged into the live task `into`; returns the
     /// store changes.
     fn merge_away(&mut self, mut gone: TaskRecord, into: TaskId) -> Vec<Change> {
-        let target = &mut self.live.get_mut(&into).expect("merge target is live").record;
+        let target = &mut self
+            .live
+            .get_mut(&into)
+            .expect("merge target is live")
+            .record;
         merge_into(target, &gone);
         gone.state = TaskState::Merged;
         gone.merged_into = Some(into);
         gone.waiting_behind = None;
         gone.finished_at = Some(Timestamp::now());
-        self.metrics.finished.with_label_values(&[&gone.kind, "merged"]).inc();
-        vec![Change::Put(Box::new(target.clone())), Change::Put(Box::new(gone))]
+        self.metrics
+            .finished
+            .with_label_values(&[&gone.kind, "merged"])
+            .inc();
+        vec![
+            Change::Put(Box::new(target.clone())),
+            Change::Put(Box::new(gone)),
+        ]
     }
 
     fn schedule_release(&mut self, id: TaskId, delay: Duration, ctx: &mut Context<Self>) {
@@ -450,8 +568,14 @@ impl Supervisor {
 
     fn update_pool_gauges(&self, pool: &str) {
         if let Some(p) = self.pools.get(pool) {
-            self.metrics.workers_active.with_label_values(&[pool]).set(p.active as i64);
-            self.metrics.pending.with_label_values(&[pool]).set(self.queue.pending_in(pool) as i64);
+            self.metrics
+                .workers_active
+                .with_label_values(&[pool])
+                .set(p.active as i64);
+            self.metrics
+                .pending
+                .with_label_values(&[pool])
+                .set(self.queue.pending_in(pool) as i64);
         }
     }
 
@@ -489,8 +613,19 @@ impl Supervisor {
             active: pools.iter().map(|p| p.active).sum(),
             limit: pools.iter().map(|p| p.limit).sum(),
         };
-        let state = if running.is_empty() && pending_total == 0 { Activity::Idle } else { Activity::Active };
-        Panel { state, workers, pools, running, pending, pending_total }
+        let state = if running.is_empty() && pending_total == 0 {
+            Activity::Idle
+        } else {
+            Activity::Active
+        };
+        Panel {
+            state,
+            workers,
+            pools,
+            running,
+            pending,
+            pending_total,
+        }
     }
 }
 
@@ -508,7 +643,12 @@ fn outcome_of(result: TaskResult) -> Outcome {
     }
 }
 
-fn new_record(id: TaskId, spec: TaskSpec, pool: String, priority: crate::spec::Priority) -> TaskRecord {
+fn new_record(
+    id: TaskId,
+    spec: TaskSpec,
+    pool: String,
+    priority: crate::spec::Priority,
+) -> TaskRecord {
     TaskRecord {
         id,
         kind: spec.kind,
@@ -587,7 +727,11 @@ impl Handler<Cancel> for Supervisor {
         if let Some(durable) = self.cancel_pending(id) {
             return Box::pin(async move {
                 durable.await.map_err(CancelError::Store)?;
-                Ok(CancelReply { id, state: TaskState::Canceled, canceled_follow_ups: Vec::new() })
+                Ok(CancelReply {
+                    id,
+                    state: TaskState::Canceled,
+                    canceled_follow_ups: Vec::new(),
+                })
             });
         }
         if let Some(execution) = self.live.get(&id).and_then(|l| l.execution.as_ref()) {
@@ -599,7 +743,11 @@ impl Handler<Cancel> for Supervisor {
                 if let Some(d) = durable {
                     d.await.map_err(CancelError::Store)?;
                 }
-                Ok(CancelReply { id, state: TaskState::Running, canceled_follow_ups: follow_up.into_iter().collect() })
+                Ok(CancelReply {
+                    id,
+                    state: TaskState::Running,
+                    canceled_follow_ups: follow_up.into_iter().collect(),
+                })
             });
         }
         let lookup = self.store.get(id);
@@ -619,10 +767,16 @@ impl Handler<SetLimit> for Supervisor {
         if msg.limit > MAX_WORKER_LIMIT {
             return Err(LimitError::TooLarge(msg.limit));
         }
-        let pool = self.pools.get_mut(&msg.pool).ok_or_else(|| LimitError::UnknownPool(msg.pool.clone()))?;
+        let pool = self
+            .pools
+            .get_mut(&msg.pool)
+            .ok_or_else(|| LimitError::UnknownPool(msg.pool.clone()))?;
         tracing::info!(pool = %msg.pool, from = pool.limit, to = msg.limit, "worker limit changed");
         pool.limit = msg.limit;
-        self.metrics.workers_limit.with_label_values(&[&msg.pool]).set(msg.limit as i64);
+        self.metrics
+            .workers_limit
+            .with_label_values(&[&msg.pool])
+            .set(msg.limit as i64);
         self.admit(ctx);
         Ok(())
     }

@@ -6,7 +6,7 @@ use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, WrapFuture};
+use actix::{Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, WrapFuture};
 use futures::FutureExt;
 use tracing::Instrument;
 
@@ -61,10 +61,14 @@ impl Actor for TaskActor {
                 .unwrap_or_else(|payload| Err(panic_failure(payload)))
         }
         .instrument(self.span.clone());
-        ctx.spawn(execution.into_actor(self).map(move |result: TaskResult, act, ctx| {
-            act.supervisor.do_send(Finished { id, run, result });
-            ctx.stop();
-        }));
+        ctx.spawn(
+            execution
+                .into_actor(self)
+                .map(move |result: TaskResult, act, ctx| {
+                    act.supervisor.do_send(Finished { id, run, result });
+                    ctx.stop();
+                }),
+        );
     }
 }
 
