@@ -690,8 +690,6 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // Our own reports must never be refused for a full mailbox.
-        ctx.set_mailbox_capacity(usize::MAX);
         let now = Timestamp::now();
         for (id, at) in std::mem::take(&mut self.delayed_at_start) {
             self.schedule_release(id, at.since(now), ctx);
