@@ -1,4 +1,64 @@
-//! groundcrew-actors: the embeddable runtime for background maintenance work.
+//! groundcrew-actors: the embeddable runtime for background maintenance work
+//! inside a long-running actix daemon.
+//!
+//! A daemon that publishes derived artifacts (one file per country, per
+//! autonomous system, ...) has work beside its request path: refreshing
+//! artifacts after a feed update, repairing them at startup, rebuilding
+//! them when an operator asks. This crate runs that work:
+//!
+//! ```text
+//!   Submit ──▶ Supervisor ──admits up to each pool's limit──▶ TaskActor (one per execution)
+//!                │  ▲                                            │  stage / progress / end
+//!                │  └────────────────────────────────────────────┘
+//!                │ journal                                       │ Publish
+//!                ▼                                               ▼
+//!            TaskStore                           EntityWriter (one publish at a time,
+//!                                                 batched, atomic, durable) ──▶ ArtifactSink
+//! ```
+//!
+//! - The [`Supervisor`] keeps a priority-then-FIFO queue per pool and admits
+//!   tasks up to the pool's worker limit, which can change at runtime.
+//! - Requests are **coalesced** by (kind, target): a request for a queued
+//!   key merges into it; a request for a running key creates at most one
+//!   follow-up that waits behind the run; a full rebuild (`all`) is
+//!   coalesced while one is pending or running, and a pending full rebuild
+//!   absorbs the kind's pending per-entity requests.
+//! - Every change is journaled to a [`TaskStore`] and a request is answered
+//!   only once durable; [`MemoryStore`] is the store for embedders that
+//!   need no durability.
+//! - A [`PanelSnapshot`] answers what an operator panel shows.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use groundcrew_actors::prelude::*;
+//!
+//! #[actix::main]
+//! async fn main() {
+//!     let mut kinds = Registry::new();
+//!     kinds
+//!         .register("refresh", |ctx: TaskContext| async move {
+//!             ctx.stage("rendering");
+//!             ctx.progress(1, 1);
+//!             Ok(serde_json::json!({ "target": ctx.target().to_string() }))
+//!         })
+//!         .unwrap();
+//!     let supervisor = Supervisor::builder().registry(kinds).pool("background", 2).start().await.unwrap();
+//!
+//!     let spec = TaskSpec::new("refresh", "country:DE".parse().unwrap(), Trigger::FeedUpdate);
+//!     let reply = supervisor.send(Submit(spec)).await.unwrap().unwrap();
+//!     assert_eq!(reply.outcome, SubmitOutcome::Queued);
+//!
+//!     loop {
+//!         let panel = supervisor.send(PanelSnapshot::default()).await.unwrap();
+//!         if panel.state == Activity::Idle {
+//!             break;
+//!         }
+//!         tokio::time::sleep(Duration::from_millis(5)).await;
+//!     }
+//! }
+//! ```
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 mod coalesce;
@@ -32,6 +92,14 @@ pub use store::{
     ArtifactRecord, AttemptError, Change, Durable, HistoryCategory, Manifest, ManifestChange,
     Progress, Retention, StoreError, TaskPage, TaskRecord, TaskStore,
 };
-pub use supervisor::{StartError, Supervisor, SupervisorBuilder};
+pub use supervisor::{Drain, DrainReport, StartError, Supervisor, SupervisorBuilder};
 pub use test_kind::TestKind;
 pub use time::Timestamp;
+
+/// The imports most embedders need.
+pub mod prelude {
+    pub use crate::{
+        Activity, Cancel, EntityName, PanelSnapshot, Registry, SetLimit, Submit, SubmitOutcome,
+        Supervisor, Target, TaskContext, TaskError, TaskResult, TaskSpec, TaskState, Trigger,
+    };
+}

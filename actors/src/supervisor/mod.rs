@@ -6,23 +6,26 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, Addr, Arbiter, ArbiterHandle, AsyncContext, Context, Handler, ResponseFuture};
+use actix::{Actor, ArbiterHandle, AsyncContext, Context};
 use tokio_util::sync::CancellationToken;
 
 use crate::coalesce::{Decision, Queue};
 use crate::context::{ContextParts, TaskContext};
-use crate::kind::{Registry, TaskError, TaskResult};
-use crate::message::{
-    Cancel, CancelError, CancelReply, Finished, LimitError, PanelSnapshot, Report, SetLimit,
-    Submit, SubmitError, SubmitOutcome, SubmitReply, MAX_WORKER_LIMIT,
-};
+use crate::kind::{Registry, TaskError};
+use crate::message::{Finished, SubmitError, SubmitOutcome, SubmitReply};
 use crate::metrics::Metrics;
 use crate::panel::{Activity, Panel, PanelTask, PoolStatus, Workers};
-use crate::recovery::recover;
 use crate::spec::{RunToken, TaskId, TaskSpec, TaskState};
-use crate::store::{AttemptError, Change, StoreError, TaskRecord, TaskStore};
+use crate::store::{AttemptError, Change, TaskRecord, TaskStore};
 use crate::task::TaskActor;
 use crate::time::Timestamp;
+
+mod builder;
+mod drain;
+mod handlers;
+
+pub use builder::{StartError, SupervisorBuilder};
+pub use drain::{Drain, DrainReport};
 
 /// Admits tasks up to each pool's worker limit and queues the rest.
 ///
@@ -58,6 +61,8 @@ pub struct Supervisor {
     next_worker: usize,
     /// Tasks in retry backoff to release, from recovery, before start.
     delayed_at_start: Vec<(TaskId, Timestamp)>,
+    /// Set once a [`Drain`] arrived: nothing is admitted any more.
+    drain: Option<drain::DrainState>,
 }
 
 #[derive(Debug)]
@@ -74,6 +79,9 @@ struct Live {
 struct Execution {
     cancel: CancellationToken,
     started: Instant,
+    /// Canceled because the process is shutting down, not by an operator:
+    /// the task is queued again for the next start.
+    for_shutdown: bool,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -85,169 +93,18 @@ impl std::fmt::Debug for Supervisor {
     }
 }
 
-/// Configures and starts a [`Supervisor`].
-#[derive(Debug)]
-pub struct SupervisorBuilder {
-    registry: Registry,
-    store: Option<Arc<dyn TaskStore>>,
-    metrics: Option<Metrics>,
-    pools: BTreeMap<String, usize>,
-    worker_threads: usize,
-}
-
-/// Starting a supervisor failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// Recovery could not read or update the store.
-    #[error("restart recovery failed")]
-    Store(#[source] StoreError),
-    /// A kind names a pool that has no limit configured.
-    #[error("kind {kind:?} runs in pool {pool:?}, which has no worker limit configured")]
-    UnknownPool {
-        /// Kind.
-        kind: String,
-        /// Its pool.
-        pool: String,
-    },
-    /// Metrics could not be created.
-    #[error("could not create metrics")]
-    Metrics(#[source] prometheus::Error),
-}
-
-impl std::fmt::Debug for dyn TaskStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TaskStore")
-    }
-}
-
-impl SupervisorBuilder {
-    /// The kinds to run.
-    pub fn registry(mut self, registry: Registry) -> Self {
-        self.registry = registry;
-        self
-    }
-
-    /// The durable store (default: an in-memory store, nothing survives).
-    pub fn store(mut self, store: Arc<dyn TaskStore>) -> Self {
-        self.store = Some(store);
-        self
-    }
-
-    /// Metrics to update (default: collectors no registry exposes).
-    pub fn metrics(mut self, metrics: Metrics) -> Self {
-        self.metrics = Some(metrics);
-        self
-    }
-
-    /// Sets a pool's worker limit (pool `background` has limit 2 unless set).
-    pub fn pool(mut self, name: impl Into<String>, limit: usize) -> Self {
-        self.pools.insert(name.into(), limit.min(MAX_WORKER_LIMIT));
-        self
-    }
-
-    /// Threads that run task executions (default: one per core). With 0,
-    /// executions run on the supervisor's own arbiter.
-    pub fn worker_threads(mut self, n: usize) -> Self {
-        self.worker_threads = n;
-        self
-    }
-
-    /// Recovers unfinished tasks from the store and starts the supervisor
-    /// in the current actix system.
-    pub async fn start(self) -> Result<Addr<Supervisor>, StartError> {
-        let store = self
-            .store
-            .unwrap_or_else(|| Arc::new(crate::MemoryStore::new()));
-        let metrics = match self.metrics {
-            Some(m) => m,
-            None => Metrics::unregistered().map_err(StartError::Metrics)?,
-        };
-        for name in self.registry.names() {
-            let pool = &self.registry.options(name).expect("listed kind").pool;
-            if !self.pools.contains_key(pool) {
-                return Err(StartError::UnknownPool {
-                    kind: name.to_owned(),
-                    pool: pool.clone(),
-                });
-            }
-        }
-        let mut queue = Queue::default();
-        let unfinished = store.unfinished().await.map_err(StartError::Store)?;
-        let now = Timestamp::now();
-        let recovered = recover(unfinished, &self.registry, &mut queue, now);
-        if !recovered.changes.is_empty() {
-            store
-                .write(recovered.changes)
-                .await
-                .map_err(StartError::Store)?;
-        }
-        let delayed_at_start = recovered
-            .live
-            .iter()
-            .filter_map(|r| r.run_after.filter(|&t| t > now).map(|t| (r.id, t)))
-            .collect();
-        let live = recovered
-            .live
-            .into_iter()
-            .map(|record| {
-                (
-                    record.id,
-                    Live {
-                        record,
-                        execution: None,
-                    },
-                )
-            })
-            .collect();
-        let workers = (0..self.worker_threads)
-            .map(|_| Arbiter::new().handle())
-            .collect();
-        let pools = self
-            .pools
-            .into_iter()
-            .map(|(name, limit)| {
-                metrics
-                    .workers_limit
-                    .with_label_values(&[&name])
-                    .set(limit as i64);
-                metrics
-                    .pending
-                    .with_label_values(&[&name])
-                    .set(queue.pending_in(&name) as i64);
-                metrics.workers_active.with_label_values(&[&name]).set(0);
-                (name, Pool { limit, active: 0 })
-            })
-            .collect();
-        Ok(Supervisor {
-            registry: Arc::new(self.registry),
-            store,
-            metrics,
-            pools,
-            queue,
-            live,
-            workers,
-            next_worker: 0,
-            delayed_at_start,
-        }
-        .start())
-    }
-}
-
 impl Supervisor {
     /// A builder with pool `background` at limit 2 and one worker thread
     /// per core.
     pub fn builder() -> SupervisorBuilder {
-        SupervisorBuilder {
-            registry: Registry::new(),
-            store: None,
-            metrics: None,
-            pools: BTreeMap::from([(crate::kind::DEFAULT_POOL.to_owned(), 2)]),
-            worker_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
-        }
+        SupervisorBuilder::new()
     }
 
     /// Admits ready tasks while their pools have free workers.
     fn admit(&mut self, ctx: &mut Context<Self>) {
+        if self.drain.is_some() {
+            return;
+        }
         let pools: Vec<String> = self.pools.keys().cloned().collect();
         for name in pools {
             loop {
@@ -307,6 +164,7 @@ impl Supervisor {
         live.execution = Some(Execution {
             cancel,
             started: Instant::now(),
+            for_shutdown: false,
         });
         tracing::debug!(task = id.0, kind = %r.kind, target = %r.target, "task started");
         if self.workers.is_empty() {
@@ -322,6 +180,9 @@ impl Supervisor {
         &mut self,
         spec: TaskSpec,
     ) -> Result<(SubmitReply, crate::store::Durable), SubmitError> {
+        if self.drain.is_some() {
+            return Err(SubmitError::ShuttingDown);
+        }
         let kind = self
             .registry
             .get(&spec.kind)
@@ -448,81 +309,77 @@ impl Supervisor {
         let Some(live) = self.live.get_mut(&msg.id) else {
             return;
         };
-        if live.record.run != Some(msg.run) || live.execution.is_none() {
+        if live.record.run != Some(msg.run) {
             return;
         }
-        let execution = live.execution.take().expect("checked above");
-        let kind_name = live.record.kind.clone();
-        let pool = live.record.pool.clone();
+        let Some(execution) = live.execution.take() else {
+            return;
+        };
+        let (kind, pool) = (live.record.kind.clone(), live.record.pool.clone());
         self.pools.get_mut(&pool).expect("pool exists").active -= 1;
         self.metrics
             .duration
-            .with_label_values(&[&kind_name])
+            .with_label_values(&[&kind])
             .observe(execution.started.elapsed().as_secs_f64());
-        let options = self
+        let max_attempts = self
             .registry
-            .get(&kind_name)
+            .get(&kind)
             .expect("registered")
             .options
-            .clone();
-        let now = Timestamp::now();
+            .max_attempts;
         let r = &mut live.record;
-        let mut changes = Vec::with_capacity(2);
-        match outcome_of(msg.result) {
-            Outcome::Succeeded(result) => {
-                r.state = TaskState::Succeeded;
+        let now = Timestamp::now();
+        let state = match msg.result {
+            Ok(result) => {
                 r.result = Some(result);
                 r.error = None;
+                TaskState::Succeeded
             }
-            Outcome::Canceled => {
-                r.state = TaskState::Canceled;
+            Err(TaskError::Canceled) if execution.for_shutdown => {
+                self.requeue_for_restart(msg.id);
+                self.drain_progress(ctx);
+                return;
+            }
+            Err(TaskError::Canceled) => {
                 r.error = Some("canceled while running".to_owned());
+                TaskState::Canceled
             }
-            Outcome::Failed { message, retryable } => {
+            Err(TaskError::Failed { message, retryable }) => {
                 r.errors.push(AttemptError {
                     attempt: r.attempts,
                     at: now,
                     message: message.clone(),
                 });
                 r.error = Some(message);
-                if retryable && r.attempts < options.max_attempts {
-                    let jitter = std::collections::hash_map::RandomState::new()
-                        .hash_one((msg.id, r.attempts));
-                    let delay =
-                        options.backoff(r.attempts + 1, (jitter % 10_000) as f64 / 10_000.0);
-                    r.state = TaskState::Queued;
-                    r.run_after = Some(now.plus(delay));
-                    r.stage = None;
-                    let priority = r.priority;
-                    let record = r.clone();
-                    tracing::warn!(task = msg.id.0, kind = %kind_name, attempt = record.attempts, delay_ms = delay.as_millis() as u64, error = record.error.as_deref().unwrap_or(""), "task failed, will retry");
-                    if let Some(f) = self.queue.retry(msg.id, &pool, priority) {
-                        let follow_up = self.live.remove(&f).expect("follow-up is live").record;
-                        changes.extend(self.merge_away(follow_up, msg.id));
-                    }
-                    changes.insert(0, Change::Put(Box::new(record)));
-                    drop(self.store.write(changes));
-                    self.schedule_release(msg.id, delay, ctx);
+                if retryable && r.attempts < max_attempts && self.drain.is_none() {
+                    self.schedule_retry(msg.id, ctx);
                     self.admit(ctx);
                     return;
                 }
-                r.state = TaskState::Failed;
+                TaskState::Failed
             }
-        }
-        r.finished_at = Some(now);
-        let state = r.state;
-        tracing::info!(task = msg.id.0, kind = %kind_name, target = %r.target, state = %state, error = r.error.as_deref().unwrap_or(""), "task ended");
+        };
+        self.end_execution(msg.id, state, now);
+        self.drain_progress(ctx);
+        self.admit(ctx);
+    }
+
+    /// Records a task's terminal state and promotes its follow-up.
+    fn end_execution(&mut self, id: TaskId, state: TaskState, now: Timestamp) {
+        let mut record = self.live.remove(&id).expect("finished task is live").record;
+        record.state = state;
+        record.finished_at = Some(now);
+        tracing::info!(task = id.0, kind = %record.kind, target = %record.target, state = %state,
+            error = record.error.as_deref().unwrap_or(""), "task ended");
         self.metrics
             .finished
-            .with_label_values(&[&kind_name, state.as_str()])
+            .with_label_values(&[&record.kind, state.as_str()])
             .inc();
-        let record = self
-            .live
-            .remove(&msg.id)
-            .expect("finished task is live")
-            .record;
-        changes.push(Change::Put(Box::new(record)));
-        if let Some(promoted) = self.queue.finish(msg.id) {
+        if let Some(d) = self.drain.as_mut() {
+            d.count_completed();
+        }
+        let mut changes = vec![Change::Put(Box::new(record))];
+        if let Some(promoted) = self.queue.finish(id) {
             let r = &mut self
                 .live
                 .get_mut(&promoted)
@@ -532,7 +389,29 @@ impl Supervisor {
             changes.push(Change::Put(Box::new(r.clone())));
         }
         drop(self.store.write(changes));
-        self.admit(ctx);
+    }
+
+    /// Puts a task whose attempt failed back in the queue after its kind's
+    /// backoff; the follow-up behind it merges into the retry.
+    fn schedule_retry(&mut self, id: TaskId, ctx: &mut Context<Self>) {
+        let kind = &self.live[&id].record.kind;
+        let options = &self.registry.get(kind).expect("registered").options;
+        let r = &mut self.live.get_mut(&id).expect("retried task is live").record;
+        let jitter = std::collections::hash_map::RandomState::new().hash_one((id, r.attempts));
+        let delay = options.backoff(r.attempts + 1, (jitter % 10_000) as f64 / 10_000.0);
+        r.state = TaskState::Queued;
+        r.run_after = Some(Timestamp::now().plus(delay));
+        r.stage = None;
+        tracing::warn!(task = id.0, kind = %r.kind, attempt = r.attempts, delay_ms = delay.as_millis() as u64,
+            error = r.error.as_deref().unwrap_or(""), "task failed, will retry");
+        let mut changes = vec![Change::Put(Box::new(r.clone()))];
+        let (pool, priority) = (r.pool.clone(), r.priority);
+        if let Some(f) = self.queue.retry(id, &pool, priority) {
+            let follow_up = self.live.remove(&f).expect("follow-up is live").record;
+            changes.extend(self.merge_away(follow_up, id));
+        }
+        drop(self.store.write(changes));
+        self.schedule_release(id, delay, ctx);
     }
 
     /// Records `gone` as merged into the live task `into`; returns the
@@ -629,20 +508,6 @@ impl Supervisor {
     }
 }
 
-enum Outcome {
-    Succeeded(serde_json::Value),
-    Canceled,
-    Failed { message: String, retryable: bool },
-}
-
-fn outcome_of(result: TaskResult) -> Outcome {
-    match result {
-        Ok(value) => Outcome::Succeeded(value),
-        Err(TaskError::Canceled) => Outcome::Canceled,
-        Err(TaskError::Failed { message, retryable }) => Outcome::Failed { message, retryable },
-    }
-}
-
 fn new_record(
     id: TaskId,
     spec: TaskSpec,
@@ -683,141 +548,5 @@ fn merge_into(target: &mut TaskRecord, gone: &TaskRecord) {
         if !target.triggers.contains(t) {
             target.triggers.push(t.clone());
         }
-    }
-}
-
-impl Actor for Supervisor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        let now = Timestamp::now();
-        for (id, at) in std::mem::take(&mut self.delayed_at_start) {
-            self.schedule_release(id, at.since(now), ctx);
-        }
-        self.admit(ctx);
-    }
-
-    fn stopped(&mut self, _ctx: &mut Self::Context) {
-        for worker in &self.workers {
-            worker.stop();
-        }
-    }
-}
-
-impl Handler<Submit> for Supervisor {
-    type Result = ResponseFuture<Result<SubmitReply, SubmitError>>;
-
-    fn handle(&mut self, Submit(spec): Submit, ctx: &mut Self::Context) -> Self::Result {
-        let submitted = self.submit(spec);
-        self.admit(ctx);
-        Box::pin(async move {
-            let (reply, durable) = submitted?;
-            durable.await.map_err(SubmitError::Store)?;
-            Ok(reply)
-        })
-    }
-}
-
-impl Handler<Cancel> for Supervisor {
-    type Result = ResponseFuture<Result<CancelReply, CancelError>>;
-
-    fn handle(&mut self, Cancel(id): Cancel, _ctx: &mut Self::Context) -> Self::Result {
-        if let Some(durable) = self.cancel_pending(id) {
-            return Box::pin(async move {
-                durable.await.map_err(CancelError::Store)?;
-                Ok(CancelReply {
-                    id,
-                    state: TaskState::Canceled,
-                    canceled_follow_ups: Vec::new(),
-                })
-            });
-        }
-        if let Some(execution) = self.live.get(&id).and_then(|l| l.execution.as_ref()) {
-            execution.cancel.cancel();
-            tracing::info!(task = id.0, "running task signaled to cancel");
-            let follow_up = self.queue.follow_up_of(id);
-            let durable = follow_up.and_then(|f| self.cancel_pending(f));
-            return Box::pin(async move {
-                if let Some(d) = durable {
-                    d.await.map_err(CancelError::Store)?;
-                }
-                Ok(CancelReply {
-                    id,
-                    state: TaskState::Running,
-                    canceled_follow_ups: follow_up.into_iter().collect(),
-                })
-            });
-        }
-        let lookup = self.store.get(id);
-        Box::pin(async move {
-            match lookup.await.map_err(CancelError::Store)? {
-                Some(r) => Err(CancelError::AlreadyEnded { id, state: r.state }),
-                None => Err(CancelError::NotFound(id)),
-            }
-        })
-    }
-}
-
-impl Handler<SetLimit> for Supervisor {
-    type Result = Result<(), LimitError>;
-
-    fn handle(&mut self, msg: SetLimit, ctx: &mut Self::Context) -> Self::Result {
-        if msg.limit > MAX_WORKER_LIMIT {
-            return Err(LimitError::TooLarge(msg.limit));
-        }
-        let pool = self
-            .pools
-            .get_mut(&msg.pool)
-            .ok_or_else(|| LimitError::UnknownPool(msg.pool.clone()))?;
-        tracing::info!(pool = %msg.pool, from = pool.limit, to = msg.limit, "worker limit changed");
-        pool.limit = msg.limit;
-        self.metrics
-            .workers_limit
-            .with_label_values(&[&msg.pool])
-            .set(msg.limit as i64);
-        self.admit(ctx);
-        Ok(())
-    }
-}
-
-impl Handler<PanelSnapshot> for Supervisor {
-    type Result = actix::MessageResult<PanelSnapshot>;
-
-    fn handle(&mut self, msg: PanelSnapshot, _ctx: &mut Self::Context) -> Self::Result {
-        actix::MessageResult(self.panel(msg.pending_limit))
-    }
-}
-
-impl Handler<Report> for Supervisor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Report, _ctx: &mut Self::Context) {
-        let Some(live) = self.live.get_mut(&msg.id) else {
-            return;
-        };
-        if live.record.run != Some(msg.run) || live.execution.is_none() {
-            return;
-        }
-        if let Some(stage) = &msg.stage {
-            tracing::debug!(task = msg.id.0, stage = %stage, "stage");
-            live.record.stage = Some(stage.clone());
-        }
-        if msg.progress.is_some() {
-            live.record.progress = msg.progress;
-        }
-        drop(self.store.write(vec![Change::Report {
-            id: msg.id,
-            run: msg.run,
-            stage: live.record.stage.clone(),
-            progress: live.record.progress,
-        }]));
-    }
-}
-
-impl Handler<Finished> for Supervisor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Finished, ctx: &mut Self::Context) {
-        self.finish(msg, ctx);
     }
 }

@@ -1,0 +1,142 @@
+//! Graceful shutdown: [`Drain`] stops admission, lets running executions
+//! finish up to a deadline, then cancels the rest so that they are queued
+//! again for the next start. Nothing accepted is lost: queued tasks stay
+//! queued in the store, and an execution that ignores its cancellation stays
+//! `running` there, which the next start's recovery turns back into queued.
+
+use std::time::Duration;
+
+use actix::{AsyncContext, Context, Handler, Message, ResponseFuture};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::spec::{TaskId, TaskState};
+use crate::store::Change;
+
+use super::Supervisor;
+
+/// Stops admitting, waits up to `timeout` for running executions, then
+/// signals the rest to cancel and waits up to `grace` more.
+///
+/// Submits are refused with `ShuttingDown` from then on. Answered when no
+/// execution is running, or when the grace period is over.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "DrainReport")]
+pub struct Drain {
+    /// How long running executions may take to finish on their own.
+    pub timeout: Duration,
+    /// How long canceled executions get to reach a checkpoint.
+    pub grace: Duration,
+}
+
+/// How a [`Drain`] went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainReport {
+    /// Executions that ended on their own while draining.
+    pub completed: usize,
+    /// Executions canceled at the deadline and queued again for next start.
+    pub requeued: usize,
+    /// Executions still running when the grace period ended; the next
+    /// start's recovery queues them again.
+    pub abandoned: usize,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct DrainState {
+    waiting: Vec<oneshot::Sender<DrainReport>>,
+    report: DrainReport,
+}
+
+impl DrainState {
+    pub(super) fn count_completed(&mut self) {
+        self.report.completed += 1;
+    }
+}
+
+impl Supervisor {
+    fn running_count(&self) -> usize {
+        self.live.values().filter(|l| l.execution.is_some()).count()
+    }
+
+    /// Called after every execution end while draining: counts it and
+    /// answers the drain once nothing runs.
+    pub(super) fn drain_progress(&mut self, _ctx: &mut Context<Self>) {
+        let running = self.running_count();
+        let Some(drain) = self.drain.as_mut() else {
+            return;
+        };
+        if running == 0 {
+            drain.report.abandoned = 0;
+            let report = drain.report;
+            for w in drain.waiting.drain(..) {
+                let _ = w.send(report);
+            }
+        }
+    }
+
+    /// Puts a task canceled for shutdown back to `queued` in the store,
+    /// without counting the interrupted attempt against its kind's limit.
+    pub(super) fn requeue_for_restart(&mut self, id: TaskId) {
+        let mut record = self.live.remove(&id).expect("requeued task is live").record;
+        record.state = TaskState::Queued;
+        record.attempts = record.attempts.saturating_sub(1);
+        record.stage = None;
+        record.progress = None;
+        record.started_at = None;
+        tracing::info!(task = id.0, kind = %record.kind, target = %record.target, "queued again for the next start");
+        let mut changes = vec![Change::Put(Box::new(record))];
+        if let Some(promoted) = self.queue.finish(id) {
+            let r = &mut self
+                .live
+                .get_mut(&promoted)
+                .expect("follow-up is live")
+                .record;
+            r.waiting_behind = None;
+            changes.push(Change::Put(Box::new(r.clone())));
+        }
+        drop(self.store.write(changes));
+        if let Some(d) = self.drain.as_mut() {
+            d.report.requeued += 1;
+        }
+    }
+
+    fn cancel_for_shutdown(&mut self) {
+        for (id, live) in &mut self.live {
+            if let Some(execution) = live.execution.as_mut() {
+                tracing::info!(task = id.0, "canceling for shutdown");
+                execution.for_shutdown = true;
+                execution.cancel.cancel();
+            }
+        }
+    }
+}
+
+impl Handler<Drain> for Supervisor {
+    type Result = ResponseFuture<DrainReport>;
+
+    fn handle(&mut self, msg: Drain, ctx: &mut Self::Context) -> Self::Result {
+        let running = self.running_count();
+        tracing::info!(running, timeout_s = msg.timeout.as_secs_f64(), "draining");
+        let (tx, rx) = oneshot::channel();
+        let first = self.drain.is_none();
+        self.drain
+            .get_or_insert_with(DrainState::default)
+            .waiting
+            .push(tx);
+        if first {
+            ctx.run_later(msg.timeout, |act, _| act.cancel_for_shutdown());
+            ctx.run_later(msg.timeout + msg.grace, |act, _| {
+                let abandoned = act.running_count();
+                if let Some(d) = act.drain.as_mut() {
+                    d.report.abandoned = abandoned;
+                    let report = d.report;
+                    for w in d.waiting.drain(..) {
+                        let _ = w.send(report);
+                    }
+                }
+            });
+        }
+        self.drain_progress(ctx);
+        Box::pin(async move { rx.await.unwrap_or_default() })
+    }
+}
