@@ -2,12 +2,14 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 mod entity;
+mod memory;
 mod metrics;
 mod spec;
 mod store;
 mod time;
 
 pub use entity::{EntityName, EntityNameError, Target, MAX_ENTITY_LEN};
+pub use memory::MemoryStore;
 pub use metrics::Metrics;
 pub use spec::{Priority, RunToken, TaskId, TaskSpec, TaskState, Trigger};
 pub use store::{
