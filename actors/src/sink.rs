@@ -107,7 +107,11 @@ pub enum SinkError {
         source: Arc<io::Error>,
     },
     /// The path built for an entity would leave the sink's root.
-    #[error("artifact path {} for entity {entity} is outside root {}", path.display(), root.display())]
+    #[error(
+        "artifact path {} for entity {entity} is outside root {}",
+        path.display(),
+        root.display()
+    )]
     OutsideRoot {
         /// The entity.
         entity: EntityName,
@@ -141,8 +145,9 @@ impl SinkError {
 /// # Ok::<(), groundcrew_actors::SinkError>(())
 /// ```
 ///
-/// The whole tree must be on one filesystem: one `syncfs` on the root makes a
-/// batch durable.
+/// The whole tree must be on one filesystem, as one `syncfs` on the root
+/// makes a batch durable, and only one `FsSink` may use a root at a time, as
+/// opening it removes every temp file found there.
 #[derive(Debug)]
 pub struct FsSink {
     root: PathBuf,

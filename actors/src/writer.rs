@@ -84,7 +84,8 @@ impl Message for Publish {
 pub struct Remove {
     /// The entity.
     pub entity: EntityName,
-    /// The task execution removing it.
+    /// The task execution removing it; only logged, as the manifest keeps no
+    /// record of removed artifacts.
     pub source: Option<(TaskId, RunToken)>,
 }
 
@@ -158,6 +159,9 @@ pub enum PublishError {
 /// - [`Remove`] → `bool`: deletes the file and the manifest record; `true`
 ///   if either existed. It is ordered with the publications around it.
 ///
+/// Dropping the response future does not cancel a request the actor has
+/// accepted: it is carried out and its answer discarded.
+///
 /// # Failure
 /// A sink or manifest error fails only the publications it concerns, with a
 /// [`PublishError`] naming the entity; the manifest keeps describing the
@@ -171,18 +175,23 @@ pub enum PublishError {
 /// writer thread ends once they are done.
 ///
 /// # Example
-/// ```no_run
+/// ```
 /// use std::sync::Arc;
 /// use groundcrew_actors::{EntityWriter, FsSink, MemoryStore, Metrics, Publish, PublishOutcome};
 ///
 /// #[actix_rt::main]
 /// async fn main() -> Result<(), Box<dyn std::error::Error>> {
-///     let sink = Arc::new(FsSink::open("/var/lib/geo/artifacts")?.with_extension("txt"));
-///     let writer = EntityWriter::start(sink, Arc::new(MemoryStore::new()), Metrics::unregistered()?);
-///     let outcome = writer
-///         .send(Publish::new("country:DE".parse()?, "DE 1.2.3.0/24\n"))
-///         .await??;
-///     assert!(matches!(outcome, PublishOutcome::Written(_)));
+///     let dir = tempfile::tempdir()?;
+///     let sink = Arc::new(FsSink::open(dir.path())?.with_extension("txt"));
+///     let manifest = Arc::new(MemoryStore::new());
+///     let writer = EntityWriter::start(sink, manifest, Metrics::unregistered()?);
+///     let publish = || Publish::new("country:DE".parse().unwrap(), "DE 1.2.3.0/24\n");
+///
+///     let first = writer.send(publish()).await??;
+///     assert!(matches!(first, PublishOutcome::Written(_)));
+///     assert_eq!(std::fs::read_to_string(dir.path().join("country/DE.txt"))?, "DE 1.2.3.0/24\n");
+///     let again = writer.send(publish()).await??;
+///     assert_eq!(again, PublishOutcome::Unchanged(first.record().clone()));
 ///     Ok(())
 /// }
 /// ```
@@ -318,6 +327,11 @@ impl Worker {
                 Job::Publish(publish, reply) => publications.push((publish, reply)),
                 Job::Remove(remove, reply) => {
                     self.publish_all(std::mem::take(&mut publications));
+                    tracing::debug!(
+                        entity = %remove.entity,
+                        source = ?remove.source,
+                        "removing artifact"
+                    );
                     let result = self.remove(&remove.entity);
                     self.answer(reply, result, |_| "removed");
                 }
@@ -495,7 +509,8 @@ impl Worker {
         let label = match &result {
             Ok(value) => label(value),
             Err(e) => {
-                tracing::warn!(error = %e, cause = ?std::error::Error::source(e), "artifact publication failed");
+                let cause = std::error::Error::source(e).map(ToString::to_string);
+                tracing::warn!(error = %e, cause, "artifact publication failed");
                 "failed"
             }
         };
