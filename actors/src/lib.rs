@@ -70,12 +70,14 @@ mod message;
 mod metrics;
 mod panel;
 mod recovery;
+mod sink;
 mod spec;
 mod store;
 mod supervisor;
 mod task;
 mod test_kind;
 mod time;
+mod writer;
 
 pub use context::TaskContext;
 pub use entity::{EntityName, EntityNameError, Target, MAX_ENTITY_LEN};
@@ -87,6 +89,7 @@ pub use message::{
 };
 pub use metrics::Metrics;
 pub use panel::{Activity, Panel, PanelTask, PoolStatus, Workers};
+pub use sink::{Artifact, ArtifactSink, FsSink, SinkError, SinkOp};
 pub use spec::{Priority, RunToken, TaskId, TaskSpec, TaskState, Trigger};
 pub use store::{
     ArtifactRecord, AttemptError, Change, Durable, HistoryCategory, Manifest, ManifestChange,
@@ -95,6 +98,7 @@ pub use store::{
 pub use supervisor::{Drain, DrainReport, StartError, Supervisor, SupervisorBuilder};
 pub use test_kind::TestKind;
 pub use time::Timestamp;
+pub use writer::{EntityWriter, Publish, PublishError, PublishOutcome, Remove};
 
 /// The imports most embedders need.
 pub mod prelude {

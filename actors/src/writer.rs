@@ -1,0 +1,604 @@
+//! The entity writer: the one path by which artifacts are published.
+//!
+//! [`EntityWriter`] is an actor whose handlers only forward requests to one
+//! dedicated thread. That thread owns the [`ArtifactSink`] and the
+//! [`Manifest`]: it takes everything queued since its last round as one
+//! batch, skips artifacts whose content is unchanged, hands the rest to the
+//! sink in one call (one sync for the lot), records them in the manifest,
+//! and only then answers each caller. Publication is thereby serialized
+//! however many tasks publish at once, and its cost grows with the bytes
+//! written rather than with the number of syncs.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use futures::future::BoxFuture;
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+
+use crate::entity::EntityName;
+use crate::metrics::Metrics;
+use crate::sink::{Artifact, ArtifactSink, SinkError};
+use crate::spec::{RunToken, TaskId};
+use crate::store::{ArtifactRecord, Manifest, ManifestChange, StoreError};
+use crate::time::Timestamp;
+
+/// Most publications written as one batch.
+const BATCH_MAX_ITEMS: usize = 1024;
+/// Most content bytes written as one batch (the batch may exceed it by the
+/// publication that crossed it).
+const BATCH_MAX_BYTES: usize = 64 << 20;
+
+/// Publishes an entity's artifact: the complete new content.
+///
+/// Answered with [`PublishOutcome`] once the file and its manifest record are
+/// durable.
+#[derive(Clone, Debug)]
+pub struct Publish {
+    /// The entity.
+    pub entity: EntityName,
+    /// The complete content.
+    pub content: Vec<u8>,
+    /// Version of the source data it was built from.
+    pub source_version: Option<String>,
+    /// The task execution publishing it.
+    pub source: Option<(TaskId, RunToken)>,
+}
+
+impl Publish {
+    /// A publication with no source information.
+    pub fn new(entity: EntityName, content: impl Into<Vec<u8>>) -> Self {
+        Publish {
+            entity,
+            content: content.into(),
+            source_version: None,
+            source: None,
+        }
+    }
+
+    /// Records the version of the source data.
+    pub fn with_source_version(mut self, version: impl Into<String>) -> Self {
+        self.source_version = Some(version.into());
+        self
+    }
+
+    /// Records the task execution publishing it.
+    pub fn with_source(mut self, task: TaskId, run: RunToken) -> Self {
+        self.source = Some((task, run));
+        self
+    }
+}
+
+impl Message for Publish {
+    type Result = Result<PublishOutcome, PublishError>;
+}
+
+/// Removes an entity's artifact and its manifest record.
+///
+/// Answered with `true` if there was a file or a record to remove.
+#[derive(Clone, Debug)]
+pub struct Remove {
+    /// The entity.
+    pub entity: EntityName,
+    /// The task execution removing it; only logged, as the manifest keeps no
+    /// record of removed artifacts.
+    pub source: Option<(TaskId, RunToken)>,
+}
+
+impl Message for Remove {
+    type Result = Result<bool, PublishError>;
+}
+
+/// What a successful [`Publish`] did.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum PublishOutcome {
+    /// The content was written; the record is the new manifest entry.
+    Written(ArtifactRecord),
+    /// The artifact already had this content; nothing was touched and the
+    /// record is the existing manifest entry.
+    Unchanged(ArtifactRecord),
+}
+
+impl PublishOutcome {
+    /// The manifest record of the artifact as it now is.
+    pub fn record(&self) -> &ArtifactRecord {
+        match self {
+            PublishOutcome::Written(r) | PublishOutcome::Unchanged(r) => r,
+        }
+    }
+}
+
+/// A [`Publish`] or [`Remove`] that failed, naming the entity.
+///
+/// When it fails, the manifest still describes the previous artifact and
+/// the file is the previous one or, if only the manifest write failed, the
+/// new one; publishing again repairs either.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The sink could not store or remove the artifact.
+    #[error("cannot publish artifact of {entity}")]
+    Sink {
+        /// The entity.
+        entity: EntityName,
+        /// What the sink reported.
+        #[source]
+        source: SinkError,
+    },
+    /// The manifest could not be read or written.
+    #[error("cannot record artifact of {entity} in the manifest")]
+    Manifest {
+        /// The entity.
+        entity: EntityName,
+        /// What the manifest reported.
+        #[source]
+        source: StoreError,
+    },
+    /// The writer has stopped; the request was not carried out.
+    #[error("entity writer is closed; artifact of {entity} was not published")]
+    Closed {
+        /// The entity.
+        entity: EntityName,
+    },
+}
+
+/// Serializes and batches every artifact publication.
+///
+/// # Messages
+/// - [`Publish`] → [`PublishOutcome`]: `Written` once file and manifest
+///   record are durable, or `Unchanged` when the manifest holds the same
+///   SHA-256 and the sink has a file of that size (then nothing is touched).
+///   Publications that arrive while a batch is being written form the next
+///   batch, made durable with one sync. When one batch holds several
+///   publications of one entity, the last one is written and all of them get
+///   its answer.
+/// - [`Remove`] → `bool`: deletes the file and the manifest record; `true`
+///   if either existed. It is ordered with the publications around it.
+///
+/// Dropping the response future does not cancel a request the actor has
+/// accepted: it is carried out and its answer discarded.
+///
+/// # Failure
+/// A sink or manifest error fails only the publications it concerns, with a
+/// [`PublishError`] naming the entity; the manifest keeps describing the
+/// previous artifact and the writer goes on serving. No caller is answered
+/// `Written` before its file and record are durable. A sink that panics
+/// stops the writer: every later request fails with [`PublishError::Closed`].
+///
+/// # Shutdown
+/// When the actor stops (its system stops or every address is dropped),
+/// requests it already accepted are still written and answered; the
+/// writer thread ends once they are done.
+///
+/// # Example
+/// ```
+/// use std::sync::Arc;
+/// use groundcrew_actors::{EntityWriter, FsSink, MemoryStore, Metrics, Publish, PublishOutcome};
+///
+/// #[actix_rt::main]
+/// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let dir = tempfile::tempdir()?;
+///     let sink = Arc::new(FsSink::open(dir.path())?.with_extension("txt"));
+///     let manifest = Arc::new(MemoryStore::new());
+///     let writer = EntityWriter::start(sink, manifest, Metrics::unregistered()?);
+///     let publish = || Publish::new("country:DE".parse().unwrap(), "DE 1.2.3.0/24\n");
+///
+///     let first = writer.send(publish()).await??;
+///     assert!(matches!(first, PublishOutcome::Written(_)));
+///     assert_eq!(std::fs::read_to_string(dir.path().join("country/DE.txt"))?, "DE 1.2.3.0/24\n");
+///     let again = writer.send(publish()).await??;
+///     assert_eq!(again, PublishOutcome::Unchanged(first.record().clone()));
+///     Ok(())
+/// }
+/// ```
+pub struct EntityWriter {
+    jobs: mpsc::Sender<Job>,
+    metrics: Metrics,
+}
+
+impl fmt::Debug for EntityWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EntityWriter").finish_non_exhaustive()
+    }
+}
+
+impl EntityWriter {
+    /// Starts the writer thread and the actor in the current actix system.
+    ///
+    /// The writer must be the only one writing `manifest`: it remembers the
+    /// records it has read or written instead of asking again.
+    ///
+    /// # Panics
+    /// Outside a running actix system, or if the OS refuses a thread.
+    pub fn start(
+        sink: Arc<dyn ArtifactSink>,
+        manifest: Arc<dyn Manifest>,
+        metrics: Metrics,
+    ) -> Addr<EntityWriter> {
+        let (jobs, queue) = mpsc::channel();
+        let worker = Worker {
+            sink,
+            manifest,
+            metrics: metrics.clone(),
+            records: HashMap::new(),
+            // Manifest futures may need the runtime the actor runs on (a
+            // store backed by tokio I/O); the worker thread enters it.
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        };
+        std::thread::Builder::new()
+            .name("groundcrew-writer".into())
+            .spawn(move || worker.run(queue))
+            .expect("cannot spawn the entity writer thread");
+        EntityWriter { jobs, metrics }.start()
+    }
+
+    fn submit<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, PublishError>>) -> Job,
+        entity: EntityName,
+    ) -> ResponseFuture<Result<T, PublishError>> {
+        let (reply, answer) = oneshot::channel();
+        self.metrics.writer_mailbox.inc();
+        if self.jobs.send(make(reply)).is_err() {
+            self.metrics.writer_mailbox.dec();
+            self.metrics
+                .artifact_writes
+                .with_label_values(&["failed"])
+                .inc();
+        }
+        // A dropped reply means the writer thread is gone.
+        Box::pin(async move { answer.await.unwrap_or(Err(PublishError::Closed { entity })) })
+    }
+}
+
+impl Actor for EntityWriter {
+    type Context = Context<Self>;
+}
+
+impl Handler<Publish> for EntityWriter {
+    type Result = ResponseFuture<Result<PublishOutcome, PublishError>>;
+
+    fn handle(&mut self, msg: Publish, _: &mut Self::Context) -> Self::Result {
+        let entity = msg.entity.clone();
+        self.submit(|reply| Job::Publish(msg, reply), entity)
+    }
+}
+
+impl Handler<Remove> for EntityWriter {
+    type Result = ResponseFuture<Result<bool, PublishError>>;
+
+    fn handle(&mut self, msg: Remove, _: &mut Self::Context) -> Self::Result {
+        let entity = msg.entity.clone();
+        self.submit(|reply| Job::Remove(msg, reply), entity)
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, PublishError>>;
+
+enum Job {
+    Publish(Publish, Reply<PublishOutcome>),
+    Remove(Remove, Reply<bool>),
+}
+
+/// A publication whose content has been hashed, waiting for its batch.
+struct Pending {
+    publish: Publish,
+    hash: String,
+    replies: Vec<Reply<PublishOutcome>>,
+}
+
+/// The writer thread's state: the only user of the sink and the manifest.
+struct Worker {
+    sink: Arc<dyn ArtifactSink>,
+    manifest: Arc<dyn Manifest>,
+    metrics: Metrics,
+    /// Manifest records known to be current; `None` for a known absence.
+    records: HashMap<EntityName, Option<ArtifactRecord>>,
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl Worker {
+    fn run(mut self, queue: mpsc::Receiver<Job>) {
+        // recv keeps returning queued jobs after the actor (the sender) is
+        // gone, so accepted requests are still answered at shutdown.
+        while let Ok(first) = queue.recv() {
+            let mut bytes = job_bytes(&first);
+            let mut batch = vec![first];
+            while batch.len() < BATCH_MAX_ITEMS && bytes < BATCH_MAX_BYTES {
+                let Ok(job) = queue.try_recv() else { break };
+                bytes += job_bytes(&job);
+                batch.push(job);
+            }
+            self.run_batch(batch);
+        }
+        tracing::debug!("entity writer stopped");
+    }
+
+    /// Runs publications in batches and each removal between them, so that a
+    /// removal is ordered with the publications around it.
+    fn run_batch(&mut self, jobs: Vec<Job>) {
+        let mut publications = Vec::new();
+        for job in jobs {
+            match job {
+                Job::Publish(publish, reply) => publications.push((publish, reply)),
+                Job::Remove(remove, reply) => {
+                    self.publish_all(std::mem::take(&mut publications));
+                    tracing::debug!(
+                        entity = %remove.entity,
+                        source = ?remove.source,
+                        "removing artifact"
+                    );
+                    let result = self.remove(&remove.entity);
+                    self.answer(reply, result, |_| "removed");
+                }
+            }
+        }
+        self.publish_all(publications);
+    }
+
+    fn publish_all(&mut self, publications: Vec<(Publish, Reply<PublishOutcome>)>) {
+        if publications.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let count = publications.len();
+        let mut to_write = Vec::new();
+        for pending in coalesce(publications) {
+            match self.unchanged(&pending) {
+                Ok(Some(record)) => {
+                    self.answer_all(pending.replies, Ok(PublishOutcome::Unchanged(record)))
+                }
+                Ok(None) => to_write.push(pending),
+                Err(e) => self.answer_all(pending.replies, Err(e)),
+            }
+        }
+        let written = to_write.len();
+        if !to_write.is_empty() {
+            self.write(to_write);
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        self.metrics.artifact_write_seconds.observe(seconds);
+        tracing::debug!(count, written, seconds, "artifact batch done");
+    }
+
+    /// The current record if the artifact already has this content.
+    fn unchanged(&mut self, pending: &Pending) -> Result<Option<ArtifactRecord>, PublishError> {
+        let entity = &pending.publish.entity;
+        let size = pending.publish.content.len() as u64;
+        let Some(record) = self.record(entity)? else {
+            return Ok(None);
+        };
+        if record.hash != pending.hash || record.size != size {
+            return Ok(None);
+        }
+        // The file may have been deleted or damaged behind our back; an
+        // inspection error just means we write it again.
+        let on_disk = self.sink.exists_with_size(entity, size).unwrap_or(false);
+        Ok(on_disk.then_some(record))
+    }
+
+    fn write(&mut self, pending: Vec<Pending>) {
+        let (meta, artifacts): (Vec<_>, Vec<_>) = pending
+            .into_iter()
+            .map(|p| {
+                let Publish {
+                    entity,
+                    content,
+                    source_version,
+                    source,
+                } = p.publish;
+                let record = ArtifactRecord {
+                    entity: entity.clone(),
+                    hash: p.hash,
+                    size: content.len() as u64,
+                    written_at: Timestamp::now(),
+                    source_version,
+                    task: source.map(|(task, _)| task),
+                    run: source.map(|(_, run)| run),
+                };
+                ((record, p.replies), Artifact { entity, content })
+            })
+            .unzip();
+        let results = self.sink.publish(&artifacts);
+        debug_assert_eq!(results.len(), meta.len(), "sink answered a different batch");
+
+        let mut stored = Vec::new();
+        for ((record, replies), result) in meta.into_iter().zip(results) {
+            match result {
+                Ok(()) => stored.push((record, replies)),
+                Err(source) => {
+                    // The file may or may not be the new one; the next
+                    // publication must not trust the old record to skip.
+                    self.records.remove(&record.entity);
+                    let entity = record.entity;
+                    self.answer_all(replies, Err(PublishError::Sink { entity, source }));
+                }
+            }
+        }
+        if stored.is_empty() {
+            return;
+        }
+
+        let changes = stored
+            .iter()
+            .map(|(record, _)| ManifestChange::Put(record.clone()))
+            .collect();
+        let durable = self.block_on(self.manifest.write(changes));
+        for (record, replies) in stored {
+            let entity = record.entity.clone();
+            match &durable {
+                Ok(()) => {
+                    self.records.insert(entity, Some(record.clone()));
+                    self.answer_all(replies, Ok(PublishOutcome::Written(record)));
+                }
+                Err(source) => {
+                    self.records.remove(&entity);
+                    let source = source.clone();
+                    self.answer_all(replies, Err(PublishError::Manifest { entity, source }));
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, entity: &EntityName) -> Result<bool, PublishError> {
+        let had_record = self.record(entity)?.is_some();
+        let had_file = self
+            .sink
+            .remove(entity)
+            .map_err(|source| PublishError::Sink {
+                entity: entity.clone(),
+                source,
+            })?;
+        self.records.remove(entity);
+        self.block_on(
+            self.manifest
+                .write(vec![ManifestChange::Remove(entity.clone())]),
+        )
+        .map_err(|source| PublishError::Manifest {
+            entity: entity.clone(),
+            source,
+        })?;
+        self.records.insert(entity.clone(), None);
+        Ok(had_file || had_record)
+    }
+
+    fn record(&mut self, entity: &EntityName) -> Result<Option<ArtifactRecord>, PublishError> {
+        if let Some(known) = self.records.get(entity) {
+            return Ok(known.clone());
+        }
+        let record =
+            self.block_on(self.manifest.get(entity))
+                .map_err(|source| PublishError::Manifest {
+                    entity: entity.clone(),
+                    source,
+                })?;
+        self.records.insert(entity.clone(), record.clone());
+        Ok(record)
+    }
+
+    fn block_on<T>(&self, future: BoxFuture<'static, T>) -> T {
+        match &self.runtime {
+            Some(runtime) => runtime.block_on(future),
+            None => futures::executor::block_on(future),
+        }
+    }
+
+    fn answer_all(
+        &self,
+        replies: Vec<Reply<PublishOutcome>>,
+        result: Result<PublishOutcome, PublishError>,
+    ) {
+        for reply in replies {
+            self.answer(reply, result.clone(), |outcome| match outcome {
+                PublishOutcome::Written(_) => "written",
+                PublishOutcome::Unchanged(_) => "unchanged",
+            });
+        }
+    }
+
+    fn answer<T>(
+        &self,
+        reply: Reply<T>,
+        result: Result<T, PublishError>,
+        label: fn(&T) -> &'static str,
+    ) {
+        let label = match &result {
+            Ok(value) => label(value),
+            Err(e) => {
+                let cause = std::error::Error::source(e).map(ToString::to_string);
+                tracing::warn!(error = %e, cause, "artifact publication failed");
+                "failed"
+            }
+        };
+        self.metrics
+            .artifact_writes
+            .with_label_values(&[label])
+            .inc();
+        self.metrics.writer_mailbox.dec();
+        // The caller may have stopped waiting; the work is done either way.
+        let _ = reply.send(result);
+    }
+}
+
+/// Hashes each publication and folds several of one entity into the last
+/// one, which carries every caller's reply.
+fn coalesce(publications: Vec<(Publish, Reply<PublishOutcome>)>) -> Vec<Pending> {
+    let mut pending: Vec<Pending> = Vec::with_capacity(publications.len());
+    let mut index: HashMap<EntityName, usize> = HashMap::new();
+    for (publish, reply) in publications {
+        let hash = hex(&Sha256::digest(&publish.content));
+        match index.get(&publish.entity) {
+            Some(&i) => {
+                let earlier = &mut pending[i];
+                earlier.replies.push(reply);
+                earlier.publish = publish;
+                earlier.hash = hash;
+            }
+            None => {
+                index.insert(publish.entity.clone(), pending.len());
+                pending.push(Pending {
+                    publish,
+                    hash,
+                    replies: vec![reply],
+                });
+            }
+        }
+    }
+    pending
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+fn job_bytes(job: &Job) -> usize {
+    match job {
+        Job::Publish(publish, _) => publish.content.len(),
+        Job::Remove(..) => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_lowercase_sha256_hex() {
+        assert_eq!(
+            hex(&Sha256::digest(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn coalesce_keeps_the_last_publication_of_an_entity_with_every_reply() {
+        let de: EntityName = "country:DE".parse().unwrap();
+        let fr: EntityName = "country:FR".parse().unwrap();
+        let mut receivers = Vec::new();
+        let publications = [(&de, "1"), (&fr, "2"), (&de, "3")]
+            .into_iter()
+            .map(|(entity, content)| {
+                let (tx, rx) = oneshot::channel();
+                receivers.push(rx);
+                (Publish::new(entity.clone(), content), tx)
+            })
+            .collect();
+        let pending = coalesce(publications);
+        assert_eq!(pending.len(), 2);
+        assert_eq!(pending[0].publish.entity, de);
+        assert_eq!(pending[0].publish.content, b"3");
+        assert_eq!(pending[0].hash, hex(&Sha256::digest(b"3")));
+        assert_eq!(pending[0].replies.len(), 2);
+        assert_eq!(pending[1].replies.len(), 1);
+    }
+}
