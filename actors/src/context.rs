@@ -10,12 +10,14 @@ use actix::Addr;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
+use crate::entity::EntityName;
 use crate::entity::Target;
 use crate::kind::TaskError;
 use crate::message::Report;
 use crate::spec::{RunToken, TaskId, Trigger};
 use crate::store::Progress;
 use crate::supervisor::Supervisor;
+use crate::writer::{EntityWriter, Publish, PublishError, PublishOutcome, Remove};
 
 /// Progress reports closer together than this are folded into the next one,
 /// so that a task reporting every item cannot flood the supervisor's mailbox.
@@ -38,6 +40,7 @@ struct Inner {
     params: serde_json::Value,
     cancel: CancellationToken,
     supervisor: Addr<Supervisor>,
+    writer: Option<Addr<EntityWriter>>,
     last_progress: Mutex<Option<Instant>>,
 }
 
@@ -51,6 +54,7 @@ pub(crate) struct ContextParts {
     pub(crate) params: serde_json::Value,
     pub(crate) cancel: CancellationToken,
     pub(crate) supervisor: Addr<Supervisor>,
+    pub(crate) writer: Option<Addr<EntityWriter>>,
 }
 
 impl TaskContext {
@@ -66,6 +70,7 @@ impl TaskContext {
                 params: p.params,
                 cancel: p.cancel,
                 supervisor: p.supervisor,
+                writer: p.writer,
                 last_progress: Mutex::new(None),
             }),
         }
@@ -159,6 +164,52 @@ impl TaskContext {
         } else {
             Ok(())
         }
+    }
+
+    /// Publishes `content` as the artifact of `entity` through the entity
+    /// writer, tagged with this execution. Resolves once the artifact and
+    /// its manifest record are durable.
+    ///
+    /// # Cancel safety
+    /// Dropping the future does not withdraw the publication: once sent, it
+    /// is carried out.
+    pub async fn publish(
+        &self,
+        entity: EntityName,
+        content: impl Into<Vec<u8>>,
+        source_version: Option<String>,
+    ) -> Result<PublishOutcome, PublishError> {
+        let writer = self.writer(&entity)?;
+        let mut publish = Publish::new(entity, content).with_source(self.id(), self.run());
+        publish.source_version = source_version;
+        let entity = publish.entity.clone();
+        writer
+            .send(publish)
+            .await
+            .map_err(|_| PublishError::Closed { entity })?
+    }
+
+    /// Removes the artifact of `entity` through the entity writer; `true` if
+    /// there was one.
+    pub async fn remove(&self, entity: EntityName) -> Result<bool, PublishError> {
+        let writer = self.writer(&entity)?;
+        let remove = Remove {
+            entity: entity.clone(),
+            source: Some((self.id(), self.run())),
+        };
+        writer
+            .send(remove)
+            .await
+            .map_err(|_| PublishError::Closed { entity })?
+    }
+
+    fn writer(&self, entity: &EntityName) -> Result<&Addr<EntityWriter>, PublishError> {
+        self.inner
+            .writer
+            .as_ref()
+            .ok_or_else(|| PublishError::NoWriter {
+                entity: entity.clone(),
+            })
     }
 
     fn report(&self, stage: Option<String>, progress: Option<Progress>) {

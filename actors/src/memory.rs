@@ -192,14 +192,14 @@ impl Manifest for MemoryStore {
         ready(())
     }
 
-    fn get(
+    fn artifact(
         &self,
         entity: &EntityName,
     ) -> BoxFuture<'static, Result<Option<ArtifactRecord>, StoreError>> {
         ready(self.artifacts().get(entity).cloned())
     }
 
-    fn list(&self) -> BoxFuture<'static, Result<Vec<ArtifactRecord>, StoreError>> {
+    fn artifacts(&self) -> BoxFuture<'static, Result<Vec<ArtifactRecord>, StoreError>> {
         ready(self.artifacts().values().cloned().collect())
     }
 }
@@ -418,7 +418,7 @@ mod tests {
             ],
         ))
         .unwrap();
-        let all = block_on(Manifest::list(&store)).unwrap();
+        let all = block_on(Manifest::artifacts(&store)).unwrap();
         let names: Vec<(&str, &str)> = all
             .iter()
             .map(|r| (r.entity.as_str(), r.hash.as_str()))
@@ -431,6 +431,6 @@ mod tests {
             vec![ManifestChange::Remove(de.clone())],
         ))
         .unwrap();
-        assert_eq!(block_on(Manifest::get(&store, &de)).unwrap(), None);
+        assert_eq!(block_on(Manifest::artifact(&store, &de)).unwrap(), None);
     }
 }

@@ -245,11 +245,11 @@ pub trait Manifest: Send + Sync + 'static {
     fn write(&self, changes: Vec<ManifestChange>) -> Durable;
 
     /// The record of one entity.
-    fn get(
+    fn artifact(
         &self,
         entity: &EntityName,
     ) -> BoxFuture<'static, Result<Option<ArtifactRecord>, StoreError>>;
 
     /// Every record, ordered by entity name.
-    fn list(&self) -> BoxFuture<'static, Result<Vec<ArtifactRecord>, StoreError>>;
+    fn artifacts(&self) -> BoxFuture<'static, Result<Vec<ArtifactRecord>, StoreError>>;
 }

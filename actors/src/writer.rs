@@ -144,6 +144,12 @@ pub enum PublishError {
         /// The entity.
         entity: EntityName,
     },
+    /// The supervisor was started without an entity writer.
+    #[error("no entity writer is configured; artifact of {entity} was not published")]
+    NoWriter {
+        /// The entity.
+        entity: EntityName,
+    },
 }
 
 /// Serializes and batches every artifact publication.
@@ -470,12 +476,12 @@ impl Worker {
         if let Some(known) = self.records.get(entity) {
             return Ok(known.clone());
         }
-        let record =
-            self.block_on(self.manifest.get(entity))
-                .map_err(|source| PublishError::Manifest {
-                    entity: entity.clone(),
-                    source,
-                })?;
+        let record = self
+            .block_on(self.manifest.artifact(entity))
+            .map_err(|source| PublishError::Manifest {
+                entity: entity.clone(),
+                source,
+            })?;
         self.records.insert(entity.clone(), record.clone());
         Ok(record)
     }

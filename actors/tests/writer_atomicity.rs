@@ -117,7 +117,7 @@ async fn unchanged_content_is_skipped_without_touching_file_or_manifest() {
     let again = f.publish(&de(), b"DE 1.2.3.0/24\n").await;
     assert_eq!(again, PublishOutcome::Unchanged(written.clone()));
     assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), mtime);
-    let record = Manifest::get(&*f.manifest, &de()).await.unwrap();
+    let record = f.manifest.artifact(&de()).await.unwrap();
     assert_eq!(record, Some(written));
 }
 
@@ -144,7 +144,7 @@ async fn remove_deletes_the_file_and_the_manifest_record() {
 
     assert!(f.writer.send(remove()).await.unwrap().unwrap());
     assert!(!path.exists());
-    assert_eq!(Manifest::get(&*f.manifest, &de()).await.unwrap(), None);
+    assert_eq!(f.manifest.artifact(&de()).await.unwrap(), None);
     assert!(!f.writer.send(remove()).await.unwrap().unwrap());
 
     // After a removal the same content counts as new.

@@ -84,12 +84,7 @@ async fn sink_failure_names_the_entity_and_spares_the_rest_of_the_batch() {
     assert!(matches!(err, PublishError::Sink { .. }), "{err:?}");
     assert!(err.to_string().contains("broken:x"), "{err}");
     assert!(matches!(good.unwrap().unwrap(), PublishOutcome::Written(_)));
-    assert_eq!(
-        Manifest::get(&*manifest, &entity("broken:x"))
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(manifest.artifact(&entity("broken:x")).await.unwrap(), None);
     assert_eq!(
         std::fs::read_to_string(dir.path().join("country/DE")).unwrap(),
         "de"
@@ -124,7 +119,7 @@ async fn failed_replacement_keeps_the_previous_artifact_and_record() {
         .unwrap_err();
     assert!(err.to_string().contains("country:DE"), "{err}");
     assert_eq!(
-        Manifest::get(&*manifest, &de).await.unwrap().as_ref(),
+        manifest.artifact(&de).await.unwrap().as_ref(),
         Some(old.record())
     );
     assert_eq!(
@@ -141,7 +136,7 @@ async fn failed_replacement_keeps_the_previous_artifact_and_record() {
         .unwrap();
     assert!(matches!(new, PublishOutcome::Written(_)), "{new:?}");
     assert_eq!(
-        Manifest::get(&*manifest, &de).await.unwrap().as_ref(),
+        manifest.artifact(&de).await.unwrap().as_ref(),
         Some(new.record())
     );
     assert_eq!(

@@ -1,59 +1,18 @@
 //! The entity writer runs one sink operation at a time, whatever the number
 //! of concurrent publishers, and batches what queues up meanwhile.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use groundcrew_actors::{
-    Artifact, ArtifactSink, EntityName, EntityWriter, FsSink, Manifest, MemoryStore, Metrics,
-    Publish, PublishOutcome, SinkError,
+    EntityName, EntityWriter, FsSink, Manifest, MemoryStore, Metrics, Publish, PublishOutcome,
 };
 use sha2::{Digest, Sha256};
 
-/// Wraps a sink, counting calls and how many ran at once.
-struct Counting {
-    inner: FsSink,
-    in_flight: AtomicUsize,
-    max_in_flight: AtomicUsize,
-    publish_calls: AtomicUsize,
-}
+mod common;
 
-impl Counting {
-    fn new(inner: FsSink) -> Self {
-        Counting {
-            inner,
-            in_flight: AtomicUsize::new(0),
-            max_in_flight: AtomicUsize::new(0),
-            publish_calls: AtomicUsize::new(0),
-        }
-    }
-
-    fn observe<T>(&self, f: impl FnOnce() -> T) -> T {
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        // Widens the window in which an overlapping call would be seen.
-        std::thread::sleep(Duration::from_millis(2));
-        let result = f();
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        result
-    }
-}
-
-impl ArtifactSink for Counting {
-    fn publish(&self, batch: &[Artifact]) -> Vec<Result<(), SinkError>> {
-        self.publish_calls.fetch_add(1, Ordering::SeqCst);
-        self.observe(|| self.inner.publish(batch))
-    }
-
-    fn remove(&self, entity: &EntityName) -> Result<bool, SinkError> {
-        self.observe(|| self.inner.remove(entity))
-    }
-
-    fn exists_with_size(&self, entity: &EntityName, size: u64) -> Result<bool, SinkError> {
-        self.observe(|| self.inner.exists_with_size(entity, size))
-    }
-}
+use common::counting_sink::Counting;
 
 const WORKERS: usize = 8;
 const PER_WORKER: usize = 25;
@@ -150,11 +109,98 @@ async fn last_of_several_queued_publications_of_one_entity_wins() {
         std::fs::read_to_string(dir.path().join("country/DE")).unwrap(),
         "v9"
     );
-    let record = Manifest::get(&*manifest, &de).await.unwrap().unwrap();
+    let record = manifest.artifact(&de).await.unwrap().unwrap();
     let expected: String = Sha256::digest(b"v9")
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
     assert_eq!(record.hash, expected);
     assert_eq!(record.size, 2);
+}
+
+/// With eight workers publishing through their task contexts, the sink
+/// still sees one operation at a time, and every artifact lands.
+#[actix_rt::test]
+async fn tasks_in_a_pool_of_eight_publish_one_at_a_time() {
+    use groundcrew_actors::{Registry, Supervisor, TaskContext, TaskState, TaskStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Arc::new(Counting::new(FsSink::open(dir.path()).unwrap()));
+    let store = MemoryStore::new();
+    let writer = EntityWriter::start(
+        sink.clone(),
+        Arc::new(store.clone()),
+        Metrics::unregistered().unwrap(),
+    );
+    let mut registry = Registry::new();
+    registry
+        .register("render", |ctx: TaskContext| async move {
+            let id = match ctx.target() {
+                groundcrew_actors::Target::Entity(e) => e.id().to_owned(),
+                groundcrew_actors::Target::All => unreachable!(),
+            };
+            for i in 0..PER_WORKER {
+                let entity: EntityName = format!("asn:{id}x{i}").parse()?;
+                ctx.publish(entity, content(0, i, 0), Some("v1".into()))
+                    .await?;
+                ctx.progress(i as u64 + 1, PER_WORKER as u64);
+            }
+            Ok(serde_json::Value::Null)
+        })
+        .unwrap();
+    let sup = Supervisor::builder()
+        .registry(registry)
+        .store(Arc::new(store.clone()))
+        .writer(writer)
+        .pool("background", WORKERS)
+        .start()
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for w in 0..WORKERS * 2 {
+        let spec = groundcrew_actors::TaskSpec::new(
+            "render",
+            format!("asn:{w}").parse().unwrap(),
+            groundcrew_actors::Trigger::Operator,
+        );
+        ids.push(
+            sup.send(groundcrew_actors::Submit(spec))
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+        );
+    }
+    for id in ids {
+        let r = loop {
+            let r = store.get(id).await.unwrap().unwrap();
+            if r.state.is_terminal() {
+                break r;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        assert_eq!(r.state, TaskState::Succeeded, "{:?}", r.error);
+    }
+    assert_eq!(
+        sink.max_in_flight.load(Ordering::SeqCst),
+        1,
+        "two publishes overlapped"
+    );
+    assert!(
+        sink.publish_calls.load(Ordering::SeqCst) < WORKERS * 2 * PER_WORKER,
+        "no batching happened"
+    );
+    let records = store.artifacts().await.unwrap();
+    assert_eq!(records.len(), WORKERS * 2 * PER_WORKER);
+    let r = records
+        .iter()
+        .find(|r| r.entity.as_str() == "asn:3x7")
+        .unwrap();
+    assert_eq!(r.source_version.as_deref(), Some("v1"));
+    assert!(
+        r.task.is_some() && r.run.is_some(),
+        "the publishing execution is recorded"
+    );
+    let on_disk = std::fs::read_to_string(dir.path().join("asn/3x7")).unwrap();
+    assert_eq!(on_disk, content(0, 7, 0));
 }

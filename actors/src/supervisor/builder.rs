@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::recovery::recover;
 use crate::store::{StoreError, TaskStore};
 use crate::time::Timestamp;
+use crate::writer::EntityWriter;
 
 use super::{Live, Pool, Supervisor};
 
@@ -24,6 +25,7 @@ pub struct SupervisorBuilder {
     metrics: Option<Metrics>,
     pools: BTreeMap<String, usize>,
     worker_threads: usize,
+    writer: Option<Addr<EntityWriter>>,
 }
 
 /// Starting a supervisor failed.
@@ -59,6 +61,7 @@ impl SupervisorBuilder {
             metrics: None,
             pools: BTreeMap::from([(crate::kind::DEFAULT_POOL.to_owned(), 2)]),
             worker_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            writer: None,
         }
     }
 
@@ -83,6 +86,14 @@ impl SupervisorBuilder {
     /// Sets a pool's worker limit (pool `background` has limit 2 unless set).
     pub fn pool(mut self, name: impl Into<String>, limit: usize) -> Self {
         self.pools.insert(name.into(), limit.min(MAX_WORKER_LIMIT));
+        self
+    }
+
+    /// The entity writer tasks publish through ([`TaskContext::publish`]).
+    ///
+    /// [`TaskContext::publish`]: crate::TaskContext::publish
+    pub fn writer(mut self, writer: Addr<EntityWriter>) -> Self {
+        self.writer = Some(writer);
         self
     }
 
@@ -170,6 +181,7 @@ impl SupervisorBuilder {
             next_worker: 0,
             delayed_at_start,
             drain: None,
+            writer: self.writer,
         }
         .start())
     }

@@ -6,7 +6,7 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, ArbiterHandle, AsyncContext, Context};
+use actix::{Actor, Addr, ArbiterHandle, AsyncContext, Context};
 use tokio_util::sync::CancellationToken;
 
 use crate::coalesce::{Decision, Queue};
@@ -19,6 +19,7 @@ use crate::spec::{RunToken, TaskId, TaskSpec, TaskState};
 use crate::store::{AttemptError, Change, TaskRecord, TaskStore};
 use crate::task::TaskActor;
 use crate::time::Timestamp;
+use crate::writer::EntityWriter;
 
 mod builder;
 mod drain;
@@ -61,6 +62,8 @@ pub struct Supervisor {
     next_worker: usize,
     /// Tasks in retry backoff to release, from recovery, before start.
     delayed_at_start: Vec<(TaskId, Timestamp)>,
+    /// Where task executions publish artifacts.
+    writer: Option<Addr<EntityWriter>>,
     /// Set once a [`Drain`] arrived: nothing is admitted any more.
     drain: Option<drain::DrainState>,
 }
@@ -159,6 +162,7 @@ impl Supervisor {
             params: r.params.clone(),
             cancel: cancel.clone(),
             supervisor: ctx.address(),
+            writer: self.writer.clone(),
         });
         let actor = TaskActor::new(Arc::clone(&kind.task), context, ctx.address(), span);
         live.execution = Some(Execution {

@@ -2,6 +2,8 @@
 //! at a gate the test opens, and helpers to wait for a panel condition.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod counting_sink;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
