@@ -122,6 +122,26 @@ async fn conflicting_write_fails_alone_and_later_writes_apply() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_write_applies_none_of_its_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("tasks.db")).unwrap();
+    TaskStore::write(&store, put(task(1, "country:DE", TaskState::Running)))
+        .await
+        .unwrap();
+    // The first change is fine on its own; the second conflicts with task 1.
+    let write = TaskStore::write(
+        &store,
+        vec![
+            Change::Put(Box::new(task(2, "country:FR", TaskState::Queued))),
+            Change::Put(Box::new(task(3, "country:DE", TaskState::Running))),
+        ],
+    );
+    assert!(matches!(write.await, Err(StoreError::Conflict(_))));
+    assert_eq!(TaskStore::get(&store, TaskId(2)).await.unwrap(), None);
+    assert_eq!(TaskStore::get(&store, TaskId(3)).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reopen_keeps_everything_and_ids_continue_above_deleted_ones() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tasks.db");
