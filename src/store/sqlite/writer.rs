@@ -11,11 +11,11 @@
 //!
 //! # Failure
 //! A message that fails (a coalescing conflict, a bad value) is rolled back
-//! alone and its waiter gets the error (the batch is redone with each
-//! message in its own savepoint); the rest of the batch still commits, so one caller's bad
-//! write never takes down another's fire-and-forget progress report. If the
-//! transaction itself fails (I/O error, disk full), every waiter in the
-//! batch gets the error. Either way the thread keeps serving.
+//! alone and its waiter gets the error: the batch is redone with each
+//! message in its own savepoint, and the rest of it still commits, so one
+//! caller's bad write never takes down another's fire-and-forget progress
+//! report. If the transaction itself fails (I/O error, disk full), every
+//! waiter in the batch gets the error. Either way the thread keeps serving.
 //!
 //! # Shutdown
 //! The thread stops at a [`Message::Close`] (sent when the store is
