@@ -45,13 +45,25 @@ async fn groundcrew_drain(limit: usize) -> Duration {
             }
         })
         .unwrap();
-    let sup = Supervisor::builder().registry(kinds).pool("background", limit).start().await.unwrap();
+    let sup = Supervisor::builder()
+        .registry(kinds)
+        .pool("background", limit)
+        .start()
+        .await
+        .unwrap();
     let specs: Vec<TaskSpec> = (0..TASKS)
-        .map(|i| TaskSpec::new("noop", Target::Entity(EntityName::new(&format!("asn:{i}")).unwrap()), Trigger::Api))
+        .map(|i| {
+            TaskSpec::new(
+                "noop",
+                Target::Entity(EntityName::new(&format!("asn:{i}")).unwrap()),
+                Trigger::Api,
+            )
+        })
         .collect();
     let start = Instant::now();
     for chunk in specs.chunks(1000) {
-        let replies = futures::future::join_all(chunk.iter().map(|s| sup.send(Submit(s.clone())))).await;
+        let replies =
+            futures::future::join_all(chunk.iter().map(|s| sup.send(Submit(s.clone())))).await;
         assert!(replies.into_iter().all(|r| r.unwrap().is_ok()));
     }
     all_done.notified().await;
@@ -81,8 +93,17 @@ async fn tokio_drain(limit: usize) -> Duration {
 
 async fn groundcrew_coalesce() -> Duration {
     let mut kinds = Registry::new();
-    kinds.register("refresh", |_ctx: TaskContext| async { Ok(serde_json::Value::Null) }).unwrap();
-    let sup = Supervisor::builder().registry(kinds).pool("background", 0).start().await.unwrap();
+    kinds
+        .register("refresh", |_ctx: TaskContext| async {
+            Ok(serde_json::Value::Null)
+        })
+        .unwrap();
+    let sup = Supervisor::builder()
+        .registry(kinds)
+        .pool("background", 0)
+        .start()
+        .await
+        .unwrap();
     let targets = targets();
     let start = Instant::now();
     for round in 0..DUPLICATES / 1000 {
@@ -104,36 +125,56 @@ fn hashmap_coalesce() -> Duration {
     let start = Instant::now();
     let mut counts: HashMap<(String, Target), u64> = HashMap::new();
     for i in 0..DUPLICATES {
-        *counts.entry(("refresh".to_owned(), targets[i % TARGETS].clone())).or_default() += 1;
+        *counts
+            .entry(("refresh".to_owned(), targets[i % TARGETS].clone()))
+            .or_default() += 1;
     }
     std::hint::black_box(&counts);
     start.elapsed()
 }
 
-fn in_actix<F: std::future::Future<Output = Duration> + 'static>(f: impl Fn() -> F, iters: u64) -> Duration {
+fn in_actix<F: std::future::Future<Output = Duration> + 'static>(
+    f: impl Fn() -> F,
+    iters: u64,
+) -> Duration {
     (0..iters).map(|_| actix::System::new().block_on(f())).sum()
 }
 
 fn submit_to_complete(c: &mut Criterion) {
     let mut g = c.benchmark_group("submit_to_complete");
-    g.sample_size(10).throughput(Throughput::Elements(TASKS as u64));
+    g.sample_size(10)
+        .throughput(Throughput::Elements(TASKS as u64));
     for limit in [2, 16] {
-        g.bench_with_input(BenchmarkId::new("groundcrew", format!("limit_{limit}")), &limit, |b, &l| {
-            b.iter_custom(|iters| in_actix(move || groundcrew_drain(l), iters))
-        });
-        g.bench_with_input(BenchmarkId::new("tokio_floor", format!("limit_{limit}")), &limit, |b, &l| {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
-            b.iter_custom(|iters| (0..iters).map(|_| rt.block_on(tokio_drain(l))).sum())
-        });
+        g.bench_with_input(
+            BenchmarkId::new("groundcrew", format!("limit_{limit}")),
+            &limit,
+            |b, &l| b.iter_custom(|iters| in_actix(move || groundcrew_drain(l), iters)),
+        );
+        g.bench_with_input(
+            BenchmarkId::new("tokio_floor", format!("limit_{limit}")),
+            &limit,
+            |b, &l| {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .build()
+                    .unwrap();
+                b.iter_custom(|iters| (0..iters).map(|_| rt.block_on(tokio_drain(l))).sum())
+            },
+        );
     }
     g.finish();
 }
 
 fn coalesce_duplicates(c: &mut Criterion) {
     let mut g = c.benchmark_group("coalesce_duplicates");
-    g.sample_size(10).throughput(Throughput::Elements(DUPLICATES as u64));
-    g.bench_function("groundcrew", |b| b.iter_custom(|iters| in_actix(groundcrew_coalesce, iters)));
-    g.bench_function("hashmap_floor", |b| b.iter_custom(|iters| (0..iters).map(|_| hashmap_coalesce()).sum()));
+    g.sample_size(10)
+        .throughput(Throughput::Elements(DUPLICATES as u64));
+    g.bench_function("groundcrew", |b| {
+        b.iter_custom(|iters| in_actix(groundcrew_coalesce, iters))
+    });
+    g.bench_function("hashmap_floor", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| hashmap_coalesce()).sum())
+    });
     g.finish();
 }
 

@@ -1,0 +1,104 @@
+//! Durable task throughput of the SQLite store: group commit against one
+//! transaction (and one sync) per write, in the same run on the same disk.
+//!
+//! Each task is two durable writes, as the runtime makes them: the insert
+//! when it is queued and the put of its terminal state. Many writers run at
+//! once, as many task actors would. The baseline does fewer tasks because
+//! every write pays a full WAL sync; criterion reports both in tasks/s.
+
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use groundcrew::store::SqliteStore;
+use groundcrew_actors::{
+    Change, Priority, TaskId, TaskRecord, TaskState, TaskStore, Timestamp, Trigger,
+};
+
+/// Concurrent writers, like task actors reporting at once.
+const WRITERS: u64 = 256;
+
+fn record(id: TaskId, state: TaskState) -> TaskRecord {
+    TaskRecord {
+        id,
+        kind: "noop".into(),
+        // One target per task: coalescing would otherwise refuse a second
+        // queued task of the key.
+        target: format!("bench:t{}", id.0).parse().unwrap(),
+        trigger: Trigger::Api,
+        triggers: vec![Trigger::Api],
+        params: serde_json::Value::Null,
+        priority: Priority::AUTOMATIC,
+        pool: "default".into(),
+        state,
+        attempts: 1,
+        run: None,
+        stage: None,
+        progress: None,
+        result: Some(serde_json::Value::Null),
+        error: None,
+        errors: Vec::new(),
+        merged: 0,
+        waiting_behind: None,
+        merged_into: None,
+        created_at: Timestamp::now(),
+        started_at: None,
+        finished_at: state.is_terminal().then(Timestamp::now),
+        run_after: None,
+    }
+}
+
+/// Queues and finishes `tasks` tasks from [`WRITERS`] concurrent writers,
+/// awaiting each write's durability.
+async fn drain(store: Arc<SqliteStore>, tasks: u64) {
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let store = Arc::clone(&store);
+            let count = tasks / WRITERS + u64::from(w < tasks % WRITERS);
+            tokio::spawn(async move {
+                for _ in 0..count {
+                    let id = store.allocate_id();
+                    for state in [TaskState::Queued, TaskState::Succeeded] {
+                        let change = Change::Put(Box::new(record(id, state)));
+                        TaskStore::write(&*store, vec![change]).await.unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+}
+
+fn durable_tasks(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut group = c.benchmark_group("sqlite_store");
+    group.sample_size(10);
+    group.warm_up_time(std::time::Duration::from_secs(1));
+
+    for (name, max_batch, tasks) in [
+        ("group_commit", groundcrew::store::DEFAULT_MAX_BATCH, 20_000),
+        ("transaction_per_write", 1, 1_000),
+    ] {
+        let store = Arc::new(
+            SqliteStore::open_with_max_batch(dir.path().join(format!("{name}.db")), max_batch)
+                .unwrap(),
+        );
+        group.throughput(Throughput::Elements(tasks));
+        group.bench_function(name, |b| {
+            b.to_async(&runtime)
+                .iter(|| drain(Arc::clone(&store), tasks))
+        });
+        let writes = store.commits();
+        eprintln!("{name}: {writes} commits in all");
+    }
+    group.finish();
+}
+
+criterion_group!(benches, durable_tasks);
+criterion_main!(benches);

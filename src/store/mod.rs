@@ -1,0 +1,10 @@
+//! Durable backends for the runtime's storage traits.
+//!
+//! Each backend lives in its own private module and is re-exported here, so
+//! the public face is the store type and its open error, not a module tree.
+//! Every backend passes the same conformance suite
+//! (`tests/store_conformance.rs`).
+
+mod sqlite;
+
+pub use sqlite::{OpenError, SqliteStore, DEFAULT_MAX_BATCH};

@@ -1,0 +1,253 @@
+//! The SQLite schema, and how a file is checked and brought up to it.
+//!
+//! # Versions
+//! The schema version is `PRAGMA user_version`; [`MIGRATIONS`] holds one SQL
+//! step per version, and opening applies every missing step in one
+//! transaction, so a crash mid-migration leaves the old version intact.
+//! `PRAGMA application_id` marks the file as groundcrew's, so that a stray
+//! SQLite database is refused instead of having tables added to it.
+//!
+//! # Looking before writing
+//! Everything that could refuse a file (not a database, another
+//! application's database, a newer schema) is checked with reads alone,
+//! before WAL mode is switched on or anything is migrated: a refused file is
+//! left byte for byte as it was.
+//!
+//! # Coalescing in the schema
+//! The runtime coalesces requests per key (kind, target) in memory; the
+//! partial unique indexes below make the same rule hold on disk, so that a
+//! bug in the runtime surfaces as a refused write rather than two runs of
+//! one key: at most one queued task, one queued follow-up and one running
+//! task per key.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
+
+use super::OpenError;
+
+/// Marks a file as a groundcrew store: "GCRW".
+const APPLICATION_ID: i32 = 0x4743_5257;
+
+/// How long a statement waits for a lock held by another connection (a
+/// second process, or our own writer while a reader starts) before failing.
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One SQL step per schema version: `MIGRATIONS[n]` takes version `n` to
+/// `n + 1`. Steps are only ever appended; a released step never changes.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// The newest schema version this build knows.
+pub(super) const SUPPORTED_VERSION: u32 = MIGRATIONS.len() as u32;
+
+const V1: &str = "
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- The id high-water mark: ids are never reused, even after the task with
+-- the largest id was deleted.
+INSERT INTO meta (key, value) VALUES ('next_id', 1);
+
+CREATE TABLE tasks (
+    id             INTEGER PRIMARY KEY,
+    kind           TEXT    NOT NULL,
+    target         TEXT    NOT NULL,
+    trigger        TEXT    NOT NULL,
+    triggers       TEXT    NOT NULL,  -- JSON array of trigger names
+    params         TEXT    NOT NULL,  -- JSON
+    priority       INTEGER NOT NULL,
+    pool           TEXT    NOT NULL,
+    state          TEXT    NOT NULL CHECK (state IN
+                       ('queued', 'running', 'succeeded', 'failed', 'canceled', 'merged')),
+    attempts       INTEGER NOT NULL,
+    run            INTEGER,
+    stage          TEXT,
+    progress_done  INTEGER,
+    progress_total INTEGER,
+    result         TEXT,              -- JSON; NULL when there is none
+    error          TEXT,
+    errors         TEXT    NOT NULL,  -- JSON array of attempt errors
+    merged         INTEGER NOT NULL,
+    waiting_behind INTEGER,
+    merged_into    INTEGER,
+    created_at     INTEGER NOT NULL,  -- milliseconds since the Unix epoch
+    started_at     INTEGER,
+    finished_at    INTEGER,
+    run_after      INTEGER,
+    -- The history category, so that one index serves 'newest first' pages
+    -- of a category without sorting (an IN over two states cannot).
+    category       TEXT GENERATED ALWAYS AS (CASE state
+                       WHEN 'queued'   THEN 'pending'
+                       WHEN 'running'  THEN 'pending'
+                       WHEN 'failed'   THEN 'failed'
+                       WHEN 'canceled' THEN 'failed'
+                       ELSE 'finished' END) VIRTUAL
+);
+
+CREATE UNIQUE INDEX tasks_one_queued_per_key ON tasks (kind, target)
+    WHERE state = 'queued' AND waiting_behind IS NULL;
+CREATE UNIQUE INDEX tasks_one_follow_up_per_key ON tasks (kind, target)
+    WHERE state = 'queued' AND waiting_behind IS NOT NULL;
+CREATE UNIQUE INDEX tasks_one_running_per_key ON tasks (kind, target)
+    WHERE state = 'running';
+
+CREATE INDEX tasks_by_category ON tasks (category, id);
+CREATE INDEX tasks_by_finished_at ON tasks (finished_at);
+
+CREATE TABLE manifest (
+    entity         TEXT    PRIMARY KEY,
+    hash           TEXT    NOT NULL,
+    size           INTEGER NOT NULL,
+    written_at     INTEGER NOT NULL,
+    source_version TEXT,
+    task           INTEGER,
+    run            INTEGER
+) WITHOUT ROWID;
+";
+
+/// Checks the freshly opened file, switches on WAL and full sync, and
+/// migrates it to [`SUPPORTED_VERSION`].
+pub(super) fn prepare(conn: &mut Connection, path: &Path) -> Result<(), OpenError> {
+    let sqlite = |source| OpenError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    // A connection setting, not a write: safe before the file is vetted.
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
+    let found = inspect(conn, path)?;
+
+    // From here on the file is ours (or empty) and may be written.
+    // WAL lets readers run beside the single writer; FULL syncs the WAL on
+    // every commit, so an acknowledged batch survives power loss.
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sqlite)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sqlite)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    if found < SUPPORTED_VERSION {
+        migrate(conn, path).map_err(|source| OpenError::Migrate {
+            path: path.to_owned(),
+            version: SUPPORTED_VERSION,
+            source,
+        })??;
+    }
+    Ok(())
+}
+
+/// Reads the file's identity and version without writing anything.
+fn inspect(conn: &Connection, path: &Path) -> Result<u32, OpenError> {
+    let read = || -> rusqlite::Result<(i32, u32, u64)> {
+        let app = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
+        let version = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let objects = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+        Ok((app, version, objects))
+    };
+    let (app, version, objects) = read().map_err(|source| match source.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => OpenError::Corrupt {
+            path: path.to_owned(),
+            source,
+        },
+        _ => OpenError::Sqlite {
+            path: path.to_owned(),
+            source,
+        },
+    })?;
+    let empty = objects == 0 && version == 0;
+    if app != APPLICATION_ID && !empty {
+        return Err(OpenError::Foreign {
+            path: path.to_owned(),
+        });
+    }
+    if version > SUPPORTED_VERSION {
+        return Err(OpenError::TooNew {
+            path: path.to_owned(),
+            found: version,
+            supported: SUPPORTED_VERSION,
+        });
+    }
+    Ok(version)
+}
+
+/// Applies the missing steps in one transaction. The version is read again
+/// inside it, because another process may have migrated the file between
+/// our look and our lock.
+fn migrate(conn: &mut Connection, path: &Path) -> rusqlite::Result<Result<(), OpenError>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: u32 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > SUPPORTED_VERSION {
+        return Ok(Err(OpenError::TooNew {
+            path: path.to_owned(),
+            found,
+            supported: SUPPORTED_VERSION,
+        }));
+    }
+    for step in &MIGRATIONS[found as usize..] {
+        tx.execute_batch(step)?;
+    }
+    tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+    tx.pragma_update(None, "user_version", SUPPORTED_VERSION)?;
+    tx.commit()?;
+    Ok(Ok(()))
+}
+
+/// The first id to hand out: above every id stored and every id ever
+/// stored (the high-water mark survives deletion of the newest task).
+pub(super) fn next_id(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row(
+        "SELECT max((SELECT value FROM meta WHERE key = 'next_id'),
+                    coalesce((SELECT max(id) FROM tasks), 0) + 1)",
+        [],
+        |r| r.get(0),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_create_the_supported_version_from_scratch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let mut conn = Connection::open(&path).unwrap();
+        prepare(&mut conn, &path).unwrap();
+        let version: u32 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SUPPORTED_VERSION);
+        assert_eq!(next_id(&conn).unwrap(), 1);
+        // Opening again is a no-op.
+        prepare(&mut conn, &path).unwrap();
+    }
+
+    /// The generated `category` column repeats [`HistoryCategory::states`]
+    /// in SQL; this keeps the two in step.
+    #[test]
+    fn schema_categories_agree_with_history_categories() {
+        use groundcrew_actors::HistoryCategory;
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(V1).unwrap();
+        for category in [
+            HistoryCategory::Pending,
+            HistoryCategory::Failed,
+            HistoryCategory::Finished,
+        ] {
+            for state in category.states() {
+                let sql: String = conn
+                    .query_row(
+                        "INSERT INTO tasks (kind, target, trigger, triggers, params, priority,
+                             pool, state, attempts, errors, merged, created_at)
+                         VALUES ('k', 'all', 'api', '[]', 'null', 0, 'p', ?1, 0, '[]', 0, 0)
+                         RETURNING category",
+                        [state.as_str()],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                assert_eq!(sql, super::super::category_name(category), "{state}");
+            }
+        }
+    }
+}

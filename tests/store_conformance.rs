@@ -1,0 +1,518 @@
+//! The contract every store backend keeps, run once per backend.
+//!
+//! [`suite`] holds one generic test per behaviour of [`TaskStore`] and
+//! [`Manifest`]; [`conformance_tests!`] instantiates all of them for a
+//! backend given a factory. A backend is added with one line:
+//!
+//! ```ignore
+//! conformance_tests!(memory, || MemoryStore::new());
+//! ```
+//!
+//! A backend that needs something kept alive beside the store (a temporary
+//! directory) uses `guarded` and returns `(store, guard)`.
+
+use groundcrew::store::SqliteStore;
+use groundcrew_actors::MemoryStore;
+
+/// Instantiates every test of [`suite`] for one backend, in a module named
+/// after it.
+macro_rules! conformance_tests {
+    // Checked first: `guarded || ...` would also parse as an expression.
+    ($backend:ident, guarded $factory:expr) => {
+        conformance_tests!(@module $backend, $factory);
+    };
+    ($backend:ident, $factory:expr) => {
+        conformance_tests!(@module $backend, || (($factory)(), ()));
+    };
+    (@module $backend:ident, $factory:expr) => {
+        mod $backend {
+            #[allow(unused_imports)]
+            use super::*;
+
+            conformance_tests!(@tests $factory;
+                put_then_get_round_trips_every_field,
+                unacknowledged_writes_apply_in_call_order,
+                report_applies_only_to_the_matching_running_execution,
+                history_pages_are_newest_first_with_category_totals,
+                delete_removes_only_terminal_tasks,
+                prune_removes_terminal_tasks_by_age_and_by_count,
+                unfinished_returns_queued_and_running_in_id_order,
+                allocated_ids_only_grow,
+                manifest_puts_gets_lists_and_removes,
+            );
+        }
+    };
+    (@tests $factory:expr; $($test:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                // The guard outlives the store: the store is moved into the
+                // test and dropped when it returns.
+                let (store, _guard) = ($factory)();
+                crate::suite::$test(store).await;
+            }
+        )*
+    };
+}
+
+conformance_tests!(
+    sqlite,
+    guarded || {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = SqliteStore::open(dir.path().join("tasks.db")).expect("open store");
+        (store, dir)
+    }
+);
+
+conformance_tests!(memory, MemoryStore::new);
+
+mod suite {
+    //! The behaviours, generic over the backend.
+
+    use groundcrew_actors::{
+        ArtifactRecord, AttemptError, Change, EntityName, HistoryCategory, Manifest,
+        ManifestChange, Priority, Progress, Retention, RunToken, TaskId, TaskRecord, TaskState,
+        TaskStore, Timestamp, Trigger,
+    };
+    use serde_json::json;
+
+    /// A fixed clock reading, so that ages in the tests are exact.
+    const T0: Timestamp = Timestamp(1_795_000_000_000);
+
+    /// A minimal task; each test sets what it is about.
+    fn task(id: u64, target: &str, state: TaskState) -> TaskRecord {
+        TaskRecord {
+            id: TaskId(id),
+            kind: "refresh".into(),
+            target: target.parse().unwrap(),
+            trigger: Trigger::Api,
+            triggers: vec![Trigger::Api],
+            params: serde_json::Value::Null,
+            priority: Priority::AUTOMATIC,
+            pool: "default".into(),
+            state,
+            attempts: 0,
+            run: None,
+            stage: None,
+            progress: None,
+            result: None,
+            error: None,
+            errors: Vec::new(),
+            merged: 0,
+            waiting_behind: None,
+            merged_into: None,
+            created_at: T0,
+            started_at: None,
+            finished_at: state.is_terminal().then_some(T0),
+            run_after: None,
+        }
+    }
+
+    /// A terminal task on its own target, so coalescing never interferes.
+    fn finished(id: u64, state: TaskState, finished_at: Timestamp) -> TaskRecord {
+        TaskRecord {
+            finished_at: Some(finished_at),
+            ..task(id, &format!("country:T{id}"), state)
+        }
+    }
+
+    async fn put<S: TaskStore>(store: &S, records: impl IntoIterator<Item = TaskRecord>) {
+        let changes = records
+            .into_iter()
+            .map(|r| Change::Put(Box::new(r)))
+            .collect();
+        TaskStore::write(store, changes)
+            .await
+            .expect("durable write");
+    }
+
+    async fn get<S: TaskStore>(store: &S, id: u64) -> Option<TaskRecord> {
+        TaskStore::get(store, TaskId(id)).await.expect("get")
+    }
+
+    async fn page_ids<S: TaskStore>(
+        store: &S,
+        category: HistoryCategory,
+        limit: u64,
+        offset: u64,
+    ) -> (Vec<u64>, u64) {
+        let page = TaskStore::list(store, category, limit, offset)
+            .await
+            .expect("list");
+        (page.tasks.iter().map(|t| t.id.0).collect(), page.total)
+    }
+
+    pub(crate) async fn put_then_get_round_trips_every_field<S: TaskStore + Manifest>(store: S) {
+        let full = TaskRecord {
+            id: TaskId(7),
+            kind: "geo_rebuild".into(),
+            target: "country:DE".parse().unwrap(),
+            trigger: Trigger::FeedUpdate,
+            triggers: vec![
+                Trigger::FeedUpdate,
+                Trigger::Operator,
+                Trigger::Custom("cron".into()),
+            ],
+            params: json!({"times": 3, "nested": {"a": [1, 2.5, null, "x"]}}),
+            priority: Priority(-3),
+            pool: "heavy".into(),
+            state: TaskState::Running,
+            attempts: 2,
+            run: Some(RunToken(u64::from(u32::MAX) + 5)),
+            stage: Some("download".into()),
+            progress: Some(Progress {
+                done: 40,
+                total: 100,
+            }),
+            result: Some(json!(null)),
+            error: Some("connection reset".into()),
+            errors: vec![AttemptError {
+                attempt: 1,
+                at: Timestamp(T0.0 + 1),
+                message: "timeout after 30s".into(),
+            }],
+            merged: 4,
+            waiting_behind: Some(TaskId(3)),
+            merged_into: Some(TaskId(9)),
+            created_at: T0,
+            started_at: Some(Timestamp(T0.0 + 2)),
+            finished_at: Some(Timestamp(T0.0 + 3)),
+            run_after: Some(Timestamp(T0.0 + 4)),
+        };
+        put(&store, [full.clone()]).await;
+        assert_eq!(get(&store, 7).await.as_ref(), Some(&full));
+
+        // Every optional field empty, and the `all` target.
+        let empty = task(8, "all", TaskState::Queued);
+        put(&store, [empty.clone()]).await;
+        assert_eq!(get(&store, 8).await, Some(empty));
+
+        // A put replaces the whole record.
+        let replaced = TaskRecord {
+            state: TaskState::Succeeded,
+            result: Some(json!({"rows": 12})),
+            progress: None,
+            ..full
+        };
+        put(&store, [replaced.clone()]).await;
+        assert_eq!(get(&store, 7).await, Some(replaced));
+        assert_eq!(get(&store, 99).await, None);
+    }
+
+    pub(crate) async fn unacknowledged_writes_apply_in_call_order<S: TaskStore + Manifest>(
+        store: S,
+    ) {
+        let mut record = task(1, "country:DE", TaskState::Queued);
+        put(&store, [record.clone()]).await;
+        record.state = TaskState::Running;
+        record.run = Some(RunToken(1));
+        // Fire and forget: a running task's reports are never awaited.
+        drop(TaskStore::write(
+            &store,
+            vec![Change::Put(Box::new(record.clone()))],
+        ));
+        for done in 1..=200 {
+            drop(TaskStore::write(
+                &store,
+                vec![Change::Report {
+                    id: TaskId(1),
+                    run: RunToken(1),
+                    stage: Some(format!("step {done}")),
+                    progress: Some(Progress { done, total: 200 }),
+                }],
+            ));
+        }
+        // Only the last write is awaited; durability covers all earlier ones.
+        TaskStore::write(
+            &store,
+            vec![Change::Report {
+                id: TaskId(1),
+                run: RunToken(1),
+                stage: Some("last".into()),
+                progress: None,
+            }],
+        )
+        .await
+        .unwrap();
+        let stored = get(&store, 1).await.unwrap();
+        assert_eq!(stored.state, TaskState::Running);
+        assert_eq!(stored.stage.as_deref(), Some("last"));
+        assert_eq!(stored.progress, None);
+    }
+
+    pub(crate) async fn report_applies_only_to_the_matching_running_execution<
+        S: TaskStore + Manifest,
+    >(
+        store: S,
+    ) {
+        let running = TaskRecord {
+            run: Some(RunToken(2)),
+            ..task(1, "country:DE", TaskState::Running)
+        };
+        let queued = TaskRecord {
+            run: Some(RunToken(2)),
+            ..task(2, "country:FR", TaskState::Queued)
+        };
+        put(&store, [running, queued]).await;
+        let report = |id, run, stage: &str| Change::Report {
+            id: TaskId(id),
+            run: RunToken(run),
+            stage: Some(stage.into()),
+            progress: Some(Progress { done: 1, total: 2 }),
+        };
+        TaskStore::write(
+            &store,
+            vec![
+                report(1, 1, "stale run"),
+                report(2, 2, "not running"),
+                report(3, 2, "unknown task"),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(get(&store, 1).await.unwrap().stage, None);
+        assert_eq!(get(&store, 2).await.unwrap().stage, None);
+        assert_eq!(get(&store, 3).await, None);
+
+        TaskStore::write(&store, vec![report(1, 2, "current")])
+            .await
+            .unwrap();
+        let stored = get(&store, 1).await.unwrap();
+        assert_eq!(stored.stage.as_deref(), Some("current"));
+        assert_eq!(stored.progress, Some(Progress { done: 1, total: 2 }));
+    }
+
+    pub(crate) async fn history_pages_are_newest_first_with_category_totals<
+        S: TaskStore + Manifest,
+    >(
+        store: S,
+    ) {
+        put(
+            &store,
+            [
+                task(1, "country:A", TaskState::Queued),
+                task(2, "country:B", TaskState::Running),
+                finished(3, TaskState::Succeeded, T0),
+                finished(4, TaskState::Failed, T0),
+                finished(5, TaskState::Merged, T0),
+                finished(6, TaskState::Canceled, T0),
+                finished(7, TaskState::Succeeded, T0),
+                finished(8, TaskState::Succeeded, T0),
+            ],
+        )
+        .await;
+        use HistoryCategory::*;
+        assert_eq!(page_ids(&store, Pending, 10, 0).await, (vec![2, 1], 2));
+        assert_eq!(page_ids(&store, Failed, 10, 0).await, (vec![6, 4], 2));
+        assert_eq!(
+            page_ids(&store, Finished, 10, 0).await,
+            (vec![8, 7, 5, 3], 4)
+        );
+        assert_eq!(page_ids(&store, Finished, 2, 1).await, (vec![7, 5], 4));
+        assert_eq!(page_ids(&store, Finished, 2, 3).await, (vec![3], 4));
+        assert_eq!(page_ids(&store, Finished, 0, 0).await, (vec![], 4));
+        assert_eq!(page_ids(&store, Finished, 10, 10).await, (vec![], 4));
+        assert_eq!(
+            page_ids(&store, Finished, u64::MAX, 0).await.0,
+            vec![8, 7, 5, 3]
+        );
+    }
+
+    pub(crate) async fn delete_removes_only_terminal_tasks<S: TaskStore + Manifest>(store: S) {
+        put(
+            &store,
+            [
+                task(1, "country:A", TaskState::Queued),
+                task(2, "country:B", TaskState::Running),
+                finished(3, TaskState::Succeeded, T0),
+                finished(4, TaskState::Failed, T0),
+            ],
+        )
+        .await;
+        assert!(!store.delete(TaskId(1)).await.unwrap());
+        assert!(!store.delete(TaskId(2)).await.unwrap());
+        assert!(!store.delete(TaskId(99)).await.unwrap());
+        assert!(store.delete(TaskId(3)).await.unwrap());
+        assert!(store.delete(TaskId(4)).await.unwrap());
+        assert!(!store.delete(TaskId(4)).await.unwrap());
+        assert!(get(&store, 1).await.is_some());
+        assert!(get(&store, 2).await.is_some());
+        assert!(get(&store, 3).await.is_none());
+        assert!(get(&store, 4).await.is_none());
+    }
+
+    pub(crate) async fn prune_removes_terminal_tasks_by_age_and_by_count<
+        S: TaskStore + Manifest,
+    >(
+        store: S,
+    ) {
+        let minute = |m: u64| Timestamp(T0.0 + m * 60_000);
+        put(
+            &store,
+            [
+                task(1, "country:A", TaskState::Queued),
+                finished(2, TaskState::Succeeded, minute(0)),
+                finished(3, TaskState::Failed, minute(1)),
+                finished(4, TaskState::Canceled, minute(10)),
+                finished(5, TaskState::Merged, minute(11)),
+                finished(6, TaskState::Succeeded, minute(12)),
+                finished(7, TaskState::Succeeded, minute(13)),
+                task(8, "country:B", TaskState::Running),
+            ],
+        )
+        .await;
+        let now = minute(15);
+        // Older than 10 minutes: 2 and 3 (finished at minutes 0 and 1).
+        let by_age = Retention {
+            max_age_s: Some(600),
+            max_count: None,
+        };
+        assert_eq!(store.prune(by_age, now).await.unwrap(), 2);
+        // Keep the newest 2 terminal tasks: removes 4 and 5.
+        let by_count = Retention {
+            max_age_s: None,
+            max_count: Some(2),
+        };
+        assert_eq!(store.prune(by_count, now).await.unwrap(), 2);
+        let nothing = Retention {
+            max_age_s: None,
+            max_count: None,
+        };
+        assert_eq!(store.prune(nothing, now).await.unwrap(), 0);
+
+        let mut left = Vec::new();
+        for id in 1..=8 {
+            if get(&store, id).await.is_some() {
+                left.push(id);
+            }
+        }
+        assert_eq!(
+            left,
+            vec![1, 6, 7, 8],
+            "queued and running are never pruned"
+        );
+
+        let everything = Retention {
+            max_age_s: Some(0),
+            max_count: Some(0),
+        };
+        assert_eq!(store.prune(everything, now).await.unwrap(), 2);
+        let unfinished: Vec<u64> = store
+            .unfinished()
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.id.0)
+            .collect();
+        assert_eq!(unfinished, vec![1, 8]);
+    }
+
+    pub(crate) async fn unfinished_returns_queued_and_running_in_id_order<
+        S: TaskStore + Manifest,
+    >(
+        store: S,
+    ) {
+        // Written out of id order, mixed with terminal tasks.
+        put(
+            &store,
+            [
+                task(9, "country:A", TaskState::Running),
+                finished(2, TaskState::Succeeded, T0),
+                task(4, "country:B", TaskState::Queued),
+                TaskRecord {
+                    waiting_behind: Some(TaskId(9)),
+                    ..task(12, "country:A", TaskState::Queued)
+                },
+                finished(5, TaskState::Failed, T0),
+                task(1, "all", TaskState::Queued),
+            ],
+        )
+        .await;
+        let unfinished = store.unfinished().await.unwrap();
+        let ids: Vec<u64> = unfinished.iter().map(|t| t.id.0).collect();
+        assert_eq!(ids, vec![1, 4, 9, 12]);
+        assert_eq!(unfinished[3].waiting_behind, Some(TaskId(9)));
+    }
+
+    pub(crate) async fn allocated_ids_only_grow<S: TaskStore + Manifest>(store: S) {
+        let first = store.allocate_id();
+        let mut last = first;
+        for _ in 0..1000 {
+            let next = store.allocate_id();
+            assert!(next > last, "{next:?} after {last:?}");
+            last = next;
+        }
+        // Storing and deleting a task does not bring its id back.
+        put(&store, [finished(last.0, TaskState::Succeeded, T0)]).await;
+        assert!(store.delete(last).await.unwrap());
+        assert!(store.allocate_id() > last);
+        assert!(first.0 >= 1, "ids start at 1");
+    }
+
+    pub(crate) async fn manifest_puts_gets_lists_and_removes<S: TaskStore + Manifest>(store: S) {
+        let record = |entity: &str, hash: &str| ArtifactRecord {
+            entity: entity.parse().unwrap(),
+            hash: hash.into(),
+            size: 1 << 40,
+            written_at: T0,
+            source_version: Some("feed-2026-11-23".into()),
+            task: Some(TaskId(3)),
+            run: Some(RunToken(4)),
+        };
+        let de: EntityName = "country:DE".parse().unwrap();
+        assert_eq!(Manifest::artifact(&store, &de).await.unwrap(), None);
+        assert_eq!(Manifest::artifacts(&store).await.unwrap(), vec![]);
+
+        let bare = ArtifactRecord {
+            source_version: None,
+            task: None,
+            run: None,
+            size: 0,
+            ..record("asn:13335", "00")
+        };
+        Manifest::write(
+            &store,
+            vec![
+                ManifestChange::Put(record("country:DE", "aa")),
+                ManifestChange::Put(bare.clone()),
+                ManifestChange::Put(record("country:AT", "bb")),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            Manifest::artifact(&store, &de).await.unwrap(),
+            Some(record("country:DE", "aa"))
+        );
+        let names: Vec<String> = Manifest::artifacts(&store)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.entity.to_string())
+            .collect();
+        assert_eq!(names, ["asn:13335", "country:AT", "country:DE"]);
+        assert_eq!(
+            Manifest::artifact(&store, &"asn:13335".parse().unwrap())
+                .await
+                .unwrap(),
+            Some(bare)
+        );
+
+        // Replace, then remove; the last change to an entity wins.
+        Manifest::write(
+            &store,
+            vec![
+                ManifestChange::Put(record("country:DE", "cc")),
+                ManifestChange::Remove("country:AT".parse().unwrap()),
+                ManifestChange::Remove("country:XX".parse().unwrap()),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            Manifest::artifact(&store, &de).await.unwrap().unwrap().hash,
+            "cc"
+        );
+        assert_eq!(Manifest::artifacts(&store).await.unwrap().len(), 2);
+    }
+}
