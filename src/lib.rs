@@ -7,4 +7,5 @@
 //! single SQLite file with group commit.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+pub mod auth;
 pub mod store;
