@@ -1,0 +1,116 @@
+//! Draining for shutdown: no admission, running work finishes or is queued
+//! again, nothing accepted is lost.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use groundcrew_actors::{Drain, DrainReport, Registry, Submit, SubmitError, TaskState, TaskStore};
+
+#[actix_rt::test]
+async fn drain_lets_running_work_finish_and_keeps_queued_work_queued() {
+    let gate = Gate::new();
+    let mut registry = Registry::new();
+    gate.register(&mut registry, "refresh");
+    let (sup, store) = start(registry, 1).await;
+    let running = submit(&sup, "refresh", "asn:1").await;
+    let queued = submit(&sup, "refresh", "asn:2").await;
+    wait_panel(&sup, "running", |p| p.running.len() == 1).await;
+    let drain = sup.send(Drain {
+        timeout: Duration::from_secs(10),
+        grace: Duration::from_secs(1),
+    });
+    let opener = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Refused while draining, before the running task is let go.
+        let refused = sup.send(Submit(spec("refresh", "asn:3"))).await.unwrap();
+        assert!(matches!(refused, Err(SubmitError::ShuttingDown)));
+        gate.open(2);
+    };
+    let (report, ()) = tokio::join!(drain, opener);
+    assert_eq!(
+        report.unwrap(),
+        DrainReport {
+            completed: 1,
+            requeued: 0,
+            abandoned: 0
+        }
+    );
+    assert_eq!(
+        store.get(running.id).await.unwrap().unwrap().state,
+        TaskState::Succeeded
+    );
+    // The queued task was not admitted while draining; it stays queued.
+    let q = store.get(queued.id).await.unwrap().unwrap();
+    assert_eq!((q.state, q.attempts), (TaskState::Queued, 0));
+}
+
+#[actix_rt::test]
+async fn drain_cancels_work_past_the_deadline_and_queues_it_again() {
+    let gate = Gate::new();
+    let mut registry = Registry::new();
+    gate.register(&mut registry, "refresh");
+    let (sup, store) = start(registry, 2).await;
+    let a = submit(&sup, "refresh", "asn:1").await;
+    wait_panel(&sup, "running", |p| p.running.len() == 1).await;
+    let follow_up = submit(&sup, "refresh", "asn:1").await;
+    let report = sup
+        .send(Drain {
+            timeout: Duration::from_millis(50),
+            grace: Duration::from_secs(5),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        report,
+        DrainReport {
+            completed: 0,
+            requeued: 1,
+            abandoned: 0
+        }
+    );
+    let r = store.get(a.id).await.unwrap().unwrap();
+    assert_eq!(
+        (r.state, r.attempts, r.error),
+        (TaskState::Queued, 0, None),
+        "the interrupted attempt is not counted"
+    );
+    let f = store.get(follow_up.id).await.unwrap().unwrap();
+    assert_eq!((f.state, f.waiting_behind), (TaskState::Queued, None));
+    assert_eq!(store.unfinished().await.unwrap().len(), 2);
+}
+
+#[actix_rt::test]
+async fn drain_gives_up_on_work_that_ignores_cancellation() {
+    let mut registry = Registry::new();
+    registry
+        .register("stubborn", |_ctx: groundcrew_actors::TaskContext| async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(serde_json::Value::Null)
+        })
+        .unwrap();
+    let (sup, store) = start(registry, 1).await;
+    let t = submit(&sup, "stubborn", "asn:1").await;
+    wait_panel(&sup, "running", |p| p.running.len() == 1).await;
+    let report = sup
+        .send(Drain {
+            timeout: Duration::from_millis(20),
+            grace: Duration::from_millis(50),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        report,
+        DrainReport {
+            completed: 0,
+            requeued: 0,
+            abandoned: 1
+        }
+    );
+    // Still running in the store: the next start's recovery queues it again.
+    assert_eq!(
+        store.get(t.id).await.unwrap().unwrap().state,
+        TaskState::Running
+    );
+}
