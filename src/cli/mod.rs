@@ -1,0 +1,140 @@
+//! The command line: `serve` runs the daemon; every other command talks to
+//! a running daemon's admin API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, Overrides};
+
+mod client;
+mod commands;
+mod watch;
+
+/// Background maintenance work for long-running daemons.
+#[derive(Debug, Parser)]
+#[command(name = "groundcrew", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the daemon (embedded defaults without --config).
+    Serve(ServeArgs),
+    /// Shows the panel once: state, workers, running and pending tasks.
+    Status(ClientArgs),
+    /// Lists task history.
+    Tasks {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Which part of the history: pending, failed or finished.
+        #[arg(long, default_value = "pending")]
+        status: String,
+        /// How many tasks.
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+    },
+    /// Submits a task.
+    Submit {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Task kind, e.g. `test`.
+        kind: String,
+        /// Entity (`country:DE`, `asn:13335`) or `all`.
+        target: String,
+        /// Parameters as JSON, e.g. '{"times": 3}'.
+        #[arg(long)]
+        params: Option<String>,
+    },
+    /// Cancels a pending or running task.
+    Cancel {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Task id.
+        id: u64,
+    },
+    /// Rebuilds every entity (--all) or the named ones.
+    Rebuild {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Rebuild everything.
+        #[arg(long, conflicts_with = "targets")]
+        all: bool,
+        /// Kind to rebuild with (the daemon's default when absent).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Entities to rebuild.
+        #[arg(required_unless_present = "all")]
+        targets: Vec<String>,
+    },
+    /// Changes a pool's worker limit.
+    Limit {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Pool name.
+        pool: String,
+        /// New worker limit.
+        limit: usize,
+    },
+    /// Asks the daemon to re-read its configuration file.
+    Reload(ClientArgs),
+    /// Shows the live panel with progress bars until interrupted.
+    Watch(ClientArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Configuration file (YAML or TOML).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Address for the admin API, e.g. 127.0.0.1:7878.
+    #[arg(long)]
+    bind: Option<SocketAddr>,
+    /// Directory for the store, artifacts and the generated admin token.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+/// How a client command reaches the daemon.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct ClientArgs {
+    /// Admin API base URL.
+    #[arg(long, env = "GROUNDCREW_URL", default_value = "http://127.0.0.1:7878")]
+    pub(crate) url: String,
+    /// Bearer token (default: the generated token in the data directory).
+    #[arg(long, env = "GROUNDCREW_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+    /// Data directory holding the generated admin token.
+    #[arg(long, default_value = "./groundcrew-data")]
+    pub(crate) data_dir: PathBuf,
+}
+
+/// Runs one command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Status(c) => commands::status(&c),
+        Command::Tasks { client, status, limit } => commands::tasks(&client, &status, limit),
+        Command::Submit { client, kind, target, params } => commands::submit(&client, &kind, &target, params.as_deref()),
+        Command::Cancel { client, id } => commands::cancel(&client, id),
+        Command::Rebuild { client, all, kind, targets } => commands::rebuild(&client, all, kind.as_deref(), &targets),
+        Command::Limit { client, pool, limit } => commands::limit(&client, &pool, limit),
+        Command::Reload(c) => commands::reload(&c),
+        Command::Watch(c) => watch::watch(&c),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let overrides = Overrides { bind: args.bind, data_dir: args.data_dir };
+    let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
+    config.apply_overrides(&overrides);
+    config.validate_bind()?;
+    crate::logging::init(&config.log).context("cannot set up logging")?;
+    actix_web::rt::System::new()
+        .block_on(crate::daemon::serve(config, args.config, overrides))
+        .context("daemon failed")
+}

@@ -1,0 +1,108 @@
+//! Configuration reload (SIGHUP and `POST /api/v1/reload`): re-reads the
+//! file, and on success applies what can change at runtime: pool limits,
+//! tokens, retention. On error the previous configuration stays in force.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use actix::Addr;
+use futures::future::BoxFuture;
+use groundcrew_actors::{SetLimit, Supervisor};
+
+use crate::auth::TokenSet;
+use crate::config::{Config, ConfigError, Overrides};
+use crate::http::{Control, ReloadError};
+
+/// Holds the configuration in force and re-reads it on demand.
+#[derive(Debug)]
+pub(super) struct Reloader {
+    current: Mutex<Arc<Config>>,
+    file: Option<PathBuf>,
+    overrides: Overrides,
+    supervisor: Addr<Supervisor>,
+    tokens: Arc<RwLock<TokenSet>>,
+    /// Reloads run one at a time so that two cannot interleave their
+    /// limit changes.
+    serial: tokio::sync::Mutex<()>,
+}
+
+impl Reloader {
+    pub(super) fn new(
+        config: Config,
+        file: Option<PathBuf>,
+        overrides: Overrides,
+        supervisor: Addr<Supervisor>,
+        tokens: Arc<RwLock<TokenSet>>,
+    ) -> Self {
+        Self {
+            current: Mutex::new(Arc::new(config)),
+            file,
+            overrides,
+            supervisor,
+            tokens,
+            serial: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The configuration in force.
+    pub(super) fn current(&self) -> Arc<Config> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Re-reads and applies the configuration.
+    pub(super) async fn reload_now(&self) -> Result<(), ReloadError> {
+        let _serial = self.serial.lock().await;
+        let mut next = Config::load(self.file.as_deref(), std::env::vars()).map_err(reload_error)?;
+        next.apply_overrides(&self.overrides);
+        next.validate_bind().map_err(reload_error)?;
+        let old = self.current();
+        for (what, changed) in [
+            ("http.bind", old.http.bind != next.http.bind),
+            ("data_dir", old.data_dir != next.data_dir),
+            ("store", old.store_location() != next.store_location()),
+            ("artifacts", old.artifacts != next.artifacts),
+        ] {
+            if changed {
+                tracing::warn!(key = what, "changed in the configuration file; takes effect at the next start");
+            }
+        }
+        for (pool, limit) in next.pool_limits() {
+            let applied = self.supervisor.send(SetLimit { pool: pool.to_owned(), limit }).await;
+            match applied {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(pool, error = %e, "pool limit not applied; new pools take effect at the next start"),
+                Err(e) => return Err(ReloadError::message(format!("supervisor unavailable: {e}"))),
+            }
+        }
+        // With no tokens configured, the tokens in force (the generated
+        // admin token) stay: a reload never locks the operator out.
+        if !next.tokens.is_empty() {
+            *self.tokens.write().unwrap_or_else(|e| e.into_inner()) = TokenSet::new(next.tokens.clone());
+        }
+        tracing::info!("configuration reloaded");
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        Ok(())
+    }
+}
+
+fn reload_error(e: ConfigError) -> ReloadError {
+    let location = e.location();
+    ReloadError {
+        message: e.to_string(),
+        file: location.as_ref().map(|(f, _, _)| f.display().to_string()),
+        line: location.as_ref().map(|(_, l, _)| *l),
+        column: location.as_ref().map(|(_, _, c)| *c),
+        key: e.key().map(str::to_owned),
+    }
+}
+
+/// The admin API's handle on reload.
+#[derive(Debug)]
+pub(super) struct ReloadControl(pub(super) Arc<Reloader>);
+
+impl Control for ReloadControl {
+    fn reload(&self) -> BoxFuture<'static, Result<(), ReloadError>> {
+        let reloader = Arc::clone(&self.0);
+        Box::pin(async move { reloader.reload_now().await })
+    }
+}

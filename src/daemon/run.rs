@@ -1,0 +1,190 @@
+//! Start-up, the signal loop and shutdown of the daemon.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use actix::Addr;
+use actix_web::{App, HttpServer};
+use groundcrew_actors::{
+    Drain, EntityWriter, FsSink, Metrics, Registry, Supervisor, TaskStore, TestKind, Timestamp,
+};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::auth::{self, Role, Secret, Token, TokenSet};
+use crate::config::{Config, Overrides, StoreLocation};
+use crate::http::{self, ApiState};
+use crate::store::SqliteStore;
+
+use super::reload::{ReloadControl, Reloader};
+
+/// The daemon could not start or stopped on an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::OpenError),
+    /// The configured store kind is not available in this build.
+    #[error("store {0} is not supported by this build; use sqlite")]
+    UnsupportedStore(&'static str),
+    /// The admin token file could not be read or created.
+    #[error("cannot read or create admin token file {path}")]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The artifact directory could not be opened.
+    #[error("cannot open artifact directory")]
+    Artifacts(#[source] groundcrew_actors::SinkError),
+    /// The supervisor did not start.
+    #[error("cannot start the supervisor")]
+    Supervisor(#[source] groundcrew_actors::StartError),
+    /// The HTTP listener could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Metrics could not be registered.
+    #[error("cannot register metrics")]
+    Metrics(#[source] prometheus::Error),
+    /// Waiting for signals or serving failed.
+    #[error("i/o error while serving")]
+    Io(#[source] std::io::Error),
+}
+
+/// The task kinds the daemon runs.
+fn kinds() -> Registry {
+    let mut registry = Registry::new();
+    registry.register("test", TestKind).expect("built-in kind names are valid");
+    registry
+}
+
+/// Tokens the API accepts: the configured ones, or else the generated admin
+/// token from the data directory.
+fn tokens(config: &Config) -> Result<TokenSet, ServeError> {
+    if !config.tokens.is_empty() {
+        return Ok(TokenSet::new(config.tokens.clone()));
+    }
+    let (secret, created) = auth::load_or_create_token(&config.data_dir).map_err(|source| ServeError::TokenFile {
+        path: auth::token_file(&config.data_dir),
+        source,
+    })?;
+    let path = auth::token_file(&config.data_dir);
+    if created {
+        tracing::info!(path = %path.display(), "generated an admin token (role operate)");
+    }
+    println!("admin token: {}", path.display());
+    Ok(TokenSet::new(vec![Token { name: "generated".into(), token: Secret::new(secret.expose()), role: Role::Operate }]))
+}
+
+/// Runs the daemon until SIGTERM or SIGINT, then drains and returns.
+pub async fn serve(config: Config, config_file: Option<PathBuf>, overrides: Overrides) -> Result<(), ServeError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir { path: config.data_dir.clone(), source })?;
+    let store = match config.store_location() {
+        StoreLocation::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
+        StoreLocation::Postgres(_) => return Err(ServeError::UnsupportedStore("postgres")),
+    };
+    let tokens = Arc::new(RwLock::new(tokens(&config)?));
+    let registry = prometheus::Registry::new();
+    let metrics = Metrics::register(&registry).map_err(ServeError::Metrics)?;
+    let artifacts_dir = config.artifacts_dir();
+    std::fs::create_dir_all(&artifacts_dir).map_err(|source| ServeError::DataDir { path: artifacts_dir.clone(), source })?;
+    let mut sink = FsSink::open(&artifacts_dir).map_err(ServeError::Artifacts)?;
+    if let Some(ext) = &config.artifacts.extension {
+        sink = sink.with_extension(ext);
+    }
+    let writer = EntityWriter::start(Arc::new(sink), store.clone(), metrics.clone());
+    let mut builder = Supervisor::builder().registry(kinds()).store(store.clone()).writer(writer).metrics(metrics);
+    for (pool, limit) in config.pool_limits() {
+        builder = builder.pool(pool, limit);
+    }
+    let supervisor = builder.start().await.map_err(ServeError::Supervisor)?;
+
+    let reloader = Arc::new(Reloader::new(config.clone(), config_file, overrides, supervisor.clone(), tokens.clone()));
+    let state = actix_web::web::Data::new(ApiState {
+        supervisor: supervisor.clone(),
+        store: store.clone(),
+        metrics: registry,
+        tokens,
+        metrics_require_token: config.http.metrics_require_token,
+        control: Arc::new(ReloadControl(reloader.clone())),
+        rebuild_kind: "test".into(),
+    });
+    let max_body = config.http.max_body_bytes;
+    let server = HttpServer::new(move || App::new().configure(|c| http::configure(c, state.clone(), max_body)))
+        .disable_signals()
+        .workers(2)
+        .bind(config.http.bind)
+        .map_err(|source| ServeError::Bind { addr: config.http.bind, source })?;
+    for addr in server.addrs() {
+        println!("groundcrew listening on http://{addr}");
+        tracing::info!(%addr, data_dir = %config.data_dir.display(), "listening");
+    }
+    let server = server.run();
+    let handle = server.handle();
+    let http = actix_web::rt::spawn(server);
+    let pruning = actix_web::rt::spawn(prune_forever(store.clone(), reloader.clone()));
+
+    wait_for_shutdown(&reloader).await?;
+    let shutdown = reloader.current().shutdown;
+    tracing::info!(drain_timeout_s = shutdown.drain_timeout_s, "shutting down: draining running tasks");
+    let report = drain(&supervisor, shutdown.drain_timeout_s, shutdown.cancel_grace_s).await;
+    tracing::info!(completed = report.completed, requeued = report.requeued, abandoned = report.abandoned, "drained");
+    pruning.abort();
+    handle.stop(true).await;
+    let _ = http.await;
+    Ok(())
+}
+
+async fn drain(supervisor: &Addr<Supervisor>, timeout_s: u64, grace_s: u64) -> groundcrew_actors::DrainReport {
+    let drain = Drain { timeout: Duration::from_secs(timeout_s), grace: Duration::from_secs(grace_s) };
+    supervisor.send(drain).await.unwrap_or_default()
+}
+
+/// Serves SIGHUP as reload until SIGTERM or SIGINT arrives.
+async fn wait_for_shutdown(reloader: &Reloader) -> Result<(), ServeError> {
+    let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Io)?;
+    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Io)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Io)?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                if let Err(e) = reloader.reload_now().await {
+                    tracing::error!(error = %e.message, "reload on SIGHUP failed; keeping the previous configuration");
+                }
+            }
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+        }
+    }
+}
+
+/// Removes finished history beyond the retention limits, on the configured
+/// interval (re-read after every round so that a reload takes effect).
+async fn prune_forever(store: Arc<SqliteStore>, reloader: Arc<Reloader>) {
+    loop {
+        let config = reloader.current();
+        tokio::time::sleep(Duration::from_secs(config.retention.prune_interval_s)).await;
+        match store.prune(config.retention(), Timestamp::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "pruned task history"),
+            Err(e) => tracing::warn!(error = %e, "pruning task history failed"),
+        }
+    }
+}
