@@ -96,7 +96,7 @@ pub use store::{
     Progress, Retention, StoreError, TaskPage, TaskRecord, TaskStore,
 };
 pub use supervisor::{Drain, DrainReport, StartError, Supervisor, SupervisorBuilder};
-pub use test_kind::TestKind;
+pub use test_kind::{check_test_artifact, test_artifact, TestKind};
 pub use time::Timestamp;
 pub use writer::{EntityWriter, Publish, PublishError, PublishOutcome, Remove};
 

@@ -111,6 +111,9 @@ pub(crate) struct ClientArgs {
     /// Data directory holding the generated admin token.
     #[arg(long, default_value = "./groundcrew-data")]
     pub(crate) data_dir: PathBuf,
+    /// Print the API's JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// Runs one command.

@@ -1,0 +1,155 @@
+//! The one-shot CLI commands: each sends one request and prints the answer
+//! for a person (or as JSON with `--json`).
+
+use anyhow::{bail, Context as _};
+use serde_json::{json, Value};
+
+use super::client::Client;
+use super::ClientArgs;
+
+fn print_json(v: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// One task on one line: id, name, trigger, stage, progress, coalescing.
+pub(crate) fn task_line(t: &Value) -> String {
+    let mut line = format!("#{:<6} {:<28} trigger={}", t["id"], t["name"].as_str().unwrap_or("?"), t["trigger"].as_str().unwrap_or("?"));
+    if let Some(stage) = t["stage"].as_str() {
+        line.push_str(&format!("  stage={stage}"));
+    }
+    if let (Some(done), Some(total)) = (t["progress"]["done"].as_u64(), t["progress"]["total"].as_u64()) {
+        line.push_str(&format!("  [{done}/{total}]"));
+    }
+    if let Some(behind) = t["waiting_behind"].as_u64() {
+        line.push_str(&format!("  waiting behind #{behind}"));
+    }
+    if let Some(m) = t["merged"].as_u64().filter(|&m| m > 0) {
+        line.push_str(&format!("  merged={m}"));
+    }
+    if let Some(e) = t["error"].as_str() {
+        line.push_str(&format!("  error={e}"));
+    }
+    line
+}
+
+/// The panel as text.
+pub(crate) fn panel_text(p: &Value) -> String {
+    let state = match p["state"].as_str() {
+        Some("active") => "Active",
+        Some("idle") => "Idle",
+        _ => "Missing / broken status",
+    };
+    let mut out = format!("{state} — workers {}/{}\n", p["workers"]["active"], p["workers"]["limit"]);
+    for pool in p["pools"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  pool {}: {}/{} active, {} pending\n",
+            pool["name"].as_str().unwrap_or("?"),
+            pool["active"],
+            pool["limit"],
+            pool["pending"]
+        ));
+    }
+    for (title, key) in [("running", "running"), ("pending", "pending")] {
+        let tasks = p[key].as_array().cloned().unwrap_or_default();
+        if !tasks.is_empty() {
+            out.push_str(&format!("{title}:\n"));
+            for t in &tasks {
+                out.push_str(&format!("  {}\n", task_line(t)));
+            }
+        }
+    }
+    out
+}
+
+pub(crate) fn status(args: &ClientArgs) -> anyhow::Result<()> {
+    let panel = Client::new(args)?.get("/api/v1/panel")?;
+    if args.json {
+        return print_json(&panel);
+    }
+    print!("{}", panel_text(&panel));
+    Ok(())
+}
+
+pub(crate) fn tasks(args: &ClientArgs, status: &str, limit: u64) -> anyhow::Result<()> {
+    let page = Client::new(args)?.get(&format!("/api/v1/tasks?status={status}&limit={limit}"))?;
+    if args.json {
+        return print_json(&page);
+    }
+    let tasks = page["tasks"].as_array().cloned().unwrap_or_default();
+    println!("{} {status} task(s) in all, newest first:", page["total"]);
+    for t in &tasks {
+        println!("  {:<9} {}", t["state"].as_str().unwrap_or("?"), task_line(t));
+    }
+    Ok(())
+}
+
+pub(crate) fn submit(args: &ClientArgs, kind: &str, target: &str, params: Option<&str>) -> anyhow::Result<()> {
+    let params: Value = match params {
+        Some(p) => serde_json::from_str(p).with_context(|| format!("--params is not valid JSON: {p}"))?,
+        None => Value::Null,
+    };
+    let reply = Client::new(args)?.post("/api/v1/tasks", &json!({"kind": kind, "target": target, "params": params, "trigger": "operator"}))?;
+    if args.json {
+        return print_json(&reply);
+    }
+    match reply["outcome"].as_str() {
+        Some("follow_up") => println!("task #{} queued as a follow-up behind #{}", reply["id"], reply["behind"]),
+        Some("merged") => println!("merged into task #{}", reply["id"]),
+        _ => println!("task #{} queued", reply["id"]),
+    }
+    Ok(())
+}
+
+pub(crate) fn cancel(args: &ClientArgs, id: u64) -> anyhow::Result<()> {
+    let reply = Client::new(args)?.delete(&format!("/api/v1/tasks/{id}"))?;
+    if args.json {
+        return print_json(&reply);
+    }
+    match reply["state"].as_str() {
+        Some("canceled") => println!("task #{id} canceled"),
+        Some("running") => println!("task #{id} is running: asked to stop at its next checkpoint"),
+        _ if reply.is_null() => println!("task #{id} removed from history"),
+        _ => print_json(&reply)?,
+    }
+    for f in reply["canceled_follow_ups"].as_array().into_iter().flatten() {
+        println!("follow-up #{f} canceled too");
+    }
+    Ok(())
+}
+
+pub(crate) fn rebuild(args: &ClientArgs, all: bool, kind: Option<&str>, targets: &[String]) -> anyhow::Result<()> {
+    let mut body = if all { json!({"all": true}) } else { json!({"targets": targets}) };
+    if !all && targets.is_empty() {
+        bail!("name entities to rebuild, or pass --all");
+    }
+    if let Some(k) = kind {
+        body["kind"] = json!(k);
+    }
+    let reply = Client::new(args)?.post("/api/v1/rebuild", &body)?;
+    if args.json {
+        return print_json(&reply);
+    }
+    for t in reply["tasks"].as_array().into_iter().flatten() {
+        println!("{:<20} task #{} {}", t["target"].as_str().unwrap_or("?"), t["id"], t["outcome"].as_str().unwrap_or("?"));
+    }
+    Ok(())
+}
+
+pub(crate) fn limit(args: &ClientArgs, pool: &str, limit: usize) -> anyhow::Result<()> {
+    let reply = Client::new(args)?.put(&format!("/api/v1/pools/{pool}/limit"), &json!({"limit": limit}))?;
+    if args.json {
+        return print_json(&reply);
+    }
+    println!("pool {pool}: worker limit {limit}");
+    Ok(())
+}
+
+pub(crate) fn reload(args: &ClientArgs) -> anyhow::Result<()> {
+    let reply = Client::new(args)?.post("/api/v1/reload", &json!({}))?;
+    if args.json {
+        return print_json(&reply);
+    }
+    println!("configuration reloaded");
+    Ok(())
+}
