@@ -57,9 +57,7 @@ pub(crate) fn authorize(req: &HttpRequest, required: Role) -> Result<Caller, Api
     // A poisoned lock only means a writer panicked mid-swap of a whole
     // `TokenSet`; the value behind it is still a complete set.
     let tokens = state.tokens.read().unwrap_or_else(PoisonError::into_inner);
-    let token = tokens
-        .authorize(presented)
-        .ok_or(ApiError::InvalidToken)?;
+    let token = tokens.authorize(presented).ok_or(ApiError::InvalidToken)?;
     if token.role < required {
         return Err(ApiError::Forbidden { required });
     }

@@ -130,13 +130,17 @@ const fn route(
 pub const ROUTES: &[ApiRoute] = &[
     route(Method::GET, "/healthz", |r| r.to(system::healthz)),
     route(Method::GET, "/metrics", |r| r.to(system::metrics)),
-    route(Method::GET, "/api/v1/openapi.json", |r| r.to(system::openapi)),
+    route(Method::GET, "/api/v1/openapi.json", |r| {
+        r.to(system::openapi)
+    }),
     route(Method::POST, "/api/v1/reload", |r| r.to(system::reload)),
     route(Method::GET, "/api/v1/panel", |r| r.to(panel::show)),
     route(Method::GET, "/api/v1/tasks", |r| r.to(tasks::list)),
     route(Method::POST, "/api/v1/tasks", |r| r.to(tasks::submit)),
     route(Method::GET, "/api/v1/tasks/{id}", |r| r.to(tasks::show)),
-    route(Method::DELETE, "/api/v1/tasks/{id}", |r| r.to(tasks::delete)),
+    route(Method::DELETE, "/api/v1/tasks/{id}", |r| {
+        r.to(tasks::delete)
+    }),
     route(Method::POST, "/api/v1/rebuild", |r| r.to(rebuild::rebuild)),
     route(Method::PUT, "/api/v1/pools/{pool}/limit", |r| {
         r.to(pools::set_limit)

@@ -43,7 +43,12 @@ mod tests {
             run_after: None,
         };
         let json = serde_json::to_value(&task).unwrap();
-        let keys: BTreeSet<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        let keys: BTreeSet<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         let expected: BTreeSet<&str> = [
             "id",
             "name",

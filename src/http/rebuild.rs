@@ -53,7 +53,9 @@ impl RebuildBody {
         let bad = |m: &str| Err(ApiError::InvalidRequest(m.to_owned()));
         match (self.all, self.targets) {
             (Some(true), None) => Ok(vec![Target::All]),
-            (Some(false), None) => bad("\"all\" must be true; to rebuild some entities, name them in \"targets\""),
+            (Some(false), None) => {
+                bad("\"all\" must be true; to rebuild some entities, name them in \"targets\"")
+            }
             (Some(_), Some(_)) => bad("give either \"all\" or \"targets\", not both"),
             (None, None) => bad("give either \"all\": true or \"targets\": [...]"),
             (None, Some(t)) if t.is_empty() => bad("\"targets\" is empty"),
@@ -65,7 +67,11 @@ impl RebuildBody {
             // explicit request into a full rebuild.
             (None, Some(t)) => t
                 .iter()
-                .map(|s| EntityName::new(s).map(Target::Entity).map_err(ApiError::from))
+                .map(|s| {
+                    EntityName::new(s)
+                        .map(Target::Entity)
+                        .map_err(ApiError::from)
+                })
                 .collect(),
         }
     }
@@ -77,14 +83,19 @@ pub(super) async fn rebuild(
     body: web::Json<RebuildBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let kind = body.kind.clone().unwrap_or_else(|| state.rebuild_kind.clone());
+    let kind = body
+        .kind
+        .clone()
+        .unwrap_or_else(|| state.rebuild_kind.clone());
     let params = body.params.clone();
     let mut targets = body.targets()?.into_iter();
     let spec = |target: Target| {
         TaskSpec::new(kind.clone(), target, Trigger::Operator).with_params(params.clone())
     };
 
-    let first = targets.next().expect("targets() never returns an empty list");
+    let first = targets
+        .next()
+        .expect("targets() never returns an empty list");
     let reply = state.supervisor.send(Submit(spec(first.clone()))).await??;
     let mut tasks = vec![RebuildTask {
         target: first,
@@ -130,7 +141,10 @@ mod tests {
 
     #[test]
     fn exactly_one_of_all_and_targets_is_required() {
-        assert_eq!(body(json!({"all": true})).targets().unwrap(), vec![Target::All]);
+        assert_eq!(
+            body(json!({"all": true})).targets().unwrap(),
+            vec![Target::All]
+        );
         for bad in [
             json!({}),
             json!({"all": false}),

@@ -98,9 +98,12 @@ fn number(value: Option<&str>, parameter: &str, default: u64) -> Result<u64, Api
 /// A task id from the path; not a number is a 400, not a 404, so that a
 /// client bug is told apart from a task that is gone.
 pub(super) fn task_id(raw: &str) -> Result<TaskId, ApiError> {
-    raw.parse()
-        .map(TaskId)
-        .map_err(|_| invalid("id", format!("{raw:?} is not a task id (a non-negative integer)")))
+    raw.parse().map(TaskId).map_err(|_| {
+        invalid(
+            "id",
+            format!("{raw:?} is not a task id (a non-negative integer)"),
+        )
+    })
 }
 
 pub(super) async fn show(
@@ -109,7 +112,11 @@ pub(super) async fn show(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = task_id(&id)?;
-    let record = state.store.get(id).await?.ok_or(ApiError::TaskNotFound(id))?;
+    let record = state
+        .store
+        .get(id)
+        .await?
+        .ok_or(ApiError::TaskNotFound(id))?;
     Ok(HttpResponse::Ok().json(TaskView::from(record)))
 }
 
