@@ -155,14 +155,14 @@ pub const ROUTES: &[ApiRoute] = &[
 /// (a web page) are unaffected; routes it adds under `/api` must be
 /// registered before this call, since the `/api` fallback comes last.
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<ApiState>, max_body_bytes: usize) {
-    cfg.app_data(state)
-        .app_data(
-            web::JsonConfig::default()
-                .limit(max_body_bytes)
-                .error_handler(|e, _| ApiError::from(e).into()),
-        )
-        .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::from(e).into()))
-        .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::from(e).into()));
+    cfg.app_data(state);
+    // The extractor configs go on the API's own resources, not the whole
+    // app, so that routes the daemon adds keep their own limits and errors.
+    let json = web::JsonConfig::default()
+        .limit(max_body_bytes)
+        .error_handler(|e, _| ApiError::from(e).into());
+    let path = web::PathConfig::default().error_handler(|e, _| ApiError::from(e).into());
+    let query = web::QueryConfig::default().error_handler(|e, _| ApiError::from(e).into());
 
     // One resource per path, so that a wrong method finds the path and
     // answers 405 instead of falling through to 404.
@@ -170,12 +170,19 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<ApiState>, max_b
     for r in ROUTES {
         by_path.entry(r.path).or_default().push(r);
     }
-    for (path, routes) in by_path {
+    for (pattern, routes) in by_path {
         let allow: Vec<Method> = routes.iter().map(|r| r.method.clone()).collect();
-        let mut resource = web::resource(path).default_service(web::to(move || {
-            let allow = allow.clone();
-            async move { Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed { allow }) }
-        }));
+        let mut resource =
+            web::resource(pattern)
+                .app_data(json.clone())
+                .app_data(path.clone())
+                .app_data(query.clone())
+                .default_service(web::to(move || {
+                    let allow = allow.clone();
+                    async move {
+                        Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed { allow })
+                    }
+                }));
         for r in routes {
             resource = resource.route((r.mount)(web::route().method(r.method.clone())));
         }
