@@ -70,6 +70,15 @@ async fn start(
     impl Service<Request, Response = ServiceResponse<impl MessageBody>, Error = actix_web::Error>,
     Harness,
 ) {
+    let (state, harness) = state(limit, metrics_require_token).await;
+    let app = test::init_service(
+        App::new().configure(move |cfg| configure(cfg, state.clone(), MAX_BODY)),
+    )
+    .await;
+    (app, harness)
+}
+
+async fn state(limit: usize, metrics_require_token: bool) -> (web::Data<ApiState>, Harness) {
     let mut kinds = Registry::new();
     kinds.register("test", TestKind).unwrap();
     let registry = prometheus::Registry::new();
@@ -107,12 +116,8 @@ async fn start(
         control: control.clone(),
         rebuild_kind: "test".into(),
     });
-    let app = test::init_service(
-        App::new().configure(move |cfg| configure(cfg, state.clone(), MAX_BODY)),
-    )
-    .await;
     (
-        app,
+        state,
         Harness {
             supervisor,
             control,
@@ -810,4 +815,25 @@ async fn openapi_document_matches_the_routes() {
             "{method} {path}"
         );
     }
+}
+
+#[actix_web::test]
+async fn daemon_routes_beside_the_api_keep_their_own_limits() {
+    let (state, _h) = state(1, false).await;
+    let app = test::init_service(
+        App::new()
+            .configure(move |cfg| configure(cfg, state.clone(), MAX_BODY))
+            .route(
+                "/page",
+                web::post().to(|body: web::Json<Value>| async move {
+                    actix_web::HttpResponse::Ok().json(body.into_inner())
+                }),
+            ),
+    )
+    .await;
+    let big = json!({"pad": "x".repeat(2 * MAX_BODY)});
+    let reply = call(&app, TestRequest::post().uri("/page").set_json(&big)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let reply = call(&app, post("/api/v1/tasks", big)).await;
+    error_of(&reply, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
 }
