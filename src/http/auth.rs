@@ -1,0 +1,86 @@
+//! Bearer-token extractors: [`Reader`] for GET routes, [`Operator`] for
+//! everything that changes state.
+//!
+//! The extractors come first in each handler's arguments, so that a request
+//! without a valid token is refused before its body is read or parsed.
+
+use std::future::{ready, Ready};
+use std::sync::PoisonError;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+
+use super::{ApiError, ApiState};
+use crate::auth::Role;
+
+/// Who made a request: the name of the token presented, for logs.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub(crate) name: String,
+}
+
+/// A caller holding at least [`Role::Read`]. Reads are not logged, so the
+/// caller's name is not kept.
+#[derive(Debug)]
+pub(crate) struct Reader;
+
+/// A caller holding [`Role::Operate`].
+#[derive(Debug)]
+pub(crate) struct Operator(pub(crate) Caller);
+
+impl FromRequest for Reader {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authorize(req, Role::Read).map(|_| Reader))
+    }
+}
+
+impl FromRequest for Operator {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authorize(req, Role::Operate).map(Operator))
+    }
+}
+
+/// Checks the request's bearer token against the state's token set.
+pub(crate) fn authorize(req: &HttpRequest, required: Role) -> Result<Caller, ApiError> {
+    let state = req.app_data::<web::Data<ApiState>>().ok_or_else(|| {
+        tracing::error!("ApiState missing: mount the API with http::configure");
+        ApiError::Internal
+    })?;
+    let presented = bearer(req)?;
+    // A poisoned lock only means a writer panicked mid-swap of a whole
+    // `TokenSet`; the value behind it is still a complete set.
+    let tokens = state.tokens.read().unwrap_or_else(PoisonError::into_inner);
+    let token = tokens.authorize(presented).ok_or(ApiError::InvalidToken)?;
+    if token.role < required {
+        return Err(ApiError::Forbidden { required });
+    }
+    Ok(Caller {
+        name: token.name.clone(),
+    })
+}
+
+/// The token of an `Authorization: Bearer <token>` header. The scheme is
+/// case-insensitive (RFC 9110 §11.1).
+fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or(ApiError::MissingToken)?
+        .to_str()
+        .map_err(|_| ApiError::InvalidToken)?;
+    let (scheme, token) = value.split_once(' ').ok_or(ApiError::InvalidToken)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::InvalidToken);
+    }
+    match token.trim() {
+        "" => Err(ApiError::MissingToken),
+        t => Ok(t),
+    }
+}

@@ -1,0 +1,203 @@
+//! `/api/v1/tasks`: task history from the store, submitting new work, and
+//! `DELETE`, which cancels a pending task or removes an ended one.
+//!
+//! A task's JSON is its [`TaskRecord`] plus `name` (`"<kind> <target>"`),
+//! the same name the panel shows. Ids are JSON numbers everywhere.
+
+use actix_web::{web, HttpResponse};
+use groundcrew_actors::{
+    Cancel, CancelError, HistoryCategory, Priority, Submit, SubmitReply, Target, TaskId,
+    TaskRecord, TaskSpec, Trigger,
+};
+use serde::{Deserialize, Serialize};
+
+use super::auth::{Operator, Reader};
+use super::{ApiError, ApiState};
+
+/// Tasks listed when `limit` is absent.
+const DEFAULT_LIMIT: u64 = 50;
+/// Most tasks one page may list.
+const MAX_LIMIT: u64 = 1000;
+
+/// A task as the API shows it.
+#[derive(Debug, Serialize)]
+pub(super) struct TaskView {
+    #[serde(flatten)]
+    record: TaskRecord,
+    name: String,
+}
+
+impl From<TaskRecord> for TaskView {
+    fn from(record: TaskRecord) -> Self {
+        let name = format!("{} {}", record.kind, record.target);
+        Self { record, name }
+    }
+}
+
+/// The query of `GET /api/v1/tasks`, as strings: each is validated by name
+/// so that a bad value's error names its parameter.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    status: Option<String>,
+    limit: Option<String>,
+    offset: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ListReply {
+    tasks: Vec<TaskView>,
+    total: u64,
+}
+
+pub(super) async fn list(
+    _: Reader,
+    state: web::Data<ApiState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let category = match query.status.as_deref() {
+        None | Some("pending") => HistoryCategory::Pending,
+        Some("failed") => HistoryCategory::Failed,
+        Some("finished") => HistoryCategory::Finished,
+        Some(other) => {
+            return Err(invalid(
+                "status",
+                format!("{other:?} is not one of pending, failed, finished"),
+            ))
+        }
+    };
+    let limit = number(query.limit.as_deref(), "limit", DEFAULT_LIMIT)?;
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(invalid(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}, got {limit}"),
+        ));
+    }
+    let offset = number(query.offset.as_deref(), "offset", 0)?;
+    let page = state.store.list(category, limit, offset).await?;
+    Ok(HttpResponse::Ok().json(ListReply {
+        tasks: page.tasks.into_iter().map(TaskView::from).collect(),
+        total: page.total,
+    }))
+}
+
+fn invalid(parameter: &str, message: String) -> ApiError {
+    ApiError::InvalidParameter {
+        parameter: parameter.to_owned(),
+        message,
+    }
+}
+
+fn number(value: Option<&str>, parameter: &str, default: u64) -> Result<u64, ApiError> {
+    value.map_or(Ok(default), |v| {
+        v.parse()
+            .map_err(|_| invalid(parameter, format!("{v:?} is not a non-negative integer")))
+    })
+}
+
+/// A task id from the path; not a number is a 400, not a 404, so that a
+/// client bug is told apart from a task that is gone.
+pub(super) fn task_id(raw: &str) -> Result<TaskId, ApiError> {
+    raw.parse().map(TaskId).map_err(|_| {
+        invalid(
+            "id",
+            format!("{raw:?} is not a task id (a non-negative integer)"),
+        )
+    })
+}
+
+pub(super) async fn show(
+    _: Reader,
+    state: web::Data<ApiState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = task_id(&id)?;
+    let record = state
+        .store
+        .get(id)
+        .await?
+        .ok_or(ApiError::TaskNotFound(id))?;
+    Ok(HttpResponse::Ok().json(TaskView::from(record)))
+}
+
+/// Cancels a pending task (202 with the supervisor's answer) or removes an
+/// ended one from the history (204).
+///
+/// The supervisor is asked first because it, not the store, knows which
+/// tasks are live: asking the store first would race with a task that ends
+/// between the two calls.
+pub(super) async fn delete(
+    Operator(caller): Operator,
+    state: web::Data<ApiState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = task_id(&id)?;
+    match state.supervisor.send(Cancel(id)).await? {
+        Ok(reply) => {
+            tracing::info!(caller = %caller.name, task = id.0, state = %reply.state, "task cancel requested");
+            Ok(HttpResponse::Accepted().json(reply))
+        }
+        Err(CancelError::AlreadyEnded { .. }) => {
+            if state.store.delete(id).await? {
+                tracing::info!(caller = %caller.name, task = id.0, "task removed from history");
+                return Ok(HttpResponse::NoContent().finish());
+            }
+            // Gone meanwhile (another DELETE, pruning), or the store still
+            // shows a state the supervisor has moved past.
+            match state.store.get(id).await? {
+                None => Err(ApiError::TaskNotFound(id)),
+                Some(r) => Err(ApiError::Conflict(format!(
+                    "task {id} is {} in the store and cannot be removed yet",
+                    r.state
+                ))),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The body of `POST /api/v1/tasks`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SubmitBody {
+    kind: String,
+    target: String,
+    #[serde(default)]
+    params: serde_json::Value,
+    #[serde(default = "api_trigger")]
+    trigger: Trigger,
+    priority: Option<Priority>,
+}
+
+fn api_trigger() -> Trigger {
+    Trigger::Api
+}
+
+pub(super) async fn submit(
+    Operator(caller): Operator,
+    state: web::Data<ApiState>,
+    body: web::Json<SubmitBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let target = Target::parse(&body.target)?;
+    let mut spec = TaskSpec::new(body.kind, target, body.trigger).with_params(body.params);
+    spec.priority = body.priority;
+    let reply: SubmitReply = state.supervisor.send(Submit(spec.clone())).await??;
+    tracing::info!(caller = %caller.name, kind = %spec.kind, target = %spec.target,
+        task = reply.id.0, outcome = ?reply.outcome, "task submitted");
+    Ok(HttpResponse::Accepted().json(reply))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_ids_must_be_numbers() {
+        assert_eq!(task_id("42").unwrap(), TaskId(42));
+        let e = task_id("abc").unwrap_err();
+        assert_eq!(e.code(), "invalid_parameter");
+        assert!(e.to_string().contains("\"abc\""));
+        assert!(task_id("-1").is_err());
+    }
+}
