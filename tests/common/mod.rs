@@ -1,0 +1,152 @@
+//! Shared fixtures for tests that drive the real `groundcrew` binary: start
+//! it on a free port, find its address and admin token, call its API, stop
+//! it gently or with SIGKILL.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A running daemon.
+pub struct Daemon {
+    child: Child,
+    pub base: String,
+    pub data_dir: PathBuf,
+    pub token: String,
+    pub stdout: mpsc::Receiver<String>,
+}
+
+/// The binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_groundcrew")
+}
+
+impl Daemon {
+    /// Starts `groundcrew serve` on a free loopback port with `data_dir`
+    /// and extra arguments, and waits until it listens.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Daemon {
+        let mut child = Command::new(binary())
+            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start groundcrew");
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let base = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = line.strip_prefix("groundcrew listening on ") {
+                        break addr.trim().to_owned();
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("groundcrew did not report its address: {:?}", child.wait());
+                }
+            }
+        };
+        let token = std::fs::read_to_string(data_dir.join("admin.token")).unwrap_or_default().trim().to_owned();
+        Daemon { child, base, data_dir: data_dir.to_owned(), token, stdout: rx }
+    }
+
+    pub fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(20)))
+            .build()
+            .new_agent()
+    }
+
+    /// Sends a request with the admin token; returns status and JSON body.
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_as(Some(&self.token), method, path, body)
+    }
+
+    pub fn call_as(&self, token: Option<&str>, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        try_call(&self.base, token, method, path, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Sends `signal` and waits for the process to exit.
+    pub fn signal_and_wait(mut self, signal: i32) -> std::process::ExitStatus {
+        unsafe_kill(self.child.id(), signal);
+        self.child.wait().unwrap()
+    }
+
+    pub fn signal(&self, signal: i32) {
+        unsafe_kill(self.child.id(), signal);
+    }
+
+    /// Polls the panel until `cond` holds; panics after `secs`.
+    pub fn wait_panel(&self, what: &str, secs: u64, cond: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let (status, panel) = self.call("GET", "/api/v1/panel", None);
+            assert_eq!(status, 200, "{panel}");
+            if cond(&panel) {
+                return panel;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}: {panel:#}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unsafe_kill(pid: u32, signal: i32) {
+    let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// One API call; `Err` only when the daemon cannot be reached.
+pub fn try_call(base: &str, token: Option<&str>, method: &str, path: &str, body: Option<Value>) -> Result<(u16, Value), String> {
+    let mut req = ureq::http::Request::builder().method(method).uri(format!("{base}{path}"));
+    if let Some(t) = token {
+        req = req.header("Authorization", format!("Bearer {t}"));
+    }
+    let agent = Daemon::agent();
+    let resp = match body {
+        Some(b) => agent.run(req.header("Content-Type", "application/json").body(serde_json::to_vec(&b).unwrap()).unwrap()),
+        None => agent.run(req.body(()).unwrap()),
+    }
+    .map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let text = resp.into_body().read_to_string().map_err(|e| e.to_string())?;
+    let value = if text.trim().is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    Ok((status, value))
+}
+
+pub const SIGTERM: i32 = 15;
+pub const SIGHUP: i32 = 1;
