@@ -8,4 +8,5 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod auth;
+pub mod config;
 pub mod store;
