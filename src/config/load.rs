@@ -112,9 +112,11 @@ impl Source {
     ) -> ConfigError {
         let key = KeyPath::from_serde(path);
         let message = strip_positions(message);
-        // serde_norway prefixes its own rendering of the same path.
-        let message = message
-            .strip_prefix(&format!("{key}: "))
+        // serde_norway prefixes its own rendering of the path: the same
+        // path, or for an unknown key the path of its parent.
+        let message = key
+            .prefixes()
+            .find_map(|p| message.strip_prefix(&format!("{p}: ")))
             .unwrap_or(&message);
         if let Some(expected) = unknown_field(message) {
             // The tracked path already ends with the unknown key.
@@ -124,6 +126,10 @@ impl Source {
                 expected,
             };
         }
+        // Placed at the key, like validation errors: the parser's own
+        // position is sometimes the enclosing map's (an error raised after
+        // a value was read, as by `try_from`), which can be lines away.
+        let at = self.origin_of(&key).unwrap_or(at);
         let key = key.to_string();
         ConfigError::Invalid {
             problem: Problem::Type(redact(&key, message)),

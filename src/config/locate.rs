@@ -70,7 +70,7 @@ impl KeyPath {
     }
 
     /// This path and each of its ancestors, longest first.
-    fn prefixes(&self) -> impl Iterator<Item = KeyPath> + '_ {
+    pub(super) fn prefixes(&self) -> impl Iterator<Item = KeyPath> + '_ {
         (1..=self.0.len())
             .rev()
             .map(|n| KeyPath(self.0[..n].to_vec()))

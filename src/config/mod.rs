@@ -384,4 +384,6 @@ impl Config {
 }
 
 #[cfg(test)]
+mod example_tests;
+#[cfg(test)]
 mod tests;

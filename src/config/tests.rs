@@ -330,9 +330,14 @@ fn unknown_key_names_key_and_line() {
 
     let e = load_err("g.yaml", "http:\n  bind: 127.0.0.1:1\n  bnd: 1\n");
     assert_eq!(place(&e), (Some(3), Some(3), Some("http.bnd")));
+    assert!(matches!(e, ConfigError::UnknownKey { .. }), "{e:?}");
 
     let e = load_err("g.toml", "[http]\nbind = \"127.0.0.1:1\"\nbnd = 1\n");
     assert_eq!(place(&e), (Some(3), Some(1), Some("http.bnd")));
+    assert!(matches!(e, ConfigError::UnknownKey { .. }), "{e:?}");
+    let e = load_err("g.yaml", "tokens:\n  - name: a\n    nmae: b\n");
+    assert_eq!(place(&e), (Some(3), Some(5), Some("tokens[0].nmae")));
+    assert!(matches!(e, ConfigError::UnknownKey { .. }), "{e:?}");
     let e = load_err("g.toml", "tokenz = []\n");
     assert_eq!(place(&e), (Some(1), Some(1), Some("tokenz")));
 }
@@ -340,17 +345,17 @@ fn unknown_key_names_key_and_line() {
 #[test]
 fn wrong_type_names_key_and_line() {
     let e = load_err("g.yaml", "http:\n  max_body_bytes: lots\n");
-    assert_eq!(place(&e), (Some(2), Some(19), Some("http.max_body_bytes")));
+    assert_eq!(place(&e), (Some(2), Some(3), Some("http.max_body_bytes")));
     assert!(
         e.to_string().ends_with(
-            "g.yaml:2:19: http.max_body_bytes: invalid type: string \"lots\", expected usize"
+            "g.yaml:2:3: http.max_body_bytes: invalid type: string \"lots\", expected usize"
         ),
         "{e}"
     );
     assert!(!e.to_string().contains("at line"), "{e}");
 
     let e = load_err("g.toml", "[http]\nmax_body_bytes = \"lots\"\n");
-    assert_eq!(place(&e), (Some(2), Some(18), Some("http.max_body_bytes")));
+    assert_eq!(place(&e), (Some(2), Some(1), Some("http.max_body_bytes")));
 
     let e = load_err(
         "g.yaml",
@@ -466,7 +471,7 @@ fn other_validation_errors_name_their_keys() {
         ("artifacts:\n  extension: TXT\n", "artifacts.extension"),
         ("log:\n  level: loud\n", "log.level"),
         ("http:\n  max_body_bytes: 0\n", "http.max_body_bytes"),
-        ("store: notes.txt\n", "store"),
+        ("data_dir: /x\n\nstore: notes.txt\n", "store"),
         ("log:\n  format: xml\n", "log.format"),
     ] {
         let e = load_err("g.yaml", text);
@@ -507,4 +512,35 @@ fn missing_file_is_a_read_error_naming_it() {
     let e = Config::load(Some(Path::new("/nonexistent/g.yaml")), no_env()).unwrap_err();
     assert!(matches!(e, ConfigError::Read { .. }));
     assert!(e.to_string().contains("/nonexistent/g.yaml"));
+}
+
+#[test]
+fn env_keys_cover_every_field() {
+    // serde lists a level's fields in its unknown-key error.
+    for section in ["", "http", "retention", "artifacts", "log", "shutdown"] {
+        let text = if section.is_empty() {
+            "zzz: 1\n".to_owned()
+        } else {
+            format!("{section}:\n  zzz: 1\n")
+        };
+        let ConfigError::UnknownKey { expected, .. } = load_err("g.yaml", &text) else {
+            panic!(
+                "{section}: expected an unknown key, got {:?}",
+                load_err("g.yaml", &text)
+            );
+        };
+        for field in expected {
+            let key = if section.is_empty() {
+                field
+            } else {
+                format!("{section}.{field}")
+            };
+            assert!(
+                env::KEYS
+                    .iter()
+                    .any(|k| *k == key || k.starts_with(&format!("{key}."))),
+                "{key} cannot be set from the environment"
+            );
+        }
+    }
 }
