@@ -116,9 +116,9 @@ pub enum Problem {
          optionally as comma-separated target=level directives"
     )]
     LogLevel(String),
-    /// A value that must be positive.
-    #[error("{0} must be greater than 0")]
-    Zero(&'static str),
+    /// A value that must be positive (the key names which).
+    #[error("must be greater than 0")]
+    Zero,
     /// An empty path.
     #[error("path must not be empty")]
     EmptyPath,

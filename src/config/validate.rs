@@ -22,18 +22,12 @@ pub(super) fn check(config: &Config) -> Result<(), Refusal> {
         return Err((KeyPath::parse("data_dir"), Problem::EmptyPath));
     }
     if config.http.max_body_bytes == 0 {
-        return Err((
-            KeyPath::parse("http.max_body_bytes"),
-            Problem::Zero("http.max_body_bytes"),
-        ));
+        return Err((KeyPath::parse("http.max_body_bytes"), Problem::Zero));
     }
     pools(config)?;
     tokens(config)?;
     if config.retention.prune_interval_s == 0 {
-        return Err((
-            KeyPath::parse("retention.prune_interval_s"),
-            Problem::Zero("retention.prune_interval_s"),
-        ));
+        return Err((KeyPath::parse("retention.prune_interval_s"), Problem::Zero));
     }
     if let Some(ext) = &config.artifacts.extension {
         if !is_extension(ext) {
