@@ -53,7 +53,7 @@ impl fmt::Display for Origin {
 #[non_exhaustive]
 pub enum Problem {
     /// The parser could not read the value as the field's type (the
-    /// parser's own message; quoted strings under `tokens` and `store` are
+    /// parser's own message; quoted strings under `tokens` are
     /// redacted).
     #[error("{0}")]
     Type(String),
