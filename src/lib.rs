@@ -8,5 +8,9 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod auth;
+pub mod cli;
+pub mod config;
+mod daemon;
 pub mod http;
+mod logging;
 pub mod store;

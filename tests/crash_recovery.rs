@@ -60,7 +60,11 @@ fn check_artifacts(root: &Path) -> usize {
                 continue;
             }
             let name = entry.file_name().to_string_lossy().into_owned();
-            assert!(!name.starts_with('.'), "temporary file left behind: {}", path.display());
+            assert!(
+                !name.starts_with('.'),
+                "temporary file left behind: {}",
+                path.display()
+            );
             let content = std::fs::read(&path).unwrap();
             check_test_artifact(&content).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             complete += 1;
@@ -71,7 +75,10 @@ fn check_artifacts(root: &Path) -> usize {
 
 #[test]
 fn sigkill_at_random_points_loses_no_accepted_task_and_tears_no_artifact() {
-    let seed = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let seed = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
     eprintln!("crash test seed {seed}");
     let mut rng = Rng(seed | 1);
     let dir = tempfile::tempdir().unwrap();
@@ -91,7 +98,11 @@ fn sigkill_at_random_points_loses_no_accepted_task_and_tears_no_artifact() {
         eprintln!("round {round}: {} tasks accepted before SIGKILL", ids.len());
         accepted.extend(ids);
     }
-    assert!(accepted.len() > 20, "the workload was too small to prove anything: {}", accepted.len());
+    assert!(
+        accepted.len() > 20,
+        "the workload was too small to prove anything: {}",
+        accepted.len()
+    );
 
     let daemon = Daemon::start(dir.path(), &[]);
     daemon.wait_panel("all recovered work done", 300, |p| p["state"] == "idle");
@@ -103,7 +114,9 @@ fn sigkill_at_random_points_loses_no_accepted_task_and_tears_no_artifact() {
         match state.as_str() {
             "succeeded" => {}
             "merged" => {
-                let into = task["merged_into"].as_u64().expect("merged task names its target");
+                let into = task["merged_into"]
+                    .as_u64()
+                    .expect("merged task names its target");
                 let (_, target) = daemon.call("GET", &format!("/api/v1/tasks/{into}"), None);
                 assert!(
                     matches!(target["state"].as_str(), Some("succeeded" | "failed")),
@@ -111,12 +124,18 @@ fn sigkill_at_random_points_loses_no_accepted_task_and_tears_no_artifact() {
                 );
             }
             // Interrupted by a crash on each of its attempts: a legitimate end.
-            "failed" => assert!(task["error"].as_str().unwrap().contains("interrupted"), "{task}"),
+            "failed" => assert!(
+                task["error"].as_str().unwrap().contains("interrupted"),
+                "{task}"
+            ),
             other => panic!("task {id} ended {other}: {task}"),
         }
         *states.entry(state).or_default() += 1;
     }
-    eprintln!("terminal states of {} accepted tasks: {states:?}", accepted.len());
+    eprintln!(
+        "terminal states of {} accepted tasks: {states:?}",
+        accepted.len()
+    );
     let (_, pending) = daemon.call("GET", "/api/v1/tasks?status=pending", None);
     assert_eq!(pending["total"], 0, "{pending}");
     let artifacts = check_artifacts(&dir.path().join("artifacts"));

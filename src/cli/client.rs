@@ -27,7 +27,10 @@ impl Client {
                 match std::fs::read_to_string(&path) {
                     Ok(t) => Some(t.trim().to_owned()),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                    Err(e) => return Err(e).with_context(|| format!("cannot read token file {}", path.display())),
+                    Err(e) => {
+                        return Err(e)
+                            .with_context(|| format!("cannot read token file {}", path.display()))
+                    }
                 }
             }
         };
@@ -36,7 +39,11 @@ impl Client {
             .timeout_global(Some(Duration::from_secs(30)))
             .build()
             .new_agent();
-        Ok(Self { agent, base: args.url.trim_end_matches('/').to_owned(), token })
+        Ok(Self {
+            agent,
+            base: args.url.trim_end_matches('/').to_owned(),
+            token,
+        })
     }
 
     pub(crate) fn get(&self, path: &str) -> anyhow::Result<Value> {
@@ -63,16 +70,24 @@ impl Client {
         }
         let response = match body {
             Some(b) => {
-                let request = request.header("Content-Type", "application/json").body(serde_json::to_vec(b)?)?;
+                let request = request
+                    .header("Content-Type", "application/json")
+                    .body(serde_json::to_vec(b)?)?;
                 self.agent.run(request)
             }
             None => self.agent.run(request.body(())?),
         }
         .with_context(|| format!("cannot reach groundcrew at {}", self.base))?;
         let status = response.status();
-        let text = response.into_body().read_to_string().with_context(|| format!("{method} {path}: unreadable response"))?;
-        let value: Value = if text.trim().is_empty() { Value::Null } else {
-            serde_json::from_str(&text).with_context(|| format!("{method} {path}: response is not JSON (HTTP {status})"))?
+        let text = response
+            .into_body()
+            .read_to_string()
+            .with_context(|| format!("{method} {path}: unreadable response"))?;
+        let value: Value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .with_context(|| format!("{method} {path}: response is not JSON (HTTP {status})"))?
         };
         if status.is_success() {
             return Ok(value);

@@ -14,11 +14,19 @@ fn print_json(v: &Value) -> anyhow::Result<()> {
 
 /// One task on one line: id, name, trigger, stage, progress, coalescing.
 pub(crate) fn task_line(t: &Value) -> String {
-    let mut line = format!("#{:<6} {:<28} trigger={}", t["id"], t["name"].as_str().unwrap_or("?"), t["trigger"].as_str().unwrap_or("?"));
+    let mut line = format!(
+        "#{:<6} {:<28} trigger={}",
+        t["id"],
+        t["name"].as_str().unwrap_or("?"),
+        t["trigger"].as_str().unwrap_or("?")
+    );
     if let Some(stage) = t["stage"].as_str() {
         line.push_str(&format!("  stage={stage}"));
     }
-    if let (Some(done), Some(total)) = (t["progress"]["done"].as_u64(), t["progress"]["total"].as_u64()) {
+    if let (Some(done), Some(total)) = (
+        t["progress"]["done"].as_u64(),
+        t["progress"]["total"].as_u64(),
+    ) {
         line.push_str(&format!("  [{done}/{total}]"));
     }
     if let Some(behind) = t["waiting_behind"].as_u64() {
@@ -40,7 +48,10 @@ pub(crate) fn panel_text(p: &Value) -> String {
         Some("idle") => "Idle",
         _ => "Missing / broken status",
     };
-    let mut out = format!("{state} — workers {}/{}\n", p["workers"]["active"], p["workers"]["limit"]);
+    let mut out = format!(
+        "{state} — workers {}/{}\n",
+        p["workers"]["active"], p["workers"]["limit"]
+    );
     for pool in p["pools"].as_array().into_iter().flatten() {
         out.push_str(&format!(
             "  pool {}: {}/{} active, {} pending\n",
@@ -79,22 +90,39 @@ pub(crate) fn tasks(args: &ClientArgs, status: &str, limit: u64) -> anyhow::Resu
     let tasks = page["tasks"].as_array().cloned().unwrap_or_default();
     println!("{} {status} task(s) in all, newest first:", page["total"]);
     for t in &tasks {
-        println!("  {:<9} {}", t["state"].as_str().unwrap_or("?"), task_line(t));
+        println!(
+            "  {:<9} {}",
+            t["state"].as_str().unwrap_or("?"),
+            task_line(t)
+        );
     }
     Ok(())
 }
 
-pub(crate) fn submit(args: &ClientArgs, kind: &str, target: &str, params: Option<&str>) -> anyhow::Result<()> {
+pub(crate) fn submit(
+    args: &ClientArgs,
+    kind: &str,
+    target: &str,
+    params: Option<&str>,
+) -> anyhow::Result<()> {
     let params: Value = match params {
-        Some(p) => serde_json::from_str(p).with_context(|| format!("--params is not valid JSON: {p}"))?,
+        Some(p) => {
+            serde_json::from_str(p).with_context(|| format!("--params is not valid JSON: {p}"))?
+        }
         None => Value::Null,
     };
-    let reply = Client::new(args)?.post("/api/v1/tasks", &json!({"kind": kind, "target": target, "params": params, "trigger": "operator"}))?;
+    let reply = Client::new(args)?.post(
+        "/api/v1/tasks",
+        &json!({"kind": kind, "target": target, "params": params, "trigger": "operator"}),
+    )?;
     if args.json {
         return print_json(&reply);
     }
     match reply["outcome"].as_str() {
-        Some("follow_up") => println!("task #{} queued as a follow-up behind #{}", reply["id"], reply["behind"]),
+        Some("follow_up") => println!(
+            "task #{} queued as a follow-up behind #{}",
+            reply["id"], reply["behind"]
+        ),
         Some("merged") => println!("merged into task #{}", reply["id"]),
         _ => println!("task #{} queued", reply["id"]),
     }
@@ -112,14 +140,27 @@ pub(crate) fn cancel(args: &ClientArgs, id: u64) -> anyhow::Result<()> {
         _ if reply.is_null() => println!("task #{id} removed from history"),
         _ => print_json(&reply)?,
     }
-    for f in reply["canceled_follow_ups"].as_array().into_iter().flatten() {
+    for f in reply["canceled_follow_ups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         println!("follow-up #{f} canceled too");
     }
     Ok(())
 }
 
-pub(crate) fn rebuild(args: &ClientArgs, all: bool, kind: Option<&str>, targets: &[String]) -> anyhow::Result<()> {
-    let mut body = if all { json!({"all": true}) } else { json!({"targets": targets}) };
+pub(crate) fn rebuild(
+    args: &ClientArgs,
+    all: bool,
+    kind: Option<&str>,
+    targets: &[String],
+) -> anyhow::Result<()> {
+    let mut body = if all {
+        json!({"all": true})
+    } else {
+        json!({"targets": targets})
+    };
     if !all && targets.is_empty() {
         bail!("name entities to rebuild, or pass --all");
     }
@@ -131,13 +172,21 @@ pub(crate) fn rebuild(args: &ClientArgs, all: bool, kind: Option<&str>, targets:
         return print_json(&reply);
     }
     for t in reply["tasks"].as_array().into_iter().flatten() {
-        println!("{:<20} task #{} {}", t["target"].as_str().unwrap_or("?"), t["id"], t["outcome"].as_str().unwrap_or("?"));
+        println!(
+            "{:<20} task #{} {}",
+            t["target"].as_str().unwrap_or("?"),
+            t["id"],
+            t["outcome"].as_str().unwrap_or("?")
+        );
     }
     Ok(())
 }
 
 pub(crate) fn limit(args: &ClientArgs, pool: &str, limit: usize) -> anyhow::Result<()> {
-    let reply = Client::new(args)?.put(&format!("/api/v1/pools/{pool}/limit"), &json!({"limit": limit}))?;
+    let reply = Client::new(args)?.put(
+        &format!("/api/v1/pools/{pool}/limit"),
+        &json!({"limit": limit}),
+    )?;
     if args.json {
         return print_json(&reply);
     }

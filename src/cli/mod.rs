@@ -121,22 +121,43 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Status(c) => commands::status(&c),
-        Command::Tasks { client, status, limit } => commands::tasks(&client, &status, limit),
-        Command::Submit { client, kind, target, params } => commands::submit(&client, &kind, &target, params.as_deref()),
+        Command::Tasks {
+            client,
+            status,
+            limit,
+        } => commands::tasks(&client, &status, limit),
+        Command::Submit {
+            client,
+            kind,
+            target,
+            params,
+        } => commands::submit(&client, &kind, &target, params.as_deref()),
         Command::Cancel { client, id } => commands::cancel(&client, id),
-        Command::Rebuild { client, all, kind, targets } => commands::rebuild(&client, all, kind.as_deref(), &targets),
-        Command::Limit { client, pool, limit } => commands::limit(&client, &pool, limit),
+        Command::Rebuild {
+            client,
+            all,
+            kind,
+            targets,
+        } => commands::rebuild(&client, all, kind.as_deref(), &targets),
+        Command::Limit {
+            client,
+            pool,
+            limit,
+        } => commands::limit(&client, &pool, limit),
         Command::Reload(c) => commands::reload(&c),
         Command::Watch(c) => watch::watch(&c),
     }
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let overrides = Overrides { bind: args.bind, data_dir: args.data_dir };
+    let overrides = Overrides {
+        bind: args.bind,
+        data_dir: args.data_dir,
+    };
     let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
     config.apply_overrides(&overrides);
     config.validate_bind()?;
-    crate::logging::init(&config.log).context("cannot set up logging")?;
+    crate::logging::init(&config.log).map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))?;
     actix_web::rt::System::new()
         .block_on(crate::daemon::serve(config, args.config, overrides))
         .context("daemon failed")

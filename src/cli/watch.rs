@@ -20,7 +20,8 @@ pub(crate) fn watch(args: &ClientArgs) -> anyhow::Result<()> {
     let multi = MultiProgress::new();
     let header = multi.add(ProgressBar::new_spinner());
     header.set_style(ProgressStyle::with_template("{spinner} {msg}")?);
-    let bar_style = ProgressStyle::with_template("  {prefix:<40} [{bar:30}] {pos}/{len} {msg}")?.progress_chars("=> ");
+    let bar_style = ProgressStyle::with_template("  {prefix:<40} [{bar:30}] {pos}/{len} {msg}")?
+        .progress_chars("=> ");
     let line_style = ProgressStyle::with_template("  {prefix:<40} {msg}")?;
     let mut bars: HashMap<u64, ProgressBar> = HashMap::new();
     loop {
@@ -38,10 +39,19 @@ pub(crate) fn watch(args: &ClientArgs) -> anyhow::Result<()> {
                 });
                 for t in &running {
                     let Some(id) = t["id"].as_u64() else { continue };
-                    let bar = bars.entry(id).or_insert_with(|| multi.add(ProgressBar::new(0)));
+                    let bar = bars
+                        .entry(id)
+                        .or_insert_with(|| multi.add(ProgressBar::new(0)));
                     bar.set_prefix(format!("#{id} {}", t["name"].as_str().unwrap_or("?")));
-                    bar.set_message(format!("{} · {}", t["stage"].as_str().unwrap_or("starting"), t["trigger"].as_str().unwrap_or("")));
-                    match (t["progress"]["done"].as_u64(), t["progress"]["total"].as_u64()) {
+                    bar.set_message(format!(
+                        "{} · {}",
+                        t["stage"].as_str().unwrap_or("starting"),
+                        t["trigger"].as_str().unwrap_or("")
+                    ));
+                    match (
+                        t["progress"]["done"].as_u64(),
+                        t["progress"]["total"].as_u64(),
+                    ) {
                         (Some(done), Some(total)) => {
                             bar.set_style(bar_style.clone());
                             bar.set_length(total);
@@ -50,8 +60,21 @@ pub(crate) fn watch(args: &ClientArgs) -> anyhow::Result<()> {
                         _ => bar.set_style(line_style.clone()),
                     }
                 }
-                let pending: Vec<String> = panel["pending"].as_array().into_iter().flatten().take(5).map(task_line).collect();
-                header.set_message(format!("{}{}", header_text(&panel), pending.iter().map(|l| format!("\n  pending {l}")).collect::<String>()));
+                let pending: Vec<String> = panel["pending"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .take(5)
+                    .map(task_line)
+                    .collect();
+                header.set_message(format!(
+                    "{}{}",
+                    header_text(&panel),
+                    pending
+                        .iter()
+                        .map(|l| format!("\n  pending {l}"))
+                        .collect::<String>()
+                ));
             }
             Err(e) => {
                 for (_, bar) in bars.drain() {
@@ -66,6 +89,13 @@ pub(crate) fn watch(args: &ClientArgs) -> anyhow::Result<()> {
 }
 
 fn header_text(p: &Value) -> String {
-    let state = if p["state"] == "active" { "Active" } else { "Idle" };
-    format!("{state} — workers {}/{} — {} pending", p["workers"]["active"], p["workers"]["limit"], p["pending_total"])
+    let state = if p["state"] == "active" {
+        "Active"
+    } else {
+        "Idle"
+    };
+    format!(
+        "{state} — workers {}/{} — {} pending",
+        p["workers"]["active"], p["workers"]["limit"], p["pending_total"]
+    )
 }

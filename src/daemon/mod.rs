@@ -12,4 +12,4 @@
 mod reload;
 mod run;
 
-pub use run::{serve, ServeError};
+pub(crate) use run::serve;

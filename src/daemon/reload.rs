@@ -46,13 +46,17 @@ impl Reloader {
 
     /// The configuration in force.
     pub(super) fn current(&self) -> Arc<Config> {
-        self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Re-reads and applies the configuration.
     pub(super) async fn reload_now(&self) -> Result<(), ReloadError> {
         let _serial = self.serial.lock().await;
-        let mut next = Config::load(self.file.as_deref(), std::env::vars()).map_err(reload_error)?;
+        let mut next =
+            Config::load(self.file.as_deref(), std::env::vars()).map_err(reload_error)?;
         next.apply_overrides(&self.overrides);
         next.validate_bind().map_err(reload_error)?;
         let old = self.current();
@@ -63,21 +67,41 @@ impl Reloader {
             ("artifacts", old.artifacts != next.artifacts),
         ] {
             if changed {
-                tracing::warn!(key = what, "changed in the configuration file; takes effect at the next start");
+                tracing::warn!(
+                    key = what,
+                    "changed in the configuration file; takes effect at the next start"
+                );
             }
         }
         for (pool, limit) in next.pool_limits() {
-            let applied = self.supervisor.send(SetLimit { pool: pool.to_owned(), limit }).await;
+            let applied = self
+                .supervisor
+                .send(SetLimit {
+                    pool: pool.to_owned(),
+                    limit,
+                })
+                .await;
             match applied {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(pool, error = %e, "pool limit not applied; new pools take effect at the next start"),
-                Err(e) => return Err(ReloadError::message(format!("supervisor unavailable: {e}"))),
+                Ok(Err(e)) => {
+                    tracing::warn!(pool, error = %e, "pool limit not applied; new pools take effect at the next start")
+                }
+                Err(e) => {
+                    return Err(ReloadError {
+                        message: format!("supervisor unavailable: {e}"),
+                        file: None,
+                        line: None,
+                        column: None,
+                        key: None,
+                    })
+                }
             }
         }
         // With no tokens configured, the tokens in force (the generated
         // admin token) stay: a reload never locks the operator out.
         if !next.tokens.is_empty() {
-            *self.tokens.write().unwrap_or_else(|e| e.into_inner()) = TokenSet::new(next.tokens.clone());
+            *self.tokens.write().unwrap_or_else(|e| e.into_inner()) =
+                TokenSet::new(next.tokens.clone());
         }
         tracing::info!("configuration reloaded");
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);

@@ -20,7 +20,7 @@ use super::reload::{ReloadControl, Reloader};
 
 /// The daemon could not start or stopped on an error.
 #[derive(Debug, thiserror::Error)]
-pub enum ServeError {
+pub(crate) enum ServeError {
     /// The data directory could not be created.
     #[error("cannot create data directory {path}")]
     DataDir {
@@ -71,7 +71,9 @@ pub enum ServeError {
 /// The task kinds the daemon runs.
 fn kinds() -> Registry {
     let mut registry = Registry::new();
-    registry.register("test", TestKind).expect("built-in kind names are valid");
+    registry
+        .register("test", TestKind)
+        .expect("built-in kind names are valid");
     registry
 }
 
@@ -81,21 +83,33 @@ fn tokens(config: &Config) -> Result<TokenSet, ServeError> {
     if !config.tokens.is_empty() {
         return Ok(TokenSet::new(config.tokens.clone()));
     }
-    let (secret, created) = auth::load_or_create_token(&config.data_dir).map_err(|source| ServeError::TokenFile {
-        path: auth::token_file(&config.data_dir),
-        source,
-    })?;
+    let (secret, created) =
+        auth::load_or_create_token(&config.data_dir).map_err(|source| ServeError::TokenFile {
+            path: auth::token_file(&config.data_dir),
+            source,
+        })?;
     let path = auth::token_file(&config.data_dir);
     if created {
         tracing::info!(path = %path.display(), "generated an admin token (role operate)");
     }
     println!("admin token: {}", path.display());
-    Ok(TokenSet::new(vec![Token { name: "generated".into(), token: Secret::new(secret.expose()), role: Role::Operate }]))
+    Ok(TokenSet::new(vec![Token {
+        name: "generated".into(),
+        token: Secret::new(secret.expose()),
+        role: Role::Operate,
+    }]))
 }
 
 /// Runs the daemon until SIGTERM or SIGINT, then drains and returns.
-pub async fn serve(config: Config, config_file: Option<PathBuf>, overrides: Overrides) -> Result<(), ServeError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir { path: config.data_dir.clone(), source })?;
+pub(crate) async fn serve(
+    config: Config,
+    config_file: Option<PathBuf>,
+    overrides: Overrides,
+) -> Result<(), ServeError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
     let store = match config.store_location() {
         StoreLocation::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
         StoreLocation::Postgres(_) => return Err(ServeError::UnsupportedStore("postgres")),
@@ -104,19 +118,32 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, overrides: Over
     let registry = prometheus::Registry::new();
     let metrics = Metrics::register(&registry).map_err(ServeError::Metrics)?;
     let artifacts_dir = config.artifacts_dir();
-    std::fs::create_dir_all(&artifacts_dir).map_err(|source| ServeError::DataDir { path: artifacts_dir.clone(), source })?;
+    std::fs::create_dir_all(&artifacts_dir).map_err(|source| ServeError::DataDir {
+        path: artifacts_dir.clone(),
+        source,
+    })?;
     let mut sink = FsSink::open(&artifacts_dir).map_err(ServeError::Artifacts)?;
     if let Some(ext) = &config.artifacts.extension {
         sink = sink.with_extension(ext);
     }
     let writer = EntityWriter::start(Arc::new(sink), store.clone(), metrics.clone());
-    let mut builder = Supervisor::builder().registry(kinds()).store(store.clone()).writer(writer).metrics(metrics);
+    let mut builder = Supervisor::builder()
+        .registry(kinds())
+        .store(store.clone())
+        .writer(writer)
+        .metrics(metrics);
     for (pool, limit) in config.pool_limits() {
         builder = builder.pool(pool, limit);
     }
     let supervisor = builder.start().await.map_err(ServeError::Supervisor)?;
 
-    let reloader = Arc::new(Reloader::new(config.clone(), config_file, overrides, supervisor.clone(), tokens.clone()));
+    let reloader = Arc::new(Reloader::new(
+        config.clone(),
+        config_file,
+        overrides,
+        supervisor.clone(),
+        tokens.clone(),
+    ));
     let state = actix_web::web::Data::new(ApiState {
         supervisor: supervisor.clone(),
         store: store.clone(),
@@ -127,11 +154,16 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, overrides: Over
         rebuild_kind: "test".into(),
     });
     let max_body = config.http.max_body_bytes;
-    let server = HttpServer::new(move || App::new().configure(|c| http::configure(c, state.clone(), max_body)))
-        .disable_signals()
-        .workers(2)
-        .bind(config.http.bind)
-        .map_err(|source| ServeError::Bind { addr: config.http.bind, source })?;
+    let server = HttpServer::new(move || {
+        App::new().configure(|c| http::configure(c, state.clone(), max_body))
+    })
+    .disable_signals()
+    .workers(2)
+    .bind(config.http.bind)
+    .map_err(|source| ServeError::Bind {
+        addr: config.http.bind,
+        source,
+    })?;
     for addr in server.addrs() {
         println!("groundcrew listening on http://{addr}");
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "listening");
@@ -142,18 +174,38 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, overrides: Over
     let pruning = actix_web::rt::spawn(prune_forever(store.clone(), reloader.clone()));
 
     wait_for_shutdown(&reloader).await?;
-    let shutdown = reloader.current().shutdown;
-    tracing::info!(drain_timeout_s = shutdown.drain_timeout_s, "shutting down: draining running tasks");
-    let report = drain(&supervisor, shutdown.drain_timeout_s, shutdown.cancel_grace_s).await;
-    tracing::info!(completed = report.completed, requeued = report.requeued, abandoned = report.abandoned, "drained");
+    let shutdown = reloader.current().shutdown.clone();
+    tracing::info!(
+        drain_timeout_s = shutdown.drain_timeout_s,
+        "shutting down: draining running tasks"
+    );
+    let report = drain(
+        &supervisor,
+        shutdown.drain_timeout_s,
+        shutdown.cancel_grace_s,
+    )
+    .await;
+    tracing::info!(
+        completed = report.completed,
+        requeued = report.requeued,
+        abandoned = report.abandoned,
+        "drained"
+    );
     pruning.abort();
     handle.stop(true).await;
     let _ = http.await;
     Ok(())
 }
 
-async fn drain(supervisor: &Addr<Supervisor>, timeout_s: u64, grace_s: u64) -> groundcrew_actors::DrainReport {
-    let drain = Drain { timeout: Duration::from_secs(timeout_s), grace: Duration::from_secs(grace_s) };
+async fn drain(
+    supervisor: &Addr<Supervisor>,
+    timeout_s: u64,
+    grace_s: u64,
+) -> groundcrew_actors::DrainReport {
+    let drain = Drain {
+        timeout: Duration::from_secs(timeout_s),
+        grace: Duration::from_secs(grace_s),
+    };
     supervisor.send(drain).await.unwrap_or_default()
 }
 

@@ -62,8 +62,17 @@ impl Daemon {
                 }
             }
         };
-        let token = std::fs::read_to_string(data_dir.join("admin.token")).unwrap_or_default().trim().to_owned();
-        Daemon { child, base, data_dir: data_dir.to_owned(), token, stdout: rx }
+        let token = std::fs::read_to_string(data_dir.join("admin.token"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        Daemon {
+            child,
+            base,
+            data_dir: data_dir.to_owned(),
+            token,
+            stdout: rx,
+        }
     }
 
     pub fn agent() -> ureq::Agent {
@@ -79,8 +88,15 @@ impl Daemon {
         self.call_as(Some(&self.token), method, path, body)
     }
 
-    pub fn call_as(&self, token: Option<&str>, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        try_call(&self.base, token, method, path, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    pub fn call_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        try_call(&self.base, token, method, path, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
     pub fn pid(&self) -> u32 {
@@ -112,7 +128,10 @@ impl Daemon {
             if cond(&panel) {
                 return panel;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}: {panel:#}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {panel:#}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -126,25 +145,48 @@ impl Drop for Daemon {
 }
 
 fn unsafe_kill(pid: u32, signal: i32) {
-    let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
     assert!(status.success(), "kill -{signal} {pid} failed");
 }
 
 /// One API call; `Err` only when the daemon cannot be reached.
-pub fn try_call(base: &str, token: Option<&str>, method: &str, path: &str, body: Option<Value>) -> Result<(u16, Value), String> {
-    let mut req = ureq::http::Request::builder().method(method).uri(format!("{base}{path}"));
+pub fn try_call(
+    base: &str,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Result<(u16, Value), String> {
+    let mut req = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("{base}{path}"));
     if let Some(t) = token {
         req = req.header("Authorization", format!("Bearer {t}"));
     }
     let agent = Daemon::agent();
     let resp = match body {
-        Some(b) => agent.run(req.header("Content-Type", "application/json").body(serde_json::to_vec(&b).unwrap()).unwrap()),
+        Some(b) => agent.run(
+            req.header("Content-Type", "application/json")
+                .body(serde_json::to_vec(&b).unwrap())
+                .unwrap(),
+        ),
         None => agent.run(req.body(()).unwrap()),
     }
     .map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
-    let text = resp.into_body().read_to_string().map_err(|e| e.to_string())?;
-    let value = if text.trim().is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    let text = resp
+        .into_body()
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
+    let value = if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
     Ok((status, value))
 }
 

@@ -1,0 +1,188 @@
+//! Checks that need more than a type: names, limits, unique tokens.
+//!
+//! [`check`] returns the first problem with the key path it concerns; the
+//! caller places it (file line, variable or flag). Keys are checked in the
+//! order the example file lists them, so the first error is the topmost.
+
+use std::collections::BTreeMap;
+
+use groundcrew_actors::{LimitError, MAX_WORKER_LIMIT};
+
+use super::locate::KeyPath;
+use super::{Config, Problem};
+
+/// The shortest token accepted: shorter ones can be guessed.
+pub(super) const MIN_TOKEN_LEN: usize = 16;
+
+type Refusal = (KeyPath, Problem);
+
+/// The first problem in `config`, if any.
+pub(super) fn check(config: &Config) -> Result<(), Refusal> {
+    if config.data_dir.as_os_str().is_empty() {
+        return Err((KeyPath::parse("data_dir"), Problem::EmptyPath));
+    }
+    if config.http.max_body_bytes == 0 {
+        return Err((KeyPath::parse("http.max_body_bytes"), Problem::Zero));
+    }
+    pools(config)?;
+    tokens(config)?;
+    if config.retention.prune_interval_s == 0 {
+        return Err((KeyPath::parse("retention.prune_interval_s"), Problem::Zero));
+    }
+    if let Some(ext) = &config.artifacts.extension {
+        if !is_extension(ext) {
+            return Err((
+                KeyPath::parse("artifacts.extension"),
+                Problem::Extension(ext.clone()),
+            ));
+        }
+    }
+    if !is_level(&config.log.level) {
+        return Err((
+            KeyPath::parse("log.level"),
+            Problem::LogLevel(config.log.level.clone()),
+        ));
+    }
+    Ok(())
+}
+
+fn pools(config: &Config) -> Result<(), Refusal> {
+    let at = KeyPath::parse("pools");
+    for (name, &limit) in &config.pools {
+        if !is_pool_name(name) {
+            return Err((at.key(name), Problem::PoolName(name.clone())));
+        }
+        if limit > MAX_WORKER_LIMIT {
+            return Err((at.key(name), Problem::Limit(LimitError::TooLarge(limit))));
+        }
+    }
+    Ok(())
+}
+
+fn tokens(config: &Config) -> Result<(), Refusal> {
+    let at = KeyPath::parse("tokens");
+    // First key path of each name and of each value.
+    let mut names = BTreeMap::new();
+    let mut values = BTreeMap::new();
+    for (i, t) in config.tokens.iter().enumerate() {
+        let item = at.index(i);
+        if let Some(first) = names.insert(t.name.as_str(), item.key("name")) {
+            return Err((
+                item.key("name"),
+                Problem::DuplicateTokenName {
+                    name: t.name.clone(),
+                    first: first.to_string(),
+                },
+            ));
+        }
+        let len = t.token.expose().chars().count();
+        if len < MIN_TOKEN_LEN {
+            return Err((
+                item.key("token"),
+                Problem::ShortToken {
+                    name: t.name.clone(),
+                    len,
+                    min: MIN_TOKEN_LEN,
+                },
+            ));
+        }
+        if let Some(first) = values.insert(t.token.expose(), item.key("token")) {
+            return Err((
+                item.key("token"),
+                Problem::DuplicateToken {
+                    name: t.name.clone(),
+                    first: first.to_string(),
+                },
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `[a-z][a-z0-9_-]{0,63}`: pool names appear in metric labels and URLs.
+fn is_pool_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 64
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// `[a-z0-9]{1,8}`: the extension becomes part of file names.
+fn is_extension(ext: &str) -> bool {
+    (1..=8).contains(&ext.len())
+        && ext
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+}
+
+/// A subset of tracing's `EnvFilter` syntax that it always accepts:
+/// comma-separated `level` or `target=level` directives, where a target is
+/// a Rust module path. Checked here rather than with `tracing-subscriber`
+/// so that configuration does not pull in the logging stack.
+fn is_level(filter: &str) -> bool {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let is_ident = |s: &str| {
+        let mut chars = s.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    filter.split(',').all(|directive| {
+        let (target, level) = match directive.split_once('=') {
+            Some((target, level)) => (Some(target), level),
+            None => (None, directive),
+        };
+        LEVELS.contains(&level.to_ascii_lowercase().as_str())
+            && target.is_none_or(|t| t.split("::").all(is_ident))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_names_follow_the_pattern() {
+        assert!(is_pool_name("background"));
+        assert!(is_pool_name("a"));
+        assert!(is_pool_name("geo_ip-2"));
+        assert!(is_pool_name(&"a".repeat(64)));
+        assert!(!is_pool_name(&"a".repeat(65)));
+        assert!(!is_pool_name(""));
+        assert!(!is_pool_name("2fast"));
+        assert!(!is_pool_name("Background"));
+        assert!(!is_pool_name("a.b"));
+    }
+
+    #[test]
+    fn log_levels_accept_levels_and_target_directives() {
+        for ok in [
+            "info",
+            "WARN",
+            "warn,groundcrew=debug",
+            "groundcrew::store=trace",
+        ] {
+            assert!(is_level(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "verbose",
+            "info,",
+            "=debug",
+            "groundcrew=loud",
+            "a b=info",
+        ] {
+            assert!(!is_level(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn extensions_are_short_lowercase_alphanumerics() {
+        assert!(is_extension("txt"));
+        assert!(is_extension("json5"));
+        assert!(!is_extension("TXT"));
+        assert!(!is_extension("tar.gz"));
+        assert!(!is_extension("verylongext"));
+    }
+}
