@@ -36,7 +36,7 @@ fn submit_until_gone(base: String, token: String, seed: u64, stop: Arc<AtomicBoo
     while !stop.load(Ordering::SeqCst) {
         let body = json!({
             "kind": "test",
-            "target": format!("asn:{}", rng.below(40)),
+            "target": format!("asn:{}", rng.below(300)),
             "params": {"times": 1 + rng.below(3), "round_ms": 2 + rng.below(20), "artifact_bytes": 1000 + rng.below(300_000)},
         });
         match try_call(&base, Some(&token), "POST", "/api/v1/tasks", Some(body)) {
