@@ -18,6 +18,8 @@ pub struct Daemon {
     pub data_dir: PathBuf,
     pub token: String,
     pub stdout: mpsc::Receiver<String>,
+    /// What it printed up to and including the address line.
+    pub printed: Vec<String>,
 }
 
 /// The binary under test.
@@ -48,10 +50,12 @@ impl Daemon {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut printed = Vec::new();
         let base = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
+                    printed.push(line.clone());
                     if let Some(addr) = line.strip_prefix("groundcrew listening on ") {
                         break addr.trim().to_owned();
                     }
@@ -72,6 +76,7 @@ impl Daemon {
             data_dir: data_dir.to_owned(),
             token,
             stdout: rx,
+            printed,
         }
     }
 

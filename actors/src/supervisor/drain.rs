@@ -19,7 +19,8 @@ use super::Supervisor;
 /// signals the rest to cancel and waits up to `grace` more.
 ///
 /// Submits are refused with `ShuttingDown` from then on. Answered when no
-/// execution is running, or when the grace period is over.
+/// execution is running, or when the grace period is over, and only once
+/// every change recorded until then is durable in the store.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "DrainReport")]
 pub struct Drain {
@@ -137,6 +138,16 @@ impl Handler<Drain> for Supervisor {
             });
         }
         self.drain_progress(ctx);
-        Box::pin(async move { rx.await.unwrap_or_default() })
+        let store = std::sync::Arc::clone(&self.store);
+        Box::pin(async move {
+            let report = rx.await.unwrap_or_default();
+            // Executions' ends were handed to the store without waiting;
+            // an empty write resolves once everything before it is durable,
+            // so the caller may exit as soon as it has the report.
+            if let Err(e) = store.write(Vec::new()).await {
+                tracing::error!(error = %e, "task store failed while draining");
+            }
+            report
+        })
     }
 }

@@ -1,0 +1,168 @@
+//! The CLI against a running daemon: every command, its output, and its
+//! errors (bad token, unreachable daemon).
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::{binary, Daemon};
+
+fn cli(daemon: &Daemon, args: &[&str]) -> Output {
+    Command::new(binary())
+        .args(args)
+        .args(["--url", &daemon.base, "--data-dir"])
+        .arg(&daemon.data_dir)
+        .env_remove("GROUNDCREW_TOKEN")
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn submit_status_tasks_cancel_rebuild_limit_and_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &[]);
+
+    let out = ok(cli(
+        &daemon,
+        &[
+            "submit",
+            "test",
+            "asn:13335",
+            "--params",
+            r#"{"times": 50, "round_ms": 100}"#,
+        ],
+    ));
+    assert!(out.contains("task #1 queued"), "{out}");
+    daemon.wait_panel("running", 10, |p| {
+        p["running"][0]["progress"]["done"]
+            .as_u64()
+            .is_some_and(|d| d >= 1)
+    });
+    let out = ok(cli(&daemon, &["submit", "test", "asn:13335"]));
+    assert!(out.contains("follow-up behind #1"), "{out}");
+
+    let out = ok(cli(&daemon, &["status"]));
+    assert!(out.starts_with("Active — workers 1/2"), "{out}");
+    assert!(
+        out.contains("test asn:13335")
+            && out.contains("stage=counting")
+            && out.contains("waiting behind #1"),
+        "{out}"
+    );
+
+    let out = ok(cli(&daemon, &["status", "--json"]));
+    let panel: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(panel["running"][0]["id"], 1);
+
+    let out = ok(cli(&daemon, &["cancel", "1"]));
+    assert!(
+        out.contains("task #1 is running: asked to stop")
+            && out.contains("follow-up #2 canceled too"),
+        "{out}"
+    );
+    daemon.wait_panel("idle", 10, |p| p["state"] == "idle");
+    let out = ok(cli(&daemon, &["tasks", "--status", "failed"]));
+    assert!(
+        out.contains("2 failed task(s)") && out.contains("canceled"),
+        "{out}"
+    );
+
+    let out = ok(cli(&daemon, &["limit", "background", "0"]));
+    assert!(out.contains("worker limit 0"), "{out}");
+    let out = ok(cli(&daemon, &["rebuild", "country:DE", "asn:1"]));
+    assert!(
+        out.contains("country:DE") && out.contains("queued"),
+        "{out}"
+    );
+    let out = ok(cli(&daemon, &["rebuild", "--all"]));
+    assert!(out.contains("all") && out.contains("queued"), "{out}");
+    // The pending full rebuild absorbed the two entity rebuilds.
+    let out = ok(cli(&daemon, &["tasks"]));
+    assert!(
+        out.contains("1 pending task(s)") && out.contains("test all") && out.contains("merged=2"),
+        "{out}"
+    );
+    let out = ok(cli(&daemon, &["tasks", "--status", "finished"]));
+    assert!(
+        out.contains("2 finished task(s)") && out.contains("merged"),
+        "{out}"
+    );
+
+    let out = ok(cli(&daemon, &["reload"]));
+    assert!(out.contains("reloaded"), "{out}");
+}
+
+#[test]
+fn errors_are_one_clear_line_and_a_failing_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &[]);
+    let out = cli(&daemon, &["submit", "nope", "asn:1"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown task kind \"nope\"") && stderr.contains("HTTP 400"),
+        "{stderr}"
+    );
+
+    let out = cli(&daemon, &["status", "--token", "not-the-token-at-all"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 401"));
+
+    let out = Command::new(binary())
+        .args(["status", "--url", "http://127.0.0.1:9", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("cannot reach groundcrew at http://127.0.0.1:9"));
+}
+
+#[test]
+fn watch_draws_the_live_panel_in_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &[]);
+    ok(cli(
+        &daemon,
+        &[
+            "submit",
+            "test",
+            "country:DE",
+            "--params",
+            r#"{"times": 100, "round_ms": 50}"#,
+        ],
+    ));
+    daemon.wait_panel("running", 10, |p| {
+        p["running"].as_array().is_some_and(|r| !r.is_empty())
+    });
+    // `script` gives watch a terminal, as an operator's shell would.
+    let command = format!(
+        "{} watch --url {} --data-dir {}",
+        binary(),
+        daemon.base,
+        daemon.data_dir.display()
+    );
+    let out = Command::new("timeout")
+        .args(["3", "script", "-qfc", &command, "/dev/null"])
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("Active — workers 1/2"), "{screen}");
+    assert!(
+        screen.contains("test country:DE") && screen.contains("counting"),
+        "{screen}"
+    );
+    drop(daemon);
+    std::thread::sleep(Duration::from_millis(100));
+}

@@ -1,0 +1,224 @@
+//! The real `groundcrew` binary end to end: start-up on embedded defaults,
+//! auth, configuration reload (API and SIGHUP), refusal of unsafe binds and
+//! broken files, and SIGTERM drain.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{binary, Daemon, SIGHUP, SIGTERM};
+use serde_json::json;
+
+const OPERATE: &str = "operate-token-0123456789abcdef";
+const READ: &str = "read-token-0123456789abcdef";
+
+fn config_file(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("groundcrew.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "pools:\n  background: 2\ntokens:\n  - name: ops\n    token: {OPERATE}\n    role: operate\n  - name: viewer\n    token: {READ}\n    role: read\n{extra}"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn first_start_generates_a_private_token_and_prints_only_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &[]);
+    let token_file = dir.path().join("admin.token");
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(daemon.token.len(), 64);
+    let mut printed = daemon.printed.clone();
+    while let Ok(line) = daemon.stdout.recv_timeout(Duration::from_millis(200)) {
+        printed.push(line);
+    }
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.contains(&token_file.display().to_string())),
+        "{printed:?}"
+    );
+    assert!(
+        printed.iter().all(|l| !l.contains(&daemon.token)),
+        "the token itself was printed"
+    );
+    let (status, body) = daemon.call("GET", "/healthz", None);
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    let (status, panel) = daemon.call("GET", "/api/v1/panel", None);
+    assert_eq!(status, 200);
+    assert_eq!(panel["state"], "idle");
+    assert_eq!(
+        panel["workers"]["limit"], 2,
+        "embedded default worker limit"
+    );
+}
+
+#[test]
+fn tokens_and_roles_are_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), "");
+    let daemon = Daemon::start(dir.path(), &["--config", config.to_str().unwrap()]);
+    let submit = json!({"kind": "test", "target": "asn:1", "params": {"times": 1, "round_ms": 1}});
+    let (status, body) = daemon.call_as(None, "GET", "/api/v1/panel", None);
+    assert_eq!((status, body["error"]["code"].is_string()), (401, true));
+    let (status, _) = daemon.call_as(Some("wrong-token-0123456789"), "GET", "/api/v1/panel", None);
+    assert_eq!(status, 401);
+    let (status, _) = daemon.call_as(Some(READ), "GET", "/api/v1/panel", None);
+    assert_eq!(status, 200);
+    let (status, body) = daemon.call_as(Some(READ), "POST", "/api/v1/tasks", Some(submit.clone()));
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = daemon.call_as(Some(OPERATE), "POST", "/api/v1/tasks", Some(submit));
+    assert_eq!(status, 202, "{body}");
+    // No token file is generated when tokens are configured.
+    assert!(!dir.path().join("admin.token").exists());
+}
+
+#[test]
+fn non_loopback_bind_without_tokens_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(binary())
+        .args(["serve", "--bind", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("non-loopback"), "{stderr}");
+}
+
+#[test]
+fn broken_config_file_at_start_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.yaml");
+    std::fs::write(&path, "pools:\n  background: 2\n  fast: 99999\n").unwrap();
+    let out = Command::new(binary())
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("g.yaml:3:") && stderr.contains("pools.fast"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn reload_keeps_the_old_config_on_error_and_applies_a_good_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), "");
+    let daemon = Daemon::start(dir.path(), &["--config", config.to_str().unwrap()]);
+    let limit = |d: &Daemon| {
+        d.call_as(Some(OPERATE), "GET", "/api/v1/panel", None).1["workers"]["limit"].as_u64()
+    };
+
+    std::fs::write(&config, "pools:\n  background: [oops\n").unwrap();
+    let (status, body) = daemon.call_as(Some(OPERATE), "POST", "/api/v1/reload", None);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_config");
+    assert!(body["error"]["line"].as_u64().is_some(), "{body}");
+    assert!(
+        body["error"]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("groundcrew.yaml"),
+        "{body}"
+    );
+    assert_eq!(
+        limit(&daemon),
+        Some(2),
+        "the old configuration stays in force"
+    );
+
+    config_file(dir.path(), "");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("background: 2", "background: 3"),
+    )
+    .unwrap();
+    let (status, body) = daemon.call_as(Some(OPERATE), "POST", "/api/v1/reload", None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(limit(&daemon), Some(3));
+
+    // SIGHUP does the same.
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("background: 3", "background: 5"),
+    )
+    .unwrap();
+    daemon.signal(SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while limit(&daemon) != Some(5) {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_lets_running_work_finish_then_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &[]);
+    let body = json!({"kind": "test", "target": "asn:1", "params": {"times": 3, "round_ms": 200}});
+    let (status, reply) = daemon.call("POST", "/api/v1/tasks", Some(body));
+    assert_eq!(status, 202);
+    let id = reply["id"].as_u64().unwrap();
+    daemon.wait_panel("task running", 10, |p| {
+        p["running"].as_array().is_some_and(|r| !r.is_empty())
+    });
+    let started = Instant::now();
+    let status = daemon.signal_and_wait(SIGTERM);
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let daemon = Daemon::start(dir.path(), &[]);
+    let (_, task) = daemon.call("GET", &format!("/api/v1/tasks/{id}"), None);
+    assert_eq!(
+        task["state"], "succeeded",
+        "the running task finished during the drain: {task}"
+    );
+}
+
+#[test]
+fn sigterm_past_the_drain_timeout_queues_running_work_for_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.yaml");
+    std::fs::write(
+        &path,
+        "shutdown:\n  drain_timeout_s: 1\n  cancel_grace_s: 5\n",
+    )
+    .unwrap();
+    let args = ["--config", path.to_str().unwrap()];
+    let daemon = Daemon::start(dir.path(), &args);
+    let body =
+        json!({"kind": "test", "target": "asn:1", "params": {"times": 100, "round_ms": 100}});
+    let id = daemon.call("POST", "/api/v1/tasks", Some(body)).1["id"]
+        .as_u64()
+        .unwrap();
+    daemon.wait_panel("task running", 10, |p| {
+        p["running"].as_array().is_some_and(|r| !r.is_empty())
+    });
+    assert!(daemon.signal_and_wait(SIGTERM).success());
+    let daemon = Daemon::start(dir.path(), &args);
+    let (_, task) = daemon.call("GET", &format!("/api/v1/tasks/{id}"), None);
+    assert!(
+        matches!(task["state"].as_str(), Some("queued" | "running")),
+        "{task}"
+    );
+    assert!(
+        task["errors"].as_array().unwrap().is_empty(),
+        "a drain is not a failed attempt: {task}"
+    );
+    daemon.wait_panel("resumed", 10, |p| {
+        p["running"][0]["id"].as_u64() == Some(id)
+    });
+}
