@@ -4,6 +4,9 @@
 //! - `submit_to_complete/{groundcrew,tokio_floor}/limit_{2,16}`: N no-op tasks
 //!   submitted and run to completion, against a plain tokio task per job
 //!   under a semaphore.
+//! - `durable_submit_to_complete/{memory,sqlite}`: the same drain at limit 16
+//!   with every request, start and end journaled to SQLite (WAL,
+//!   synchronous=FULL, group commit), against the in-memory store.
 //! - `coalesce_duplicates/{groundcrew,hashmap_floor}`: 1,000,000 submits over
 //!   1,000 targets with no worker free, so all but 1,000 merge; against
 //!   counting the same requests in a `HashMap`.
@@ -14,8 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use groundcrew::store::SqliteStore;
 use groundcrew_actors::prelude::*;
-use groundcrew_actors::{EntityName, PanelSnapshot};
+use groundcrew_actors::{EntityName, MemoryStore, PanelSnapshot, TaskStore};
 use tokio::sync::{Notify, Semaphore};
 
 const TASKS: usize = 10_000;
@@ -29,7 +33,7 @@ fn targets() -> Vec<Target> {
 }
 
 /// Submits `TASKS` no-op tasks with distinct targets and waits until all ran.
-async fn groundcrew_drain(limit: usize) -> Duration {
+async fn groundcrew_drain(limit: usize, store: Arc<dyn TaskStore>) -> Duration {
     let done = Arc::new(AtomicUsize::new(0));
     let all_done = Arc::new(Notify::new());
     let mut kinds = Registry::new();
@@ -47,6 +51,7 @@ async fn groundcrew_drain(limit: usize) -> Duration {
         .unwrap();
     let sup = Supervisor::builder()
         .registry(kinds)
+        .store(store)
         .pool("background", limit)
         .start()
         .await
@@ -148,7 +153,14 @@ fn submit_to_complete(c: &mut Criterion) {
         g.bench_with_input(
             BenchmarkId::new("groundcrew", format!("limit_{limit}")),
             &limit,
-            |b, &l| b.iter_custom(|iters| in_actix(move || groundcrew_drain(l), iters)),
+            |b, &l| {
+                b.iter_custom(|iters| {
+                    in_actix(
+                        move || groundcrew_drain(l, Arc::new(MemoryStore::new())),
+                        iters,
+                    )
+                })
+            },
         );
         g.bench_with_input(
             BenchmarkId::new("tokio_floor", format!("limit_{limit}")),
@@ -165,6 +177,30 @@ fn submit_to_complete(c: &mut Criterion) {
     g.finish();
 }
 
+fn durable_submit_to_complete(c: &mut Criterion) {
+    let mut g = c.benchmark_group("durable_submit_to_complete");
+    g.sample_size(10)
+        .throughput(Throughput::Elements(TASKS as u64));
+    g.bench_function("memory", |b| {
+        b.iter_custom(|iters| {
+            in_actix(|| groundcrew_drain(16, Arc::new(MemoryStore::new())), iters)
+        })
+    });
+    g.bench_function("sqlite", |b| {
+        b.iter_custom(|iters| {
+            in_actix(
+                || async {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = SqliteStore::open(dir.path().join("bench.db")).unwrap();
+                    groundcrew_drain(16, Arc::new(store)).await
+                },
+                iters,
+            )
+        })
+    });
+    g.finish();
+}
+
 fn coalesce_duplicates(c: &mut Criterion) {
     let mut g = c.benchmark_group("coalesce_duplicates");
     g.sample_size(10)
@@ -178,5 +214,10 @@ fn coalesce_duplicates(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, submit_to_complete, coalesce_duplicates);
+criterion_group!(
+    benches,
+    submit_to_complete,
+    durable_submit_to_complete,
+    coalesce_duplicates
+);
 criterion_main!(benches);

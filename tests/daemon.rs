@@ -222,3 +222,28 @@ fn sigterm_past_the_drain_timeout_queues_running_work_for_the_next_start() {
         p["running"][0]["id"].as_u64() == Some(id)
     });
 }
+
+#[test]
+fn coalescing_survives_a_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.yaml");
+    // No worker: everything stays queued across the crash.
+    std::fs::write(&path, "pools:\n  background: 0\n").unwrap();
+    let args = ["--config", path.to_str().unwrap()];
+    let daemon = Daemon::start(dir.path(), &args);
+    let body =
+        json!({"kind": "test", "target": "country:DE", "params": {"times": 1, "round_ms": 1}});
+    let (status, first) = daemon.call("POST", "/api/v1/tasks", Some(body.clone()));
+    assert_eq!((status, first["outcome"].as_str()), (202, Some("queued")));
+    daemon.kill9();
+    let daemon = Daemon::start(dir.path(), &args);
+    let (status, again) = daemon.call("POST", "/api/v1/tasks", Some(body));
+    assert_eq!(status, 202);
+    assert_eq!(
+        (again["outcome"].as_str(), &again["id"]),
+        (Some("merged"), &first["id"]),
+        "{again}"
+    );
+    let panel = daemon.wait_panel("recovered queue", 5, |p| p["pending_total"] == 1);
+    assert_eq!(panel["pending"][0]["merged"], 1);
+}
