@@ -11,40 +11,28 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use groundcrew::store::SqliteStore;
 use groundcrew_actors::{
-    Change, Priority, TaskId, TaskRecord, TaskState, TaskStore, Timestamp, Trigger,
+    Change, Priority, TaskId, TaskRecord, TaskSpec, TaskState, TaskStore, Timestamp, Trigger,
 };
 
 /// Concurrent writers, like task actors reporting at once.
 const WRITERS: u64 = 256;
 
 fn record(id: TaskId, state: TaskState) -> TaskRecord {
-    TaskRecord {
+    // One target per task: coalescing would otherwise refuse a second
+    // queued task of the key.
+    let target = format!("bench:t{}", id.0).parse().unwrap();
+    let mut r = TaskRecord::new_queued(
         id,
-        kind: "noop".into(),
-        // One target per task: coalescing would otherwise refuse a second
-        // queued task of the key.
-        target: format!("bench:t{}", id.0).parse().unwrap(),
-        trigger: Trigger::Api,
-        triggers: vec![Trigger::Api],
-        params: serde_json::Value::Null,
-        priority: Priority::AUTOMATIC,
-        pool: "default".into(),
-        state,
-        attempts: 1,
-        run: None,
-        stage: None,
-        progress: None,
-        result: Some(serde_json::Value::Null),
-        error: None,
-        errors: Vec::new(),
-        merged: 0,
-        waiting_behind: None,
-        merged_into: None,
-        created_at: Timestamp::now(),
-        started_at: None,
-        finished_at: state.is_terminal().then(Timestamp::now),
-        run_after: None,
-    }
+        TaskSpec::new("noop", target, Trigger::Api),
+        "default".into(),
+        Priority::AUTOMATIC,
+        Timestamp::now(),
+    );
+    r.state = state;
+    r.attempts = 1;
+    r.result = Some(serde_json::Value::Null);
+    r.finished_at = state.is_terminal().then(Timestamp::now);
+    r
 }
 
 /// Queues and finishes `tasks` tasks from [`WRITERS`] concurrent writers,

@@ -8,36 +8,17 @@ use std::sync::Arc;
 use groundcrew::store::{OpenError, SqliteStore};
 use groundcrew_actors::{
     ArtifactRecord, Change, HistoryCategory, Manifest, ManifestChange, Priority, StoreError,
-    TaskId, TaskRecord, TaskState, TaskStore, Timestamp, Trigger,
+    TaskId, TaskRecord, TaskSpec, TaskState, TaskStore, Timestamp, Trigger,
 };
 use sha2::{Digest, Sha256};
 
 fn task(id: u64, target: &str, state: TaskState) -> TaskRecord {
-    TaskRecord {
-        id: TaskId(id),
-        kind: "refresh".into(),
-        target: target.parse().unwrap(),
-        trigger: Trigger::FeedUpdate,
-        triggers: vec![Trigger::FeedUpdate],
-        params: serde_json::Value::Null,
-        priority: Priority::AUTOMATIC,
-        pool: "default".into(),
-        state,
-        attempts: 0,
-        run: None,
-        stage: None,
-        progress: None,
-        result: None,
-        error: None,
-        errors: Vec::new(),
-        merged: 0,
-        waiting_behind: None,
-        merged_into: None,
-        created_at: Timestamp(1_795_000_000_000),
-        started_at: None,
-        finished_at: state.is_terminal().then_some(Timestamp(1_795_000_000_000)),
-        run_after: None,
-    }
+    let at = Timestamp(1_795_000_000_000);
+    let spec = TaskSpec::new("refresh", target.parse().unwrap(), Trigger::FeedUpdate);
+    let mut r = TaskRecord::new_queued(TaskId(id), spec, "default".into(), Priority::AUTOMATIC, at);
+    r.state = state;
+    r.finished_at = state.is_terminal().then_some(at);
+    r
 }
 
 fn put(record: TaskRecord) -> Vec<Change> {

@@ -71,8 +71,8 @@ mod suite {
 
     use groundcrew_actors::{
         ArtifactRecord, AttemptError, Change, EntityName, HistoryCategory, Manifest,
-        ManifestChange, Priority, Progress, Retention, RunToken, TaskId, TaskRecord, TaskState,
-        TaskStore, Timestamp, Trigger,
+        ManifestChange, Priority, Progress, Retention, RunToken, TaskId, TaskRecord, TaskSpec,
+        TaskState, TaskStore, Timestamp, Trigger,
     };
     use serde_json::json;
 
@@ -81,31 +81,12 @@ mod suite {
 
     /// A minimal task; each test sets what it is about.
     fn task(id: u64, target: &str, state: TaskState) -> TaskRecord {
-        TaskRecord {
-            id: TaskId(id),
-            kind: "refresh".into(),
-            target: target.parse().unwrap(),
-            trigger: Trigger::Api,
-            triggers: vec![Trigger::Api],
-            params: serde_json::Value::Null,
-            priority: Priority::AUTOMATIC,
-            pool: "default".into(),
-            state,
-            attempts: 0,
-            run: None,
-            stage: None,
-            progress: None,
-            result: None,
-            error: None,
-            errors: Vec::new(),
-            merged: 0,
-            waiting_behind: None,
-            merged_into: None,
-            created_at: T0,
-            started_at: None,
-            finished_at: state.is_terminal().then_some(T0),
-            run_after: None,
-        }
+        let spec = TaskSpec::new("refresh", target.parse().unwrap(), Trigger::Api);
+        let mut r =
+            TaskRecord::new_queued(TaskId(id), spec, "default".into(), Priority::AUTOMATIC, T0);
+        r.state = state;
+        r.finished_at = state.is_terminal().then_some(T0);
+        r
     }
 
     /// A terminal task on its own target, so coalescing never interferes.

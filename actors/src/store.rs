@@ -107,6 +107,51 @@ pub struct TaskRecord {
     pub run_after: Option<Timestamp>,
 }
 
+impl TaskRecord {
+    /// The record of a new request: queued, no execution yet.
+    ///
+    /// ```
+    /// use groundcrew_actors::{Priority, TaskId, TaskRecord, TaskSpec, TaskState, Timestamp, Trigger};
+    ///
+    /// let spec = TaskSpec::new("refresh", "asn:1".parse().unwrap(), Trigger::FeedUpdate);
+    /// let r = TaskRecord::new_queued(TaskId(1), spec, "background".into(), Priority::AUTOMATIC, Timestamp::now());
+    /// assert_eq!((r.state, r.attempts, r.merged), (TaskState::Queued, 0, 0));
+    /// ```
+    pub fn new_queued(
+        id: TaskId,
+        spec: crate::spec::TaskSpec,
+        pool: String,
+        priority: Priority,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            id,
+            kind: spec.kind,
+            target: spec.target,
+            trigger: spec.trigger.clone(),
+            triggers: vec![spec.trigger],
+            params: spec.params,
+            priority,
+            pool,
+            state: TaskState::Queued,
+            attempts: 0,
+            run: None,
+            stage: None,
+            progress: None,
+            result: None,
+            error: None,
+            errors: Vec::new(),
+            merged: 0,
+            waiting_behind: None,
+            merged_into: None,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            run_after: None,
+        }
+    }
+}
+
 /// One change to the task journal.
 #[derive(Clone, Debug)]
 pub enum Change {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use common::*;
 use groundcrew_actors::{
     Change, KindOptions, MemoryStore, Priority, Registry, RunToken, Supervisor, TaskId, TaskRecord,
-    TaskState, TaskStore, Timestamp, Trigger,
+    TaskSpec, TaskState, TaskStore, Timestamp, Trigger,
 };
 
 fn record(
@@ -17,31 +17,20 @@ fn record(
     state: TaskState,
     attempts: u32,
 ) -> TaskRecord {
-    TaskRecord {
-        id: store.allocate_id(),
-        kind: kind.into(),
-        target: target.parse().unwrap(),
-        trigger: Trigger::FeedUpdate,
-        triggers: vec![Trigger::FeedUpdate],
-        params: serde_json::Value::Null,
-        priority: Priority::AUTOMATIC,
-        pool: "background".into(),
-        state,
-        attempts,
-        run: (attempts > 0).then_some(RunToken(u64::from(attempts))),
-        stage: (state == TaskState::Running).then(|| "halfway".into()),
-        progress: None,
-        result: None,
-        error: None,
-        errors: vec![],
-        merged: 0,
-        waiting_behind: None,
-        merged_into: None,
-        created_at: Timestamp::now(),
-        started_at: None,
-        finished_at: None,
-        run_after: None,
-    }
+    let spec = TaskSpec::new(kind, target.parse().unwrap(), Trigger::FeedUpdate);
+    let id = store.allocate_id();
+    let mut r = TaskRecord::new_queued(
+        id,
+        spec,
+        "background".into(),
+        Priority::AUTOMATIC,
+        Timestamp::now(),
+    );
+    r.state = state;
+    r.attempts = attempts;
+    r.run = (attempts > 0).then_some(RunToken(u64::from(attempts)));
+    r.stage = (state == TaskState::Running).then(|| "halfway".into());
+    r
 }
 
 #[actix_rt::test]

@@ -86,15 +86,7 @@ impl Supervisor {
         record.started_at = None;
         tracing::info!(task = id.0, kind = %record.kind, target = %record.target, "queued again for the next start");
         let mut changes = vec![Change::Put(Box::new(record))];
-        if let Some(promoted) = self.queue.finish(id) {
-            let r = &mut self
-                .live
-                .get_mut(&promoted)
-                .expect("follow-up is live")
-                .record;
-            r.waiting_behind = None;
-            changes.push(Change::Put(Box::new(r.clone())));
-        }
+        changes.extend(self.release_key(id));
         drop(self.store.write(changes));
         if let Some(d) = self.drain.as_mut() {
             d.report.requeued += 1;

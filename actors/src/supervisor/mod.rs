@@ -211,7 +211,8 @@ impl Supervisor {
         let mut changes = Vec::with_capacity(1);
         let reply = match decision {
             Decision::Queued { id, absorbed } => {
-                let mut record = new_record(id, spec, pool.clone(), priority);
+                let mut record =
+                    TaskRecord::new_queued(id, spec, pool.clone(), priority, Timestamp::now());
                 for a in absorbed {
                     let mut gone = self.live.remove(&a).expect("absorbed task is live").record;
                     merge_into(&mut record, &gone);
@@ -242,7 +243,8 @@ impl Supervisor {
                 }
             }
             Decision::FollowUp { id, behind } => {
-                let mut record = new_record(id, spec, pool.clone(), priority);
+                let mut record =
+                    TaskRecord::new_queued(id, spec, pool.clone(), priority, Timestamp::now());
                 record.waiting_behind = Some(behind);
                 self.metrics
                     .coalesced
@@ -383,16 +385,21 @@ impl Supervisor {
             d.count_completed();
         }
         let mut changes = vec![Change::Put(Box::new(record))];
-        if let Some(promoted) = self.queue.finish(id) {
-            let r = &mut self
-                .live
-                .get_mut(&promoted)
-                .expect("follow-up is live")
-                .record;
-            r.waiting_behind = None;
-            changes.push(Change::Put(Box::new(r.clone())));
-        }
+        changes.extend(self.release_key(id));
         drop(self.store.write(changes));
+    }
+
+    /// Marks the execution of `id` ended in the queue; the follow-up behind
+    /// it becomes ready. Returns the follow-up's changed record.
+    fn release_key(&mut self, id: TaskId) -> Option<Change> {
+        let promoted = self.queue.finish(id)?;
+        let r = &mut self
+            .live
+            .get_mut(&promoted)
+            .expect("follow-up is live")
+            .record;
+        r.waiting_behind = None;
+        Some(Change::Put(Box::new(r.clone())))
     }
 
     /// Puts a task whose attempt failed back in the queue after its kind's
@@ -509,39 +516,6 @@ impl Supervisor {
             pending,
             pending_total,
         }
-    }
-}
-
-fn new_record(
-    id: TaskId,
-    spec: TaskSpec,
-    pool: String,
-    priority: crate::spec::Priority,
-) -> TaskRecord {
-    TaskRecord {
-        id,
-        kind: spec.kind,
-        target: spec.target,
-        trigger: spec.trigger.clone(),
-        triggers: vec![spec.trigger],
-        params: spec.params,
-        priority,
-        pool,
-        state: TaskState::Queued,
-        attempts: 0,
-        run: None,
-        stage: None,
-        progress: None,
-        result: None,
-        error: None,
-        errors: Vec::new(),
-        merged: 0,
-        waiting_behind: None,
-        merged_into: None,
-        created_at: Timestamp::now(),
-        started_at: None,
-        finished_at: None,
-        run_after: None,
     }
 }
 
