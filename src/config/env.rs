@@ -21,8 +21,10 @@ const PREFIX: &str = "GROUNDCREW_";
 const CLIENT_VARIABLES: [&str; 2] = ["GROUNDCREW_TOKEN", "GROUNDCREW_URL"];
 
 /// Every key a variable can set; `pools.<name>` stands for any pool.
-pub(super) const KEYS: [&str; 16] = [
+pub(super) const KEYS: [&str; 18] = [
     "data_dir",
+    "feeds",
+    "feed_poll_ms",
     "store",
     "tokens",
     "pools.<name>",
@@ -85,6 +87,8 @@ fn set(c: &mut Config, key: &str, raw: &str) -> Result<(), Option<Problem>> {
         ["data_dir"] => c.data_dir = PathBuf::from(raw),
         ["store"] => c.store = raw.parse().map_err(|e| Some(Problem::Store(e)))?,
         ["tokens"] => c.tokens = tokens(raw)?,
+        ["feeds"] => c.feeds = Some(flow_list(raw, "feed list")?),
+        ["feed_poll_ms"] => c.feed_poll_ms = parse(raw, "number of milliseconds")?,
         ["pools", name] if !name.is_empty() => {
             c.pools.insert(name.to_owned(), parse(raw, "worker limit")?);
         }
@@ -143,6 +147,16 @@ fn tokens(raw: &str) -> Result<Vec<Token>, Option<Problem>> {
         Some(Problem::Parse {
             expected: "token list",
             value: "***".to_owned(),
+        })
+    })
+}
+
+/// A list as a YAML (or JSON) flow sequence: `[{name: geo, path: a.tsv, format: ip2asn}]`.
+fn flow_list<T: serde::de::DeserializeOwned>(raw: &str, expected: &'static str) -> Result<T, Option<Problem>> {
+    serde_norway::from_str(raw).map_err(|e| {
+        Some(Problem::Parse {
+            expected,
+            value: format!("{raw} ({e})"),
         })
     })
 }

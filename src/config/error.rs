@@ -74,6 +74,17 @@ pub enum Problem {
     /// A pool name outside `[a-z][a-z0-9_-]{0,63}`.
     #[error("invalid pool name {0:?}: must match [a-z][a-z0-9_-]{{0,63}}")]
     PoolName(String),
+    /// A feed name outside `[a-z][a-z0-9_-]{0,63}`.
+    #[error("invalid feed name {0:?}: must match [a-z][a-z0-9_-]{{0,63}}")]
+    FeedName(String),
+    /// Two feeds with the same name.
+    #[error("duplicate feed name {name:?} (also at {first})")]
+    DuplicateFeedName {
+        /// The repeated name.
+        name: String,
+        /// The key of the first feed with it.
+        first: String,
+    },
     /// Two tokens with the same name.
     #[error("duplicate token name {name:?} (also at {first})")]
     DuplicateTokenName {

@@ -51,6 +51,8 @@ use groundcrew_actors::Retention;
 use serde::Deserialize;
 
 use crate::auth::Token;
+use crate::entities::{FeedOrigin, FeedSource};
+use crate::feed::FeedFormat;
 
 pub use error::{ConfigError, Origin, Problem};
 pub use store::{StoreConfig, StoreLocation, StoreParseError, DEFAULT_SQLITE_FILE};
@@ -83,6 +85,12 @@ pub struct Config {
     pub log: LogConfig,
     /// Graceful shutdown.
     pub shutdown: ShutdownConfig,
+    /// Feeds artifacts are built from; absent: the built-in sample feed,
+    /// an empty list: none.
+    pub feeds: Option<Vec<FeedConfig>>,
+    /// How often feed files are checked for changes, in milliseconds;
+    /// default 1000.
+    pub feed_poll_ms: u64,
     /// Where each value came from, for error positions.
     #[serde(skip)]
     provenance: Provenance,
@@ -161,6 +169,18 @@ pub struct ShutdownConfig {
     pub cancel_grace_s: u64,
 }
 
+/// One feed file.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedConfig {
+    /// Its name in the API (`POST /api/v1/feeds/{name}/updated`).
+    pub name: String,
+    /// The file; a relative path is relative to `data_dir`.
+    pub path: PathBuf,
+    /// `ip2asn` (TSV as published by iptoasn) or `csv` (`prefix,country,asn`).
+    pub format: FeedFormat,
+}
+
 /// Command-line flags that override the file and the environment.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Overrides {
@@ -211,6 +231,8 @@ impl Default for Config {
             artifacts: ArtifactsConfig::default(),
             log: LogConfig::default(),
             shutdown: ShutdownConfig::default(),
+            feeds: None,
+            feed_poll_ms: 1000,
             provenance: Provenance::default(),
         }
     }
@@ -348,6 +370,21 @@ impl Config {
         match &self.artifacts.dir {
             Some(dir) => self.data_dir.join(dir),
             None => self.data_dir.join("artifacts"),
+        }
+    }
+
+    /// The feeds to read, with relative paths resolved against `data_dir`.
+    pub fn feed_sources(&self) -> Vec<FeedSource> {
+        match &self.feeds {
+            None => vec![FeedSource::sample()],
+            Some(feeds) => feeds
+                .iter()
+                .map(|f| FeedSource {
+                    name: f.name.clone(),
+                    origin: FeedOrigin::File(self.data_dir.join(&f.path)),
+                    format: f.format,
+                })
+                .collect(),
         }
     }
 

@@ -26,6 +26,10 @@ pub(super) fn check(config: &Config) -> Result<(), Refusal> {
     }
     pools(config)?;
     tokens(config)?;
+    feeds(config)?;
+    if config.feed_poll_ms == 0 {
+        return Err((KeyPath::parse("feed_poll_ms"), Problem::Zero));
+    }
     if config.retention.prune_interval_s == 0 {
         return Err((KeyPath::parse("retention.prune_interval_s"), Problem::Zero));
     }
@@ -100,6 +104,31 @@ fn tokens(config: &Config) -> Result<(), Refusal> {
 }
 
 /// `[a-z][a-z0-9_-]{0,63}`: pool names appear in metric labels and URLs.
+fn feeds(config: &Config) -> Result<(), Refusal> {
+    let at = KeyPath::parse("feeds");
+    let mut names = BTreeMap::new();
+    for (i, f) in config.feeds.iter().flatten().enumerate() {
+        let item = at.index(i);
+        if !is_pool_name(&f.name) {
+            return Err((item.key("name"), Problem::FeedName(f.name.clone())));
+        }
+        if let Some(first) = names.insert(f.name.as_str(), item.key("name")) {
+            return Err((
+                item.key("name"),
+                Problem::DuplicateFeedName {
+                    name: f.name.clone(),
+                    first: first.to_string(),
+                },
+            ));
+        }
+        if f.path.as_os_str().is_empty() {
+            return Err((item.key("path"), Problem::EmptyPath));
+        }
+    }
+    Ok(())
+}
+
+/// Pool and feed names: `[a-z][a-z0-9_-]{0,63}`.
 fn is_pool_name(name: &str) -> bool {
     let mut chars = name.chars();
     name.len() <= 64

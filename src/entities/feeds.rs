@@ -1,0 +1,328 @@
+//! [`Feeds`]: the daemon's feeds and what follows from them. It reads feed
+//! files into the [`Catalog`], turns what changed into artifact tasks with
+//! the right trigger (`feed_update`, `health_transition`, `startup`,
+//! `config_reload`), and runs the integrity check.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use actix::Addr;
+use groundcrew_actors::{EntityName, FsSink, Manifest, Submit, Supervisor, Target, TaskSpec, Trigger};
+use serde::Serialize;
+
+use super::catalog::{Catalog, Expected, FeedStatus};
+use super::integrity::{self, EntityReport};
+use super::ARTIFACT_KIND;
+use crate::feed::{feed_version, parse, FeedFormat, SAMPLE_FEED};
+
+/// Above this many entities to refresh, one full rebuild is queued instead
+/// of a task per entity: cheaper to queue, and the writer skips unchanged
+/// artifacts anyway.
+const FULL_REBUILD_ABOVE: usize = 1000;
+
+/// Where a feed's content comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FeedOrigin {
+    /// A file, re-read when it changes.
+    File(PathBuf),
+    /// The sample feed compiled into the binary.
+    Builtin,
+}
+
+/// One configured feed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedSource {
+    /// Its name in the API and in artifact versions.
+    pub name: String,
+    /// Where it is read from.
+    pub origin: FeedOrigin,
+    /// Its format.
+    pub format: FeedFormat,
+}
+
+impl FeedSource {
+    /// The sample feed the daemon uses when none is configured.
+    pub fn sample() -> Self {
+        FeedSource { name: "sample".into(), origin: FeedOrigin::Builtin, format: FeedFormat::Ip2asn }
+    }
+}
+
+/// A feed could not be read or does not exist.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedsError {
+    /// No feed of that name is configured.
+    #[error("unknown feed {0:?}")]
+    UnknownFeed(String),
+    /// Reading the file failed; the previous content stays in force.
+    #[error("cannot read feed {name:?} from {path}")]
+    Read {
+        /// Feed.
+        name: String,
+        /// Its file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The supervisor is gone (shutting down).
+    #[error("the supervisor is not running")]
+    Stopped,
+}
+
+/// What reading a feed changed and what was queued for it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FeedUpdate {
+    /// Feed name.
+    pub feed: String,
+    /// Entities whose artifact content changed or that are new.
+    pub changed: usize,
+    /// Entities no longer in any feed.
+    pub removed: usize,
+    /// Lines that could not be read.
+    pub bad_line_count: u64,
+    /// Tasks queued (or merged into queued ones) for the change.
+    pub tasks: usize,
+    /// Whether refreshes were held back because the feed is unhealthy.
+    pub held: bool,
+}
+
+/// The daemon's feeds, their expected artifacts, and the tasks they cause.
+pub struct Feeds {
+    catalog: RwLock<Catalog>,
+    sources: Mutex<Vec<FeedSource>>,
+    supervisor: OnceLock<Addr<Supervisor>>,
+    manifest: Arc<dyn Manifest>,
+    sink: Arc<FsSink>,
+}
+
+impl std::fmt::Debug for Feeds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Feeds").field("sources", &self.sources()).finish_non_exhaustive()
+    }
+}
+
+impl Feeds {
+    /// Feeds read from `sources`; nothing is read until [`Feeds::load_all`].
+    pub fn new(sources: Vec<FeedSource>, manifest: Arc<dyn Manifest>, sink: Arc<FsSink>) -> Self {
+        Self {
+            catalog: RwLock::default(),
+            sources: Mutex::new(sources),
+            supervisor: OnceLock::new(),
+            manifest,
+            sink,
+        }
+    }
+
+    /// Connects the supervisor that runs the artifact tasks.
+    pub fn attach(&self, supervisor: Addr<Supervisor>) {
+        let _ = self.supervisor.set(supervisor);
+    }
+
+    /// The expected artifact of an entity.
+    pub fn expected(&self, entity: &EntityName) -> Option<Arc<Expected>> {
+        self.read().expected(entity)
+    }
+
+    /// Every expected artifact.
+    pub fn all(&self) -> Vec<(EntityName, Arc<Expected>)> {
+        self.read().all()
+    }
+
+    /// The version of all feeds together.
+    pub fn version(&self) -> String {
+        self.read().version()
+    }
+
+    /// Status of every feed.
+    pub fn statuses(&self) -> Vec<FeedStatus> {
+        self.read().statuses()
+    }
+
+    /// The manifest artifacts are recorded in.
+    pub fn manifest(&self) -> &Arc<dyn Manifest> {
+        &self.manifest
+    }
+
+    /// Reads every configured feed, queueing nothing: for start-up, before
+    /// the integrity check decides what needs repair.
+    pub async fn load_all(&self) {
+        let names: Vec<String> = self.sources().iter().map(|s| s.name.clone()).collect();
+        for name in names {
+            if let Err(e) = self.read_feed(&name).await {
+                tracing::error!(feed = %name, error = %error_chain(&e), "feed not loaded");
+            }
+        }
+    }
+
+    /// Re-reads one feed and queues refreshes for the entities whose
+    /// artifact changed, with `trigger`.
+    pub async fn update(&self, name: &str, trigger: Trigger) -> Result<FeedUpdate, FeedsError> {
+        let (diff, bad_line_count) = self.read_feed(name).await?;
+        let healthy = self.read().statuses().iter().find(|s| s.name == name).is_none_or(|s| s.healthy);
+        let entities: BTreeSet<EntityName> = diff.changed.iter().chain(&diff.removed).cloned().collect();
+        let mut update = FeedUpdate {
+            feed: name.to_owned(),
+            changed: diff.changed.len(),
+            removed: diff.removed.len(),
+            bad_line_count,
+            tasks: 0,
+            held: !healthy && !entities.is_empty(),
+        };
+        if healthy {
+            update.tasks = self.refresh(entities, trigger).await?;
+        }
+        tracing::info!(feed = name, changed = update.changed, removed = update.removed, tasks = update.tasks, held = update.held, "feed read");
+        Ok(update)
+    }
+
+    /// Marks a feed healthy or unhealthy. An unhealthy→healthy transition
+    /// refreshes the feed's entities; returns the tasks queued.
+    pub async fn set_health(&self, name: &str, healthy: bool) -> Result<usize, FeedsError> {
+        let previous = self
+            .catalog
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_health(name, healthy)
+            .ok_or_else(|| FeedsError::UnknownFeed(name.to_owned()))?;
+        tracing::info!(feed = name, previous, healthy, "feed health");
+        if previous || !healthy {
+            return Ok(0);
+        }
+        let entities = self.read().entities_of(name).into_iter().collect();
+        self.refresh(entities, Trigger::HealthTransition).await
+    }
+
+    /// Replaces the configured feeds (configuration reload): dropped feeds'
+    /// entities and changed or new feeds are refreshed with `config_reload`.
+    pub async fn reconfigure(&self, sources: Vec<FeedSource>) -> Result<usize, FeedsError> {
+        let old = std::mem::replace(&mut *self.sources.lock().unwrap_or_else(|e| e.into_inner()), sources.clone());
+        let mut tasks = 0;
+        for gone in old.iter().filter(|o| !sources.iter().any(|s| s.name == o.name)) {
+            let diff = self.catalog.write().unwrap_or_else(|e| e.into_inner()).remove(&gone.name);
+            tasks += self.refresh(diff.changed.into_iter().chain(diff.removed).collect(), Trigger::ConfigReload).await?;
+        }
+        for source in sources.iter().filter(|s| !old.contains(s)) {
+            tasks += self.update(&source.name, Trigger::ConfigReload).await?.tasks;
+        }
+        Ok(tasks)
+    }
+
+    /// Checks every artifact against the feeds, the manifest and the disk.
+    pub async fn integrity(&self) -> Result<Vec<EntityReport>, groundcrew_actors::StoreError> {
+        let expected = self.all();
+        let records = self.manifest.artifacts().await?;
+        let sink = Arc::clone(&self.sink);
+        let reports = tokio::task::spawn_blocking(move || integrity::check(expected, records, |e| sink.artifact_path(e)))
+            .await
+            .expect("integrity check does not panic");
+        Ok(reports)
+    }
+
+    /// Runs the integrity check and queues a repair for every entity that
+    /// needs one, with `trigger`; returns the tasks queued.
+    pub async fn repair(&self, trigger: Trigger) -> Result<usize, FeedsError> {
+        let reports = match self.integrity().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "integrity check could not read the manifest");
+                return Ok(0);
+            }
+        };
+        let due: BTreeSet<EntityName> = reports.iter().filter(|r| r.state.needs_repair()).map(|r| r.entity.clone()).collect();
+        tracing::info!(checked = reports.len(), repairs = due.len(), trigger = %trigger, "integrity check");
+        self.refresh(due, trigger).await
+    }
+
+    /// Queues artifact tasks for `entities`: one per entity, or a single
+    /// full rebuild when there are many.
+    pub async fn refresh(&self, entities: BTreeSet<EntityName>, trigger: Trigger) -> Result<usize, FeedsError> {
+        let supervisor = self.supervisor.get().ok_or(FeedsError::Stopped)?;
+        let targets: Vec<Target> = if entities.len() > FULL_REBUILD_ABOVE {
+            vec![Target::All]
+        } else {
+            entities.into_iter().map(Target::Entity).collect()
+        };
+        let mut queued = 0;
+        for target in targets {
+            let spec = TaskSpec::new(ARTIFACT_KIND, target.clone(), trigger.clone());
+            match supervisor.send(Submit(spec)).await {
+                Ok(Ok(_)) => queued += 1,
+                Ok(Err(e)) => tracing::warn!(%target, error = %e, "artifact task not queued"),
+                Err(_) => return Err(FeedsError::Stopped),
+            }
+        }
+        Ok(queued)
+    }
+
+    /// Reads a feed into the catalog; returns what changed.
+    async fn read_feed(&self, name: &str) -> Result<(crate::feed::FeedDiff, u64), FeedsError> {
+        let source = self
+            .sources()
+            .into_iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| FeedsError::UnknownFeed(name.to_owned()))?;
+        let read = tokio::task::spawn_blocking(move || read_source(&source)).await.expect("feed reading does not panic");
+        let (parsed, version) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                self.catalog.write().unwrap_or_else(|e| e.into_inner()).record_error(name, error_chain(&e));
+                return Err(e);
+            }
+        };
+        if parsed.bad_line_count > 0 {
+            let first = parsed.bad_lines.first().map(|b| format!("line {}: {}", b.line, b.reason)).unwrap_or_default();
+            tracing::warn!(feed = name, bad_lines = parsed.bad_line_count, first = %first, "feed has lines that could not be read");
+        }
+        let bad = parsed.bad_line_count;
+        let diff = self.catalog.write().unwrap_or_else(|e| e.into_inner()).replace(name, parsed, version);
+        Ok((diff, bad))
+    }
+
+    fn sources(&self) -> Vec<FeedSource> {
+        self.sources.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The configured feeds.
+    pub fn configured(&self) -> Vec<FeedSource> {
+        self.sources()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
+        self.catalog.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Reads and parses one feed (blocking).
+fn read_source(source: &FeedSource) -> Result<(crate::feed::ParsedFeed, String), FeedsError> {
+    let bytes = match &source.origin {
+        FeedOrigin::Builtin => SAMPLE_FEED.as_bytes().to_vec(),
+        FeedOrigin::File(path) => std::fs::read(path).map_err(|e| FeedsError::Read {
+            name: source.name.clone(),
+            path: path.clone(),
+            source: e,
+        })?,
+    };
+    let version = feed_version(&bytes);
+    let parsed = parse(source.format, bytes.as_slice()).map_err(|e| FeedsError::Read {
+        name: source.name.clone(),
+        path: match &source.origin {
+            FeedOrigin::File(p) => p.clone(),
+            FeedOrigin::Builtin => PathBuf::from("<builtin sample>"),
+        },
+        source: std::io::Error::other(e),
+    })?;
+    Ok((parsed, version))
+}
+
+/// An error with its causes, for logs and API messages.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}

@@ -1,0 +1,169 @@
+//! The integrity check: every expected artifact against the manifest and
+//! the file on disk. `missing` (no record or no file), `corrupt` (the file's
+//! hash differs from the record: changed or damaged outside the writer),
+//! `stale` (the record's content is not what the feeds now give), `orphaned`
+//! (an artifact for an entity no feed has any more), else `ok`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use groundcrew_actors::{ArtifactRecord, EntityName, Timestamp};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::catalog::Expected;
+
+/// The state of one entity's artifact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntityState {
+    /// No artifact, or no manifest record of it.
+    Missing,
+    /// The file differs from what the writer recorded.
+    Corrupt,
+    /// Built from older feed content.
+    Stale,
+    /// No feed has the entity any more; the artifact should go.
+    Orphaned,
+    /// As expected.
+    Ok,
+}
+
+impl EntityState {
+    /// Whether a repair task is due.
+    pub fn needs_repair(self) -> bool {
+        self != EntityState::Ok
+    }
+
+    /// Parses the API's name of a state.
+    pub fn parse(s: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
+    }
+}
+
+/// One entity in the integrity list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EntityReport {
+    /// The entity.
+    pub entity: EntityName,
+    /// Its state.
+    pub state: EntityState,
+    /// Hash the manifest records.
+    pub hash: Option<String>,
+    /// Hash the feeds call for.
+    pub expected_hash: Option<String>,
+    /// Size the manifest records.
+    pub size: Option<u64>,
+    /// When it was written.
+    pub written_at: Option<Timestamp>,
+    /// Feed version it was built from.
+    pub source_version: Option<String>,
+}
+
+/// Checks every entity. `path_of` gives an entity's artifact file. Reads
+/// and hashes every artifact file: run it off the async threads. The result
+/// lists entities needing repair first (missing, corrupt, stale, orphaned),
+/// then by name.
+pub fn check(
+    expected: Vec<(EntityName, Arc<Expected>)>,
+    records: Vec<ArtifactRecord>,
+    path_of: impl Fn(&EntityName) -> PathBuf,
+) -> Vec<EntityReport> {
+    let mut records: BTreeMap<EntityName, ArtifactRecord> =
+        records.into_iter().map(|r| (r.entity.clone(), r)).collect();
+    let mut reports = Vec::with_capacity(expected.len());
+    for (entity, want) in expected {
+        let record = records.remove(&entity);
+        let state = match &record {
+            None => EntityState::Missing,
+            Some(r) => match std::fs::read(path_of(&entity)) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => EntityState::Missing,
+                Err(_) => EntityState::Corrupt,
+                Ok(bytes) if hex_sha256(&bytes) != r.hash => EntityState::Corrupt,
+                Ok(_) if r.hash != want.hash => EntityState::Stale,
+                Ok(_) => EntityState::Ok,
+            },
+        };
+        reports.push(report(entity, state, record, Some(want.hash.clone())));
+    }
+    for (entity, record) in records {
+        reports.push(report(entity, EntityState::Orphaned, Some(record), None));
+    }
+    reports.sort_by(|a, b| (a.state, &a.entity).cmp(&(b.state, &b.entity)));
+    reports
+}
+
+fn report(entity: EntityName, state: EntityState, r: Option<ArtifactRecord>, expected_hash: Option<String>) -> EntityReport {
+    EntityReport {
+        entity,
+        state,
+        expected_hash,
+        hash: r.as_ref().map(|r| r.hash.clone()),
+        size: r.as_ref().map(|r| r.size),
+        written_at: r.as_ref().map(|r| r.written_at),
+        source_version: r.and_then(|r| r.source_version),
+    }
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expected(content: &[u8]) -> Arc<Expected> {
+        Arc::new(Expected { content: content.to_vec(), hash: hex_sha256(content) })
+    }
+
+    fn record(entity: &EntityName, content: &[u8]) -> ArtifactRecord {
+        ArtifactRecord {
+            entity: entity.clone(),
+            hash: hex_sha256(content),
+            size: content.len() as u64,
+            written_at: Timestamp(0),
+            source_version: Some("geo@1".into()),
+            task: None,
+            run: None,
+        }
+    }
+
+    #[test]
+    fn every_state_is_told_apart_and_repairs_come_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = |s: &str| -> EntityName { s.parse().unwrap() };
+        let path_of = |x: &EntityName| dir.path().join(x.as_str());
+        let (ok, missing, gone, stale, corrupt, orphan) =
+            (e("asn:1"), e("asn:2"), e("asn:3"), e("asn:4"), e("asn:5"), e("asn:6"));
+        std::fs::write(path_of(&ok), b"a\n").unwrap();
+        std::fs::write(path_of(&stale), b"old\n").unwrap();
+        std::fs::write(path_of(&corrupt), b"tampered\n").unwrap();
+        let reports = check(
+            vec![
+                (ok.clone(), expected(b"a\n")),
+                (missing.clone(), expected(b"b\n")),
+                (gone.clone(), expected(b"c\n")),
+                (stale.clone(), expected(b"new\n")),
+                (corrupt.clone(), expected(b"d\n")),
+            ],
+            vec![record(&ok, b"a\n"), record(&gone, b"c\n"), record(&stale, b"old\n"), record(&corrupt, b"d\n"), record(&orphan, b"x\n")],
+            path_of,
+        );
+        let got: Vec<(String, EntityState)> = reports.iter().map(|r| (r.entity.to_string(), r.state)).collect();
+        assert_eq!(
+            got,
+            [
+                ("asn:2".into(), EntityState::Missing),
+                ("asn:3".into(), EntityState::Missing),
+                ("asn:5".into(), EntityState::Corrupt),
+                ("asn:4".into(), EntityState::Stale),
+                ("asn:6".into(), EntityState::Orphaned),
+                ("asn:1".into(), EntityState::Ok),
+            ]
+        );
+        assert_eq!(EntityState::parse("stale"), Some(EntityState::Stale));
+        assert_eq!(EntityState::parse("nope"), None);
+    }
+}

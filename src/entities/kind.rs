@@ -1,0 +1,122 @@
+//! The `artifact` task kind: makes an entity's artifact what the feeds say
+//! it should be, through the entity writer. For one entity it publishes
+//! the expected content (the writer skips it when unchanged) or removes the
+//! artifact of an entity no feed has; for `all` it does that for every
+//! entity and removes every orphaned artifact.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::{StreamExt, TryStreamExt};
+use groundcrew_actors::{EntityName, PublishOutcome, Target, Task, TaskContext, TaskError, TaskResult};
+use serde_json::json;
+
+use super::feeds::Feeds;
+
+/// Publications in flight at once during a full rebuild: enough for the
+/// writer to batch many per sync.
+const IN_FLIGHT: usize = 512;
+
+/// The `artifact` kind over the daemon's feeds.
+#[derive(Debug, Clone)]
+pub struct ArtifactKind {
+    feeds: Arc<Feeds>,
+}
+
+impl ArtifactKind {
+    /// The kind, reading expected artifacts from `feeds`.
+    pub fn new(feeds: Arc<Feeds>) -> Self {
+        Self { feeds }
+    }
+}
+
+#[derive(Default)]
+struct Counts {
+    written: u64,
+    unchanged: u64,
+    removed: u64,
+}
+
+impl Counts {
+    fn json(&self) -> serde_json::Value {
+        json!({"written": self.written, "unchanged": self.unchanged, "removed": self.removed})
+    }
+}
+
+/// Publishes or removes one entity's artifact; `Some(true)` when written.
+async fn make_current(ctx: &TaskContext, feeds: &Feeds, entity: EntityName, version: &str) -> Result<Option<bool>, TaskError> {
+    match feeds.expected(&entity) {
+        Some(expected) => {
+            let outcome = ctx.publish(entity, expected.content.clone(), Some(version.to_owned())).await?;
+            Ok(Some(matches!(outcome, PublishOutcome::Written(_))))
+        }
+        None => {
+            ctx.remove(entity).await?;
+            Ok(None)
+        }
+    }
+}
+
+async fn rebuild_one(ctx: TaskContext, feeds: Arc<Feeds>, entity: EntityName) -> TaskResult {
+    ctx.stage("publishing");
+    let mut counts = Counts::default();
+    match make_current(&ctx, &feeds, entity, &feeds.version()).await? {
+        Some(true) => counts.written += 1,
+        Some(false) => counts.unchanged += 1,
+        None => counts.removed += 1,
+    }
+    Ok(counts.json())
+}
+
+async fn rebuild_all(ctx: TaskContext, feeds: Arc<Feeds>) -> TaskResult {
+    ctx.stage("listing entities");
+    let expected: Vec<EntityName> = feeds.all().into_iter().map(|(e, _)| e).collect();
+    let wanted: BTreeSet<&EntityName> = expected.iter().collect();
+    let orphans: Vec<EntityName> = feeds
+        .manifest()
+        .artifacts()
+        .await
+        .map_err(|e| TaskError::retryable(format!("cannot read the manifest: {e}")))?
+        .into_iter()
+        .map(|r| r.entity)
+        .filter(|e| !wanted.contains(e))
+        .collect();
+    let total = (expected.len() + orphans.len()) as u64;
+    let version = feeds.version();
+    ctx.stage("publishing");
+    ctx.progress(0, total);
+    let mut counts = Counts::default();
+    let mut done = 0;
+    let mut results = futures::stream::iter(expected.iter().chain(&orphans).cloned())
+        .map(|entity| {
+            let (ctx, feeds, version) = (ctx.clone(), Arc::clone(&feeds), version.clone());
+            async move {
+                ctx.checkpoint()?;
+                make_current(&ctx, &feeds, entity, &version).await
+            }
+        })
+        .buffer_unordered(IN_FLIGHT);
+    while let Some(outcome) = results.try_next().await? {
+        match outcome {
+            Some(true) => counts.written += 1,
+            Some(false) => counts.unchanged += 1,
+            None => counts.removed += 1,
+        }
+        done += 1;
+        ctx.progress(done, total);
+    }
+    Ok(counts.json())
+}
+
+impl Task for ArtifactKind {
+    fn run(&self, ctx: TaskContext) -> BoxFuture<'static, TaskResult> {
+        let feeds = Arc::clone(&self.feeds);
+        Box::pin(async move {
+            match ctx.target().clone() {
+                Target::Entity(entity) => rebuild_one(ctx, feeds, entity).await,
+                Target::All => rebuild_all(ctx, feeds).await,
+            }
+        })
+    }
+}

@@ -1,0 +1,20 @@
+//! Entity artifacts from feeds: the [`Catalog`] of what each artifact
+//! should contain, the [`Feeds`] service that reads feeds and queues
+//! artifact tasks with the trigger that caused them, the `artifact` task
+//! kind that publishes through the entity writer, the integrity check, and
+//! the watcher that notices feed files changing.
+
+mod catalog;
+mod feeds;
+mod integrity;
+mod kind;
+mod watch;
+
+pub use catalog::{Catalog, Expected, FeedStatus};
+pub use feeds::{FeedOrigin, FeedSource, FeedUpdate, Feeds, FeedsError};
+pub use integrity::{check, EntityReport, EntityState};
+pub use kind::ArtifactKind;
+pub use watch::watch_feeds;
+
+/// The kind name of artifact tasks.
+pub const ARTIFACT_KIND: &str = "artifact";
