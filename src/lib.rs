@@ -8,5 +8,6 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod auth;
+pub mod feed;
 pub mod http;
 pub mod store;
