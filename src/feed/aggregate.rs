@@ -16,7 +16,7 @@
 use std::io::Write;
 use std::net::IpAddr;
 
-use ipnet::{IpNet, Ipv4Subnets, Ipv6Subnets};
+use ipnet::{IpNet, Ipv4Net, Ipv4Subnets, Ipv6Subnets};
 
 use super::IpRange;
 
@@ -82,9 +82,37 @@ pub fn render(nets: &[IpNet]) -> Vec<u8> {
     // lines are far shorter, so this rarely grows and never by much.
     let mut out = Vec::with_capacity(nets.len() * 20);
     for net in nets {
-        writeln!(out, "{net}").expect("writing to a Vec cannot fail");
+        match net {
+            IpNet::V4(net) => push_ipv4_net(&mut out, net),
+            IpNet::V6(net) => writeln!(out, "{net}").expect("writing to a Vec cannot fail"),
+        }
     }
     out
+}
+
+/// Writes `a.b.c.d/len\n`, byte for byte what `Display` writes.
+///
+/// Rendering is the larger part of a full rebuild and IPv4 prefixes the
+/// bulk of it; formatting machinery made it several times slower than these
+/// few pushes.
+fn push_ipv4_net(out: &mut Vec<u8>, net: &Ipv4Net) {
+    let [a, b, c, d] = net.addr().octets();
+    for (octet, separator) in [(a, b'.'), (b, b'.'), (c, b'.'), (d, b'/')] {
+        push_decimal(out, octet);
+        out.push(separator);
+    }
+    push_decimal(out, net.prefix_len());
+    out.push(b'\n');
+}
+
+fn push_decimal(out: &mut Vec<u8>, n: u8) {
+    if n >= 100 {
+        out.push(b'0' + n / 100);
+    }
+    if n >= 10 {
+        out.push(b'0' + n / 10 % 10);
+    }
+    out.push(b'0' + n % 10);
 }
 
 #[cfg(test)]
@@ -203,6 +231,18 @@ mod tests {
             range("2001:db8::", "2001:db8::1"),
         ]));
         assert_eq!(out, b"1.0.0.1/32\n1.0.0.2/32\n2001:db8::/127\n");
+    }
+
+    #[test]
+    fn ipv4_render_matches_display() {
+        for octet in [0u8, 1, 9, 10, 42, 99, 100, 199, 200, 255] {
+            for len in [0u8, 8, 9, 10, 24, 31, 32] {
+                let net = IpNet::V4(
+                    Ipv4Net::new(Ipv4Addr::new(octet, 255 - octet, octet / 3, 7), len).unwrap(),
+                );
+                assert_eq!(render(&[net]), format!("{net}\n").into_bytes());
+            }
+        }
     }
 
     /// The minimal cover computed the slow way: walk every address, and at
