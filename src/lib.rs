@@ -11,6 +11,8 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 mod daemon;
+pub mod entities;
+pub mod feed;
 pub mod http;
 mod logging;
 pub mod store;

@@ -85,6 +85,7 @@ async fn state(limit: usize, metrics_require_token: bool) -> (web::Data<ApiState
     // One store for the supervisor's journal and the API's history reads,
     // as in the daemon.
     let store = Arc::new(MemoryStore::new());
+    let store_for_feeds = store.clone();
     let supervisor = Supervisor::builder()
         .registry(kinds)
         .store(store.clone())
@@ -115,6 +116,15 @@ async fn state(limit: usize, metrics_require_token: bool) -> (web::Data<ApiState
         metrics_require_token,
         control: control.clone(),
         rebuild_kind: "test".into(),
+        feeds: {
+            // No feeds: these tests drive the generic routes; the feed
+            // routes are driven against the real daemon in tests/entities.rs.
+            let dir = tempfile::tempdir().unwrap().keep();
+            let sink = Arc::new(groundcrew_actors::FsSink::open(dir).unwrap());
+            let feeds = groundcrew::entities::Feeds::new(Vec::new(), store_for_feeds, sink);
+            feeds.attach(supervisor.clone());
+            Arc::new(feeds)
+        },
     });
     (
         state,

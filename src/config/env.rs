@@ -152,7 +152,10 @@ fn tokens(raw: &str) -> Result<Vec<Token>, Option<Problem>> {
 }
 
 /// A list as a YAML (or JSON) flow sequence: `[{name: geo, path: a.tsv, format: ip2asn}]`.
-fn flow_list<T: serde::de::DeserializeOwned>(raw: &str, expected: &'static str) -> Result<T, Option<Problem>> {
+fn flow_list<T: serde::de::DeserializeOwned>(
+    raw: &str,
+    expected: &'static str,
+) -> Result<T, Option<Problem>> {
     serde_norway::from_str(raw).map_err(|e| {
         Some(Problem::Parse {
             expected,

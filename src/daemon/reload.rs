@@ -11,6 +11,7 @@ use groundcrew_actors::{SetLimit, Supervisor};
 
 use crate::auth::TokenSet;
 use crate::config::{Config, ConfigError, Overrides};
+use crate::entities::Feeds;
 use crate::http::{Control, ReloadError};
 
 /// Holds the configuration in force and re-reads it on demand.
@@ -21,6 +22,7 @@ pub(super) struct Reloader {
     overrides: Overrides,
     supervisor: Addr<Supervisor>,
     tokens: Arc<RwLock<TokenSet>>,
+    feeds: Arc<Feeds>,
     /// Reloads run one at a time so that two cannot interleave their
     /// limit changes.
     serial: tokio::sync::Mutex<()>,
@@ -33,6 +35,7 @@ impl Reloader {
         overrides: Overrides,
         supervisor: Addr<Supervisor>,
         tokens: Arc<RwLock<TokenSet>>,
+        feeds: Arc<Feeds>,
     ) -> Self {
         Self {
             current: Mutex::new(Arc::new(config)),
@@ -40,6 +43,7 @@ impl Reloader {
             overrides,
             supervisor,
             tokens,
+            feeds,
             serial: tokio::sync::Mutex::new(()),
         }
     }
@@ -102,6 +106,17 @@ impl Reloader {
         if !next.tokens.is_empty() {
             *self.tokens.write().unwrap_or_else(|e| e.into_inner()) =
                 TokenSet::new(next.tokens.clone());
+        }
+        if next.feed_sources() != old.feed_sources() {
+            // Changed or new feeds are read and their entities refreshed
+            // (config_reload); a feed that cannot be read is logged and
+            // keeps its previous content.
+            match self.feeds.reconfigure(next.feed_sources()).await {
+                Ok(tasks) => tracing::info!(tasks, "feeds reconfigured"),
+                Err(e) => {
+                    tracing::warn!(error = %crate::entities::error_chain(&e), "feeds reconfigured with errors")
+                }
+            }
         }
         tracing::info!("configuration reloaded");
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);

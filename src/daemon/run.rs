@@ -8,11 +8,13 @@ use actix::Addr;
 use actix_web::{App, HttpServer};
 use groundcrew_actors::{
     Drain, EntityWriter, FsSink, Metrics, Registry, Supervisor, TaskStore, TestKind, Timestamp,
+    Trigger,
 };
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::auth::{self, Role, Secret, Token, TokenSet};
 use crate::config::{Config, Overrides, StoreLocation};
+use crate::entities::{watch_feeds, ArtifactKind, Feeds, ARTIFACT_KIND};
 use crate::http::{self, ApiState};
 use crate::store::SqliteStore;
 
@@ -69,8 +71,11 @@ pub(crate) enum ServeError {
 }
 
 /// The task kinds the daemon runs.
-fn kinds() -> Registry {
+fn kinds(feeds: &Arc<Feeds>) -> Registry {
     let mut registry = Registry::new();
+    registry
+        .register(ARTIFACT_KIND, ArtifactKind::new(Arc::clone(feeds)))
+        .expect("built-in kind names are valid");
     registry
         .register("test", TestKind)
         .expect("built-in kind names are valid");
@@ -126,9 +131,14 @@ pub(crate) async fn serve(
     if let Some(ext) = &config.artifacts.extension {
         sink = sink.with_extension(ext);
     }
-    let writer = EntityWriter::start(Arc::new(sink), store.clone(), metrics.clone());
+    let sink = Arc::new(sink);
+    let writer = EntityWriter::start(sink.clone(), store.clone(), metrics.clone());
+    // Feeds are read before the supervisor starts: a recovered artifact
+    // task must see the feeds' content, not an empty catalog.
+    let feeds = Arc::new(Feeds::new(config.feed_sources(), store.clone(), sink));
+    feeds.load_all().await;
     let mut builder = Supervisor::builder()
-        .registry(kinds())
+        .registry(kinds(&feeds))
         .store(store.clone())
         .writer(writer)
         .metrics(metrics);
@@ -136,6 +146,7 @@ pub(crate) async fn serve(
         builder = builder.pool(pool, limit);
     }
     let supervisor = builder.start().await.map_err(ServeError::Supervisor)?;
+    feeds.attach(supervisor.clone());
 
     let reloader = Arc::new(Reloader::new(
         config.clone(),
@@ -143,6 +154,7 @@ pub(crate) async fn serve(
         overrides,
         supervisor.clone(),
         tokens.clone(),
+        feeds.clone(),
     ));
     let state = actix_web::web::Data::new(ApiState {
         supervisor: supervisor.clone(),
@@ -151,7 +163,8 @@ pub(crate) async fn serve(
         tokens,
         metrics_require_token: config.http.metrics_require_token,
         control: Arc::new(ReloadControl(reloader.clone())),
-        rebuild_kind: "test".into(),
+        rebuild_kind: ARTIFACT_KIND.into(),
+        feeds: feeds.clone(),
     });
     let max_body = config.http.max_body_bytes;
     let server = HttpServer::new(move || {
@@ -172,6 +185,19 @@ pub(crate) async fn serve(
     let handle = server.handle();
     let http = actix_web::rt::spawn(server);
     let pruning = actix_web::rt::spawn(prune_forever(store.clone(), reloader.clone()));
+    let watching = actix_web::rt::spawn(watch_feeds(
+        feeds.clone(),
+        Duration::from_millis(config.feed_poll_ms),
+    ));
+    // Start-up repair runs beside the listener: operators can watch it.
+    let repairing = actix_web::rt::spawn({
+        let feeds = feeds.clone();
+        async move {
+            if let Err(e) = feeds.repair(Trigger::Startup).await {
+                tracing::error!(error = %e, "start-up repair failed");
+            }
+        }
+    });
 
     wait_for_shutdown(&reloader).await?;
     let shutdown = reloader.current().shutdown.clone();
@@ -192,6 +218,8 @@ pub(crate) async fn serve(
         "drained"
     );
     pruning.abort();
+    watching.abort();
+    repairing.abort();
     handle.stop(true).await;
     let _ = http.await;
     Ok(())

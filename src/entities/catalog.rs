@@ -27,7 +27,10 @@ pub struct Expected {
 
 impl Expected {
     fn new(content: Vec<u8>) -> Self {
-        let hash = Sha256::digest(&content).iter().map(|b| format!("{b:02x}")).collect();
+        let hash = Sha256::digest(&content)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         Self { content, hash }
     }
 }
@@ -139,12 +142,18 @@ impl Catalog {
 
     /// Every entity with an expected artifact, sorted.
     pub fn all(&self) -> Vec<(EntityName, Arc<Expected>)> {
-        self.expected.iter().map(|(e, x)| (e.clone(), Arc::clone(x))).collect()
+        self.expected
+            .iter()
+            .map(|(e, x)| (e.clone(), Arc::clone(x)))
+            .collect()
     }
 
     /// The entities one feed contributes to.
     pub fn entities_of(&self, name: &str) -> Vec<EntityName> {
-        self.feeds.get(name).map(|f| f.ranges.keys().cloned().collect()).unwrap_or_default()
+        self.feeds
+            .get(name)
+            .map(|f| f.ranges.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Whether a feed of that name is known.
@@ -157,14 +166,19 @@ impl Catalog {
     pub fn version(&self) -> String {
         self.feeds
             .iter()
-            .filter_map(|(name, f)| Some(format!("{name}@{}", f.status.as_ref()?.version.as_ref()?)))
+            .filter_map(|(name, f)| {
+                Some(format!("{name}@{}", f.status.as_ref()?.version.as_ref()?))
+            })
             .collect::<Vec<_>>()
             .join(",")
     }
 
     /// Status of every feed, by name.
     pub fn statuses(&self) -> Vec<FeedStatus> {
-        self.feeds.values().filter_map(|f| f.status.clone()).collect()
+        self.feeds
+            .values()
+            .filter_map(|f| f.status.clone())
+            .collect()
     }
 
     fn recompute(&mut self, touched: BTreeSet<EntityName>) -> FeedDiff {
@@ -202,7 +216,8 @@ mod tests {
         parse(FeedFormat::Ip2asn, text.as_bytes()).unwrap()
     }
 
-    const V4: &str = "1.0.0.0\t1.0.0.255\t13335\tUS\tCLOUDFLARENET\n2.0.0.0\t2.0.0.255\t3320\tDE\tDTAG\n";
+    const V4: &str =
+        "1.0.0.0\t1.0.0.255\t13335\tUS\tCLOUDFLARENET\n2.0.0.0\t2.0.0.255\t3320\tDE\tDTAG\n";
 
     #[test]
     fn first_reading_makes_every_entity_changed() {
@@ -238,7 +253,11 @@ mod tests {
         let diff = c.remove("v4");
         let removed: Vec<String> = diff.removed.iter().map(|e| e.to_string()).collect();
         assert_eq!(removed, ["asn:3320", "country:DE"]);
-        assert_eq!(diff.changed.len(), 2, "asn:13335 and country:US lost their v4 ranges");
+        assert_eq!(
+            diff.changed.len(),
+            2,
+            "asn:13335 and country:US lost their v4 ranges"
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use actix::Addr;
-use groundcrew_actors::{EntityName, FsSink, Manifest, Submit, Supervisor, Target, TaskSpec, Trigger};
+use groundcrew_actors::{
+    EntityName, FsSink, Manifest, Submit, Supervisor, Target, TaskSpec, Trigger,
+};
 use serde::Serialize;
 
 use super::catalog::{Catalog, Expected, FeedStatus};
@@ -44,7 +46,11 @@ pub struct FeedSource {
 impl FeedSource {
     /// The sample feed the daemon uses when none is configured.
     pub fn sample() -> Self {
-        FeedSource { name: "sample".into(), origin: FeedOrigin::Builtin, format: FeedFormat::Ip2asn }
+        FeedSource {
+            name: "sample".into(),
+            origin: FeedOrigin::Builtin,
+            format: FeedFormat::Ip2asn,
+        }
     }
 }
 
@@ -98,7 +104,9 @@ pub struct Feeds {
 
 impl std::fmt::Debug for Feeds {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Feeds").field("sources", &self.sources()).finish_non_exhaustive()
+        f.debug_struct("Feeds")
+            .field("sources", &self.sources())
+            .finish_non_exhaustive()
     }
 }
 
@@ -139,6 +147,20 @@ impl Feeds {
         self.read().statuses()
     }
 
+    /// Whether every configured feed has been read at least once. Until
+    /// then an entity missing from the catalog may just be in the feed not
+    /// yet read, so no artifact is removed.
+    pub fn complete(&self) -> bool {
+        let catalog = self.read();
+        let loaded: BTreeSet<String> = catalog
+            .statuses()
+            .into_iter()
+            .filter(|s| s.version.is_some())
+            .map(|s| s.name)
+            .collect();
+        self.sources().iter().all(|s| loaded.contains(&s.name))
+    }
+
     /// The manifest artifacts are recorded in.
     pub fn manifest(&self) -> &Arc<dyn Manifest> {
         &self.manifest
@@ -159,8 +181,14 @@ impl Feeds {
     /// artifact changed, with `trigger`.
     pub async fn update(&self, name: &str, trigger: Trigger) -> Result<FeedUpdate, FeedsError> {
         let (diff, bad_line_count) = self.read_feed(name).await?;
-        let healthy = self.read().statuses().iter().find(|s| s.name == name).is_none_or(|s| s.healthy);
-        let entities: BTreeSet<EntityName> = diff.changed.iter().chain(&diff.removed).cloned().collect();
+        let healthy = self
+            .read()
+            .statuses()
+            .iter()
+            .find(|s| s.name == name)
+            .is_none_or(|s| s.healthy);
+        let entities: BTreeSet<EntityName> =
+            diff.changed.iter().chain(&diff.removed).cloned().collect();
         let mut update = FeedUpdate {
             feed: name.to_owned(),
             changed: diff.changed.len(),
@@ -172,7 +200,14 @@ impl Feeds {
         if healthy {
             update.tasks = self.refresh(entities, trigger).await?;
         }
-        tracing::info!(feed = name, changed = update.changed, removed = update.removed, tasks = update.tasks, held = update.held, "feed read");
+        tracing::info!(
+            feed = name,
+            changed = update.changed,
+            removed = update.removed,
+            tasks = update.tasks,
+            held = update.held,
+            "feed read"
+        );
         Ok(update)
     }
 
@@ -196,14 +231,35 @@ impl Feeds {
     /// Replaces the configured feeds (configuration reload): dropped feeds'
     /// entities and changed or new feeds are refreshed with `config_reload`.
     pub async fn reconfigure(&self, sources: Vec<FeedSource>) -> Result<usize, FeedsError> {
-        let old = std::mem::replace(&mut *self.sources.lock().unwrap_or_else(|e| e.into_inner()), sources.clone());
+        let old = std::mem::replace(
+            &mut *self.sources.lock().unwrap_or_else(|e| e.into_inner()),
+            sources.clone(),
+        );
         let mut tasks = 0;
-        for gone in old.iter().filter(|o| !sources.iter().any(|s| s.name == o.name)) {
-            let diff = self.catalog.write().unwrap_or_else(|e| e.into_inner()).remove(&gone.name);
-            tasks += self.refresh(diff.changed.into_iter().chain(diff.removed).collect(), Trigger::ConfigReload).await?;
+        for gone in old
+            .iter()
+            .filter(|o| !sources.iter().any(|s| s.name == o.name))
+        {
+            let diff = self
+                .catalog
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&gone.name);
+            tasks += self
+                .refresh(
+                    diff.changed.into_iter().chain(diff.removed).collect(),
+                    Trigger::ConfigReload,
+                )
+                .await?;
         }
         for source in sources.iter().filter(|s| !old.contains(s)) {
-            tasks += self.update(&source.name, Trigger::ConfigReload).await?.tasks;
+            match self.update(&source.name, Trigger::ConfigReload).await {
+                Ok(update) => tasks += update.tasks,
+                Err(FeedsError::Stopped) => return Err(FeedsError::Stopped),
+                Err(e) => {
+                    tracing::warn!(feed = %source.name, error = %error_chain(&e), "feed not read after reload")
+                }
+            }
         }
         Ok(tasks)
     }
@@ -213,9 +269,13 @@ impl Feeds {
         let expected = self.all();
         let records = self.manifest.artifacts().await?;
         let sink = Arc::clone(&self.sink);
-        let reports = tokio::task::spawn_blocking(move || integrity::check(expected, records, |e| sink.artifact_path(e)))
-            .await
-            .expect("integrity check does not panic");
+        let reports = tokio::task::spawn_blocking(move || {
+            integrity::check(expected, records, |e| {
+                sink.artifact_path(e).unwrap_or_default()
+            })
+        })
+        .await
+        .expect("integrity check does not panic");
         Ok(reports)
     }
 
@@ -229,14 +289,22 @@ impl Feeds {
                 return Ok(0);
             }
         };
-        let due: BTreeSet<EntityName> = reports.iter().filter(|r| r.state.needs_repair()).map(|r| r.entity.clone()).collect();
+        let due: BTreeSet<EntityName> = reports
+            .iter()
+            .filter(|r| r.state.needs_repair())
+            .map(|r| r.entity.clone())
+            .collect();
         tracing::info!(checked = reports.len(), repairs = due.len(), trigger = %trigger, "integrity check");
         self.refresh(due, trigger).await
     }
 
     /// Queues artifact tasks for `entities`: one per entity, or a single
     /// full rebuild when there are many.
-    pub async fn refresh(&self, entities: BTreeSet<EntityName>, trigger: Trigger) -> Result<usize, FeedsError> {
+    pub async fn refresh(
+        &self,
+        entities: BTreeSet<EntityName>,
+        trigger: Trigger,
+    ) -> Result<usize, FeedsError> {
         let supervisor = self.supervisor.get().ok_or(FeedsError::Stopped)?;
         let targets: Vec<Target> = if entities.len() > FULL_REBUILD_ABOVE {
             vec![Target::All]
@@ -262,25 +330,41 @@ impl Feeds {
             .into_iter()
             .find(|s| s.name == name)
             .ok_or_else(|| FeedsError::UnknownFeed(name.to_owned()))?;
-        let read = tokio::task::spawn_blocking(move || read_source(&source)).await.expect("feed reading does not panic");
+        let read = tokio::task::spawn_blocking(move || read_source(&source))
+            .await
+            .expect("feed reading does not panic");
         let (parsed, version) = match read {
             Ok(r) => r,
             Err(e) => {
-                self.catalog.write().unwrap_or_else(|e| e.into_inner()).record_error(name, error_chain(&e));
+                self.catalog
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .record_error(name, error_chain(&e));
                 return Err(e);
             }
         };
         if parsed.bad_line_count > 0 {
-            let first = parsed.bad_lines.first().map(|b| format!("line {}: {}", b.line, b.reason)).unwrap_or_default();
+            let first = parsed
+                .bad_lines
+                .first()
+                .map(|b| format!("line {}: {}", b.line, b.reason))
+                .unwrap_or_default();
             tracing::warn!(feed = name, bad_lines = parsed.bad_line_count, first = %first, "feed has lines that could not be read");
         }
         let bad = parsed.bad_line_count;
-        let diff = self.catalog.write().unwrap_or_else(|e| e.into_inner()).replace(name, parsed, version);
+        let diff = self
+            .catalog
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(name, parsed, version);
         Ok((diff, bad))
     }
 
     fn sources(&self) -> Vec<FeedSource> {
-        self.sources.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The configured feeds.
@@ -316,7 +400,7 @@ fn read_source(source: &FeedSource) -> Result<(crate::feed::ParsedFeed, String),
 }
 
 /// An error with its causes, for logs and API messages.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

@@ -94,7 +94,12 @@ pub fn check(
     reports
 }
 
-fn report(entity: EntityName, state: EntityState, r: Option<ArtifactRecord>, expected_hash: Option<String>) -> EntityReport {
+fn report(
+    entity: EntityName,
+    state: EntityState,
+    r: Option<ArtifactRecord>,
+    expected_hash: Option<String>,
+) -> EntityReport {
     EntityReport {
         entity,
         state,
@@ -107,7 +112,10 @@ fn report(entity: EntityName, state: EntityState, r: Option<ArtifactRecord>, exp
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -115,7 +123,10 @@ mod tests {
     use super::*;
 
     fn expected(content: &[u8]) -> Arc<Expected> {
-        Arc::new(Expected { content: content.to_vec(), hash: hex_sha256(content) })
+        Arc::new(Expected {
+            content: content.to_vec(),
+            hash: hex_sha256(content),
+        })
     }
 
     fn record(entity: &EntityName, content: &[u8]) -> ArtifactRecord {
@@ -135,8 +146,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let e = |s: &str| -> EntityName { s.parse().unwrap() };
         let path_of = |x: &EntityName| dir.path().join(x.as_str());
-        let (ok, missing, gone, stale, corrupt, orphan) =
-            (e("asn:1"), e("asn:2"), e("asn:3"), e("asn:4"), e("asn:5"), e("asn:6"));
+        let (ok, missing, gone, stale, corrupt, orphan) = (
+            e("asn:1"),
+            e("asn:2"),
+            e("asn:3"),
+            e("asn:4"),
+            e("asn:5"),
+            e("asn:6"),
+        );
         std::fs::write(path_of(&ok), b"a\n").unwrap();
         std::fs::write(path_of(&stale), b"old\n").unwrap();
         std::fs::write(path_of(&corrupt), b"tampered\n").unwrap();
@@ -148,10 +165,19 @@ mod tests {
                 (stale.clone(), expected(b"new\n")),
                 (corrupt.clone(), expected(b"d\n")),
             ],
-            vec![record(&ok, b"a\n"), record(&gone, b"c\n"), record(&stale, b"old\n"), record(&corrupt, b"d\n"), record(&orphan, b"x\n")],
+            vec![
+                record(&ok, b"a\n"),
+                record(&gone, b"c\n"),
+                record(&stale, b"old\n"),
+                record(&corrupt, b"d\n"),
+                record(&orphan, b"x\n"),
+            ],
             path_of,
         );
-        let got: Vec<(String, EntityState)> = reports.iter().map(|r| (r.entity.to_string(), r.state)).collect();
+        let got: Vec<(String, EntityState)> = reports
+            .iter()
+            .map(|r| (r.entity.to_string(), r.state))
+            .collect();
         assert_eq!(
             got,
             [

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
-use groundcrew_actors::{EntityName, PublishOutcome, Target, Task, TaskContext, TaskError, TaskResult};
+use groundcrew_actors::{
+    EntityName, PublishOutcome, Target, Task, TaskContext, TaskError, TaskResult,
+};
 use serde_json::json;
 
 use super::feeds::Feeds;
@@ -44,16 +46,30 @@ impl Counts {
     }
 }
 
-/// Publishes or removes one entity's artifact; `Some(true)` when written.
-async fn make_current(ctx: &TaskContext, feeds: &Feeds, entity: EntityName, version: &str) -> Result<Option<bool>, TaskError> {
+/// Publishes or removes one entity's artifact: `Some(true)` when written,
+/// `Some(false)` when left as it was, `None` when removed. An artifact is
+/// only removed while every feed is read, so that a feed failing to load
+/// does not take its entities' artifacts with it.
+async fn make_current(
+    ctx: &TaskContext,
+    feeds: &Feeds,
+    entity: EntityName,
+    version: &str,
+) -> Result<Option<bool>, TaskError> {
     match feeds.expected(&entity) {
         Some(expected) => {
-            let outcome = ctx.publish(entity, expected.content.clone(), Some(version.to_owned())).await?;
+            let outcome = ctx
+                .publish(entity, expected.content.clone(), Some(version.to_owned()))
+                .await?;
             Ok(Some(matches!(outcome, PublishOutcome::Written(_))))
         }
-        None => {
+        None if feeds.complete() => {
             ctx.remove(entity).await?;
             Ok(None)
+        }
+        None => {
+            tracing::warn!(%entity, "not removing the artifact: a configured feed has not been read");
+            Ok(Some(false))
         }
     }
 }
@@ -72,7 +88,7 @@ async fn rebuild_one(ctx: TaskContext, feeds: Arc<Feeds>, entity: EntityName) ->
 async fn rebuild_all(ctx: TaskContext, feeds: Arc<Feeds>) -> TaskResult {
     ctx.stage("listing entities");
     let expected: Vec<EntityName> = feeds.all().into_iter().map(|(e, _)| e).collect();
-    let wanted: BTreeSet<&EntityName> = expected.iter().collect();
+    let wanted: BTreeSet<EntityName> = expected.iter().cloned().collect();
     let orphans: Vec<EntityName> = feeds
         .manifest()
         .artifacts()
@@ -80,15 +96,16 @@ async fn rebuild_all(ctx: TaskContext, feeds: Arc<Feeds>) -> TaskResult {
         .map_err(|e| TaskError::retryable(format!("cannot read the manifest: {e}")))?
         .into_iter()
         .map(|r| r.entity)
-        .filter(|e| !wanted.contains(e))
+        .filter(|e| !wanted.contains(e) && feeds.complete())
         .collect();
     let total = (expected.len() + orphans.len()) as u64;
+    let entities: Vec<EntityName> = expected.into_iter().chain(orphans).collect();
     let version = feeds.version();
     ctx.stage("publishing");
     ctx.progress(0, total);
     let mut counts = Counts::default();
     let mut done = 0;
-    let mut results = futures::stream::iter(expected.iter().chain(&orphans).cloned())
+    let mut results = futures::stream::iter(entities)
         .map(|entity| {
             let (ctx, feeds, version) = (ctx.clone(), Arc::clone(&feeds), version.clone());
             async move {

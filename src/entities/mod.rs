@@ -11,7 +11,7 @@ mod kind;
 mod watch;
 
 pub use catalog::{Catalog, Expected, FeedStatus};
-pub use feeds::{FeedOrigin, FeedSource, FeedUpdate, Feeds, FeedsError};
+pub use feeds::{error_chain, FeedOrigin, FeedSource, FeedUpdate, Feeds, FeedsError};
 pub use integrity::{check, EntityReport, EntityState};
 pub use kind::ArtifactKind;
 pub use watch::watch_feeds;

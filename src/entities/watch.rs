@@ -33,7 +33,9 @@ pub async fn watch_feeds(feeds: Arc<Feeds>, interval: Duration) {
     loop {
         tokio::time::sleep(interval).await;
         for source in feeds.configured() {
-            let FeedOrigin::File(path) = &source.origin else { continue };
+            let FeedOrigin::File(path) = &source.origin else {
+                continue;
+            };
             let now = stamp(path);
             let steady = last.insert(source.name.clone(), now) == Some(now);
             let known = read.entry(source.name.clone()).or_insert(now);

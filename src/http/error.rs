@@ -82,6 +82,9 @@ pub enum ApiError {
     /// No pool with that name (`404 pool_not_found`).
     #[error("no pool named {0:?}")]
     PoolNotFound(String),
+    /// No feed with that name (`404 feed_not_found`).
+    #[error("no feed named {0:?}")]
+    FeedNotFound(String),
     /// No route for the path (`404 route_not_found`).
     #[error("no route for {path}")]
     RouteNotFound {
@@ -138,6 +141,7 @@ impl ApiError {
             ApiError::Forbidden { .. } => "forbidden",
             ApiError::TaskNotFound(_) => "task_not_found",
             ApiError::PoolNotFound(_) => "pool_not_found",
+            ApiError::FeedNotFound(_) => "feed_not_found",
             ApiError::RouteNotFound { .. } => "route_not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
@@ -171,6 +175,9 @@ impl ApiError {
             ApiError::PoolNotFound(pool) => {
                 error.insert("pool".into(), json!(pool));
             }
+            ApiError::FeedNotFound(feed) => {
+                error.insert("feed".into(), json!(feed));
+            }
             ApiError::InvalidConfig(r) => {
                 error.insert("file".into(), json!(r.file));
                 error.insert("line".into(), json!(r.line));
@@ -199,6 +206,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::TaskNotFound(_)
             | ApiError::PoolNotFound(_)
+            | ApiError::FeedNotFound(_)
             | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -310,6 +318,21 @@ impl From<actix::MailboxError> for ApiError {
     /// The supervisor's mailbox is closed only once it has stopped.
     fn from(_: actix::MailboxError) -> Self {
         ApiError::ShuttingDown
+    }
+}
+
+impl From<crate::entities::FeedsError> for ApiError {
+    fn from(e: crate::entities::FeedsError) -> Self {
+        use crate::entities::FeedsError;
+        match e {
+            FeedsError::UnknownFeed(name) => ApiError::FeedNotFound(name),
+            FeedsError::Stopped => ApiError::ShuttingDown,
+            // The file is the server's, not the client's: a conflict with
+            // the state of the feed, named so that an operator can fix it.
+            read @ FeedsError::Read { .. } => {
+                ApiError::Conflict(crate::entities::error_chain(&read))
+            }
+        }
     }
 }
 

@@ -33,9 +33,11 @@ use groundcrew_actors::{Supervisor, TaskStore};
 use serde::Serialize;
 
 use crate::auth::TokenSet;
+use crate::entities::Feeds;
 
 mod auth;
 mod error;
+mod feeds;
 mod panel;
 mod pools;
 mod rebuild;
@@ -61,6 +63,8 @@ pub struct ApiState {
     pub control: Arc<dyn Control>,
     /// Kind used by `POST /api/v1/rebuild` when the body names none.
     pub rebuild_kind: String,
+    /// The feeds and their entities' artifacts.
+    pub feeds: Arc<Feeds>,
 }
 
 impl fmt::Debug for ApiState {
@@ -144,6 +148,17 @@ pub const ROUTES: &[ApiRoute] = &[
     route(Method::POST, "/api/v1/rebuild", |r| r.to(rebuild::rebuild)),
     route(Method::PUT, "/api/v1/pools/{pool}/limit", |r| {
         r.to(pools::set_limit)
+    }),
+    route(Method::GET, "/api/v1/feeds", |r| r.to(feeds::list)),
+    route(Method::POST, "/api/v1/feeds/{name}/updated", |r| {
+        r.to(feeds::updated)
+    }),
+    route(Method::POST, "/api/v1/feeds/{name}/health", |r| {
+        r.to(feeds::health)
+    }),
+    route(Method::GET, "/api/v1/entities", |r| r.to(feeds::entities)),
+    route(Method::POST, "/api/v1/entities/rebuild", |r| {
+        r.to(feeds::rebuild)
     }),
 ];
 
