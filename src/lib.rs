@@ -14,3 +14,4 @@ mod daemon;
 pub mod http;
 mod logging;
 pub mod store;
+pub mod web;

@@ -162,6 +162,7 @@ pub(crate) async fn serve(
     let max_body = config.http.max_body_bytes;
     let server = HttpServer::new(move || {
         App::new()
+            .configure(crate::web::configure)
             .configure(|c| http::configure(c, state.clone(), max_body))
     })
     .disable_signals()
