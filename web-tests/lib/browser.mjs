@@ -31,12 +31,14 @@ export async function launch() {
 /**
  * Opens the daemon's page in a fresh context (so a fresh sessionStorage),
  * signs in with `token`, and waits for the panel. Browser console errors
- * and CSP violations are collected in `page.problems`.
+ * and CSP violations are collected in `page.problems`. `setup(page)` runs
+ * before the page loads (to route requests, say).
  */
-export async function openPage(browser, daemon, { token = daemon.token, viewport = LAPTOP } = {}) {
+export async function openPage(browser, daemon, { token = daemon.token, viewport = LAPTOP, setup } = {}) {
   const context = await browser.newContext({ viewport });
   opened.push(context);
   const page = await context.newPage();
+  if (setup) await setup(page);
   page.problems = [];
   page.on('console', (msg) => {
     if (msg.type() !== 'error') return;
@@ -62,6 +64,8 @@ export async function closePages() {
 }
 
 export async function screenshot(page, name) {
+  // A sticky header would otherwise be drawn where the page was scrolled to.
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: resolve(SCREENSHOTS, `${name}.png`), fullPage: true });
 }
 

@@ -163,6 +163,52 @@ test('rebuild selected entities from typed names queues their tasks', async () =
   await until('the refusal', async () => /Not entity names/.test(await page.locator('#notice').innerText()));
 });
 
+test('when the daemon has an integrity list, entities needing work come first and ticked ones are rebuilt', async () => {
+  const d = await daemon();
+  // The daemon does not have /api/v1/entities yet; answer it in the browser.
+  const entities = {
+    entities: [
+      { name: 'country:FR', status: 'ok' },
+      { name: 'asn:64500', status: 'stale' },
+      { name: 'country:DE', status: 'missing' },
+      { name: 'asn:64501', status: 'corrupt' },
+    ],
+  };
+  const page = await openPage(browser, d, {
+    setup: (p) => p.route('**/api/v1/entities', (route) => route.fulfill({ json: entities })),
+  });
+  await page.locator('#entities').waitFor();
+  const listed = await page.locator('#entity-list li').allInnerTexts();
+  assert.deepEqual(listed.map((t) => t.split(/\s+/)[0]), ['country:DE', 'asn:64500', 'asn:64501', 'country:FR']);
+  await page.getByLabel(/^country:DE/).check();
+  await page.getByLabel(/^asn:64501/).check();
+  await page.getByRole('button', { name: 'Rebuild selected' }).click();
+  await until('the rebuild notice', async () => /Rebuild of 2 entities/.test(await page.locator('#notice').innerText()));
+  const targets = (await d.call('GET', '/api/v1/tasks?status=pending')).body.tasks.map((t) => t.target).sort();
+  assert.deepEqual(targets, ['asn:64501', 'country:DE']);
+  await screenshot(page, 'entities-laptop');
+});
+
+test('keyboard: sign in with Enter, focus on a Cancel button survives live updates, Enter cancels', async () => {
+  const d = await daemon();
+  await d.call('POST', '/api/v1/tasks', { kind: 'test', target: 'test:keys', params: { times: 100, round_ms: 100 } });
+  const context = await browser.newContext({ viewport: LAPTOP });
+  const page = await context.newPage();
+  await page.goto(d.base + '/');
+  await page.keyboard.type(d.token); // the token field has focus on load
+  await page.keyboard.press('Enter');
+  const cancel = running(page, 1).getByRole('button', { name: /^Cancel/ });
+  await cancel.waitFor();
+  await cancel.focus();
+  const before = await running(page, 1).locator('progress').evaluate((p) => p.value);
+  await page.waitForTimeout(600); // several panel events
+  assert.ok(await running(page, 1).locator('progress').evaluate((p) => p.value) > before, 'the panel updated');
+  assert.equal(await cancel.evaluate((b) => b === document.activeElement), true, 'focus kept');
+  await page.keyboard.press('Enter');
+  await page.locator('#list-failed li[data-key="1"]').waitFor({ timeout: 5000 });
+  await context.close();
+});
+
 test('changing a pool worker limit from the page shows the new limit', async () => {
   const d = await daemon();
   const page = await openPage(browser, d);

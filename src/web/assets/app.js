@@ -577,6 +577,7 @@ function rebuildSelected(ev) {
     const refused = r.tasks.filter((t) => t.error);
     const accepted = r.tasks.filter((t) => !t.error);
     $('rebuild-targets').value = '';
+    for (const c of document.querySelectorAll('#entity-list input:checked')) c.checked = false;
     let text = `Rebuild of ${accepted.length} entit${accepted.length === 1 ? 'y' : 'ies'}: ` +
       accepted.map((t) => `${t.target} ${describeReply(t)}`).join(', ') + '.';
     if (refused.length) text += ` Refused: ${refused.map((t) => `${t.target} (${t.error.message})`).join(', ')}.`;
