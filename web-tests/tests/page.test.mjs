@@ -249,6 +249,19 @@ role = "operate"
   assert.ok(await opsPage.getByRole('button', { name: 'Rebuild all' }).isVisible());
 });
 
+test('without the event stream the page polls the panel and still follows the work', async () => {
+  const d = await daemon();
+  const page = await openPage(browser, d, {
+    // As behind a proxy that refuses long-lived responses.
+    setup: (p) => p.route('**/api/v1/panel/events**', (route) => route.abort()),
+  });
+  await until('the polling notice', async () => /Polling every 2 s/.test(await page.locator('#feed').innerText()));
+  assert.match(await stateText(page), /^Idle/);
+  const { body } = await d.call('POST', '/api/v1/tasks', { kind: 'test', target: 'test:poll', params: { times: 50, round_ms: 100 } });
+  await running(page, body.id).waitFor({ timeout: 3000 });
+  assert.match(await stateText(page), /^Active/);
+});
+
 test('a stopped daemon shows Missing / broken status, never Idle', async () => {
   const d = await daemon();
   const page = await openPage(browser, d, { viewport: PHONE });
