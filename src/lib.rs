@@ -16,3 +16,4 @@ pub mod feed;
 pub mod http;
 mod logging;
 pub mod store;
+pub mod web;

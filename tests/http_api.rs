@@ -338,6 +338,88 @@ async fn missing_or_wrong_tokens_get_401_with_a_bearer_challenge() {
 }
 
 #[actix_web::test]
+async fn whoami_names_the_token_and_its_role() {
+    let (app, _h) = start(1, false).await;
+    let reply = call(&app, get("/api/v1/whoami")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body, json!({"name": "viewer", "role": "read"}));
+    let reply = call(&app, request(Method::GET, "/api/v1/whoami", OPERATE)).await;
+    assert_eq!(reply.body, json!({"name": "ops", "role": "operate"}));
+    let reply = call(&app, request(Method::GET, "/api/v1/whoami", "")).await;
+    error_of(&reply, StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+/// `?token=` exists for `EventSource`, which cannot send headers; every
+/// other route keeps refusing it.
+#[actix_web::test]
+async fn query_token_is_accepted_only_by_the_panel_event_stream() {
+    let (app, _h) = start(1, false).await;
+    let reply = call(
+        &app,
+        request(Method::GET, &format!("/api/v1/panel?token={READ}"), ""),
+    )
+    .await;
+    error_of(&reply, StatusCode::UNAUTHORIZED, "unauthorized");
+    for path in [
+        "/api/v1/panel/events".to_owned(),
+        "/api/v1/panel/events?token=".to_owned(),
+        "/api/v1/panel/events?token=wrong-secret".to_owned(),
+    ] {
+        let reply = call(&app, request(Method::GET, &path, "")).await;
+        error_of(&reply, StatusCode::UNAUTHORIZED, "unauthorized");
+        assert!(
+            !reply.text.contains("wrong-secret"),
+            "token echoed: {}",
+            reply.text
+        );
+    }
+    let uri = format!("/api/v1/panel/events?token={READ}");
+    let response = test::call_service(&app, request(Method::GET, &uri, "").to_request()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers().get("content-type").unwrap(),
+        "text/event-stream"
+    );
+}
+
+#[actix_web::test]
+async fn panel_event_stream_sends_the_panel_at_once_and_again_on_change() {
+    let (app, _h) = start(1, false).await;
+    let response = test::call_service(&app, get("/api/v1/panel/events").to_request()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = std::pin::pin!(response.into_body());
+    let first = next_chunk(body.as_mut()).await;
+    assert!(first.starts_with("retry: "), "{first}");
+    let data = panel_data(&first);
+    assert_eq!(data["state"], "idle");
+    call(&app, post("/api/v1/tasks", long_task("country:DE"))).await;
+    let changed = panel_data(&next_chunk(body.as_mut()).await);
+    assert_eq!(changed["state"], "active");
+}
+
+/// The next chunk of a streamed body, waiting at most five seconds.
+async fn next_chunk<B: MessageBody>(mut body: std::pin::Pin<&mut B>) -> String {
+    let chunk = futures::future::poll_fn(|cx| body.as_mut().poll_next(cx));
+    let chunk = tokio::time::timeout(Duration::from_secs(5), chunk)
+        .await
+        .expect("a chunk within 5 s");
+    let Some(Ok(bytes)) = chunk else {
+        panic!("the stream ended or failed")
+    };
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// The panel of one `event: panel` chunk.
+fn panel_data(chunk: &str) -> Value {
+    assert!(chunk.contains("event: panel\n"), "{chunk}");
+    let data = chunk
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("a data line");
+    serde_json::from_str(data).unwrap()
+}
+
+#[actix_web::test]
 async fn read_token_cannot_change_anything() {
     let (app, _h) = start(1, false).await;
     let submit = request(Method::POST, "/api/v1/tasks", READ).set_json(quick_task("country:DE"));
@@ -814,6 +896,12 @@ async fn openapi_document_matches_the_routes() {
             OPERATE,
         )
         .set_json(json!({}));
+        if path.ends_with("/events") {
+            // An event stream never ends, so only its head is checked.
+            let response = test::call_service(&app, req.to_request()).await;
+            assert_eq!(response.status(), StatusCode::OK, "{method} {path}");
+            continue;
+        }
         let reply = call(&app, req).await;
         assert_ne!(
             reply.status,

@@ -1,11 +1,13 @@
 //! Start-up, the signal loop and shutdown of the daemon.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use actix::Addr;
 use actix_web::{App, HttpServer};
+use futures::future::BoxFuture;
 use groundcrew_actors::{
     Drain, EntityWriter, FsSink, Metrics, Registry, Supervisor, TaskStore, TestKind, Timestamp,
     Trigger,
@@ -15,7 +17,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::auth::{self, Role, Secret, Token, TokenSet};
 use crate::config::{Config, Overrides, StoreLocation};
 use crate::entities::{watch_feeds, ArtifactKind, Feeds, ARTIFACT_KIND};
-use crate::http::{self, ApiState};
+use crate::http::{self, ApiState, Control, ReloadError};
 use crate::store::SqliteStore;
 
 use super::reload::{ReloadControl, Reloader};
@@ -156,19 +158,25 @@ pub(crate) async fn serve(
         tokens.clone(),
         feeds.clone(),
     ));
+    let stopping = Arc::new(AtomicBool::new(false));
     let state = actix_web::web::Data::new(ApiState {
         supervisor: supervisor.clone(),
         store: store.clone(),
         metrics: registry,
         tokens,
         metrics_require_token: config.http.metrics_require_token,
-        control: Arc::new(ReloadControl(reloader.clone())),
+        control: Arc::new(DaemonControl {
+            reload: ReloadControl(reloader.clone()),
+            stopping: stopping.clone(),
+        }),
         rebuild_kind: ARTIFACT_KIND.into(),
         feeds: feeds.clone(),
     });
     let max_body = config.http.max_body_bytes;
     let server = HttpServer::new(move || {
-        App::new().configure(|c| http::configure(c, state.clone(), max_body))
+        App::new()
+            .configure(crate::web::configure)
+            .configure(|c| http::configure(c, state.clone(), max_body))
     })
     .disable_signals()
     .workers(2)
@@ -200,6 +208,7 @@ pub(crate) async fn serve(
     });
 
     wait_for_shutdown(&reloader).await?;
+    stopping.store(true, Ordering::SeqCst);
     let shutdown = reloader.current().shutdown.clone();
     tracing::info!(
         drain_timeout_s = shutdown.drain_timeout_s,
@@ -223,6 +232,23 @@ pub(crate) async fn serve(
     handle.stop(true).await;
     let _ = http.await;
     Ok(())
+}
+
+/// The API's hooks into the daemon: reload, and whether shutdown began.
+struct DaemonControl {
+    reload: ReloadControl,
+    /// Set once SIGTERM/SIGINT arrived, before draining.
+    stopping: Arc<AtomicBool>,
+}
+
+impl Control for DaemonControl {
+    fn reload(&self) -> BoxFuture<'static, Result<(), ReloadError>> {
+        self.reload.reload()
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
 }
 
 async fn drain(

@@ -3,6 +3,12 @@
 //!
 //! The extractors come first in each handler's arguments, so that a request
 //! without a valid token is refused before its body is read or parsed.
+//!
+//! # Tokens in the query string
+//! A browser's `EventSource` cannot send headers, so the panel event stream
+//! alone also accepts `?token=` through [`authorize_header_or_query`]. No
+//! other route does: a URL ends up in histories and proxy logs far more
+//! often than a header, and only a long-lived stream is worth that risk.
 
 use std::future::{ready, Ready};
 use std::sync::PoisonError;
@@ -14,10 +20,12 @@ use actix_web::{web, FromRequest, HttpRequest};
 use super::{ApiError, ApiState};
 use crate::auth::Role;
 
-/// Who made a request: the name of the token presented, for logs.
+/// Who made a request: the name of the token presented, for logs, and
+/// its role.
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
     pub(crate) name: String,
+    pub(crate) role: Role,
 }
 
 /// A caller holding at least [`Role::Read`]. Reads are not logged, so the
@@ -49,11 +57,40 @@ impl FromRequest for Operator {
 
 /// Checks the request's bearer token against the state's token set.
 pub(crate) fn authorize(req: &HttpRequest, required: Role) -> Result<Caller, ApiError> {
+    check(req, bearer(req)?, required)
+}
+
+/// Like [`authorize`], but without an `Authorization` header the token may
+/// come as the `token` query parameter. For the event stream only; see the
+/// module docs.
+pub(crate) fn authorize_header_or_query(
+    req: &HttpRequest,
+    required: Role,
+) -> Result<Caller, ApiError> {
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        return authorize(req, required);
+    }
+    // Parsed leniently: other parameters are ignored, and a malformed query
+    // is the same as a missing token (its text is never echoed back).
+    let query = web::Query::<TokenQuery>::from_query(req.query_string())
+        .map_err(|_| ApiError::MissingToken)?;
+    match query.token.as_deref().map(str::trim) {
+        None | Some("") => Err(ApiError::MissingToken),
+        Some(t) => check(req, t, required),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// Checks a presented token against the state's token set.
+fn check(req: &HttpRequest, presented: &str, required: Role) -> Result<Caller, ApiError> {
     let state = req.app_data::<web::Data<ApiState>>().ok_or_else(|| {
         tracing::error!("ApiState missing: mount the API with http::configure");
         ApiError::Internal
     })?;
-    let presented = bearer(req)?;
     // A poisoned lock only means a writer panicked mid-swap of a whole
     // `TokenSet`; the value behind it is still a complete set.
     let tokens = state.tokens.read().unwrap_or_else(PoisonError::into_inner);
@@ -63,6 +100,7 @@ pub(crate) fn authorize(req: &HttpRequest, required: Role) -> Result<Caller, Api
     }
     Ok(Caller {
         name: token.name.clone(),
+        role: token.role,
     })
 }
 

@@ -15,8 +15,10 @@
 //! `Authorization: Bearer <token>`, checked against [`ApiState::tokens`]:
 //! GET routes need [`Role::Read`], every other route [`Role::Operate`].
 //! `/healthz` and the OpenAPI document need none; `/metrics` needs a read
-//! token only when [`ApiState::metrics_require_token`] is set. Mutating
-//! requests are logged with the token's name, never its value.
+//! token only when [`ApiState::metrics_require_token`] is set. The panel
+//! event stream alone also takes the token as `?token=`, since a browser's
+//! `EventSource` cannot send headers. Mutating requests are logged with the
+//! token's name, never its value; no request URL is logged.
 //!
 //! [`Role::Read`]: crate::auth::Role::Read
 //! [`Role::Operate`]: crate::auth::Role::Operate
@@ -37,12 +39,14 @@ use crate::entities::Feeds;
 
 mod auth;
 mod error;
+mod events;
 mod feeds;
 mod panel;
 mod pools;
 mod rebuild;
 mod system;
 mod tasks;
+mod whoami;
 
 pub use error::ApiError;
 
@@ -82,6 +86,13 @@ impl fmt::Debug for ApiState {
 pub trait Control: Send + Sync + 'static {
     /// Re-reads the configuration and applies it; on error nothing changes.
     fn reload(&self) -> BoxFuture<'static, Result<(), ReloadError>>;
+
+    /// Whether the daemon has begun shutting down. Long-lived responses
+    /// (the panel event stream) end once it has, so that they do not hold
+    /// the HTTP server's graceful stop open until its timeout.
+    fn stopping(&self) -> bool {
+        false
+    }
 }
 
 /// Why a configuration reload was refused. Serialized into the `400`
@@ -139,6 +150,10 @@ pub const ROUTES: &[ApiRoute] = &[
     }),
     route(Method::POST, "/api/v1/reload", |r| r.to(system::reload)),
     route(Method::GET, "/api/v1/panel", |r| r.to(panel::show)),
+    route(Method::GET, "/api/v1/panel/events", |r| {
+        r.to(events::stream)
+    }),
+    route(Method::GET, "/api/v1/whoami", |r| r.to(whoami::show)),
     route(Method::GET, "/api/v1/tasks", |r| r.to(tasks::list)),
     route(Method::POST, "/api/v1/tasks", |r| r.to(tasks::submit)),
     route(Method::GET, "/api/v1/tasks/{id}", |r| r.to(tasks::show)),

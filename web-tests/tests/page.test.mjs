@@ -1,0 +1,293 @@
+// The operator page end to end: headless Chromium against the real daemon.
+// Each test starts its own daemon, so that no task of one test shows up in
+// another's panel.
+
+import { readFile, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import assert from 'node:assert/strict';
+import { after, afterEach, before, test } from 'node:test';
+
+import { LAPTOP, PHONE, closePages, launch, openPage, screenshot, stateText, until } from '../lib/browser.mjs';
+import { startDaemon } from '../lib/daemon.mjs';
+
+let browser;
+const daemons = [];
+
+before(async () => {
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+afterEach(async () => {
+  await closePages();
+  while (daemons.length) await daemons.pop().cleanup();
+});
+
+async function daemon(options) {
+  const d = await startDaemon(options);
+  daemons.push(d);
+  return d;
+}
+
+/** Starts a test task from the page's form; resolves to the task id. */
+async function startTestTask(page, { target = 'test:web', times, roundMs }) {
+  await page.getByLabel('Target').fill(target);
+  await page.getByLabel('Rounds').fill(String(times));
+  await page.getByLabel('Round (ms)').fill(String(roundMs));
+  // The notice of an earlier submit must not be taken for this one's.
+  await page.locator('#notice').evaluate((n) => { n.textContent = ''; });
+  await page.getByRole('button', { name: 'Start test task' }).click();
+  const notice = await until('the submit notice', async () => {
+    const text = await page.locator('#notice').innerText();
+    return text.startsWith(`Test task ${target}`) ? text : null;
+  });
+  return Number(notice.match(/#(\d+)/)[1]);
+}
+
+const running = (page, id) => page.locator(`#running li[data-key="${id}"]`);
+const waiting = (page, id) => page.locator(`#pending li[data-key="${id}"]`);
+
+async function progressValue(page, id) {
+  return running(page, id).locator('progress').evaluate((p) => p.value);
+}
+
+test('idle daemon shows Idle with the pool and its worker limit', async () => {
+  const d = await daemon();
+  const page = await openPage(browser, d);
+  assert.match(await stateText(page), /^Idle/);
+  assert.equal(await page.locator('#pools tr th').innerText(), 'background');
+  assert.match(await page.locator('#pools tr').innerText(), /0 \/ 2/);
+  assert.match(await page.locator('#feed').innerText(), /Live/);
+  await screenshot(page, 'idle-laptop');
+  await page.setViewportSize(PHONE);
+  await screenshot(page, 'idle-phone');
+  assert.deepEqual(page.problems, []);
+});
+
+test('a wrong token is refused at sign-in', async () => {
+  const d = await daemon();
+  const page = await browser.newPage();
+  await page.goto(d.base + '/');
+  await page.getByLabel('Token').fill('not-the-token');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByText('That token is not accepted.').waitFor();
+  assert.equal(await page.locator('#app').isHidden(), true);
+  await page.close();
+});
+
+test('a test task started from the page appears at once and its progress bar moves', async () => {
+  const d = await daemon();
+  const page = await openPage(browser, d);
+  const clicked = Date.now();
+  const id = await startTestTask(page, { times: 20, roundMs: 100 });
+  await running(page, id).waitFor({ timeout: 1000 });
+  assert.ok(Date.now() - clicked < 1500, 'the task showed up at once');
+  assert.match(await stateText(page), /^Active/);
+  const item = running(page, id);
+  assert.match(await item.innerText(), /test test:web/);
+  assert.match(await item.innerText(), /\bapi\b/, 'trigger shown');
+  assert.match(await item.innerText(), /Stage counting/);
+  assert.match(await item.innerText(), /started \d+ s ago/);
+  assert.match(await item.locator('.abs').innerText(), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+  await until('progress to be reported', () => item.locator('progress').isVisible());
+  const first = await progressValue(page, id);
+  await page.waitForTimeout(500);
+  const second = await progressValue(page, id);
+  assert.ok(second > first, `progress moved: ${first} -> ${second}`);
+  assert.match(await item.innerText(), /\d+\/20/);
+  await screenshot(page, 'running-laptop');
+  await page.setViewportSize(PHONE);
+  await screenshot(page, 'running-phone');
+  await page.setViewportSize(LAPTOP);
+  // The page did not block meanwhile: the task finishes and is listed.
+  await page.locator(`#list-finished li[data-key="${id}"]`).waitFor({ timeout: 10000 });
+  await until('Idle again', async () => /^Idle/.test(await stateText(page)));
+  assert.match(await page.locator(`#list-finished li[data-key="${id}"]`).innerText(), /succeeded[\s\S]*"rounds":20/);
+  assert.deepEqual(page.problems, []);
+});
+
+test('a repeated request is shown waiting behind the running task with its merged count', async () => {
+  const d = await daemon();
+  const page = await openPage(browser, d);
+  const first = await startTestTask(page, { times: 100, roundMs: 100 });
+  await running(page, first).waitFor();
+  const followUp = await startTestTask(page, { times: 100, roundMs: 100 });
+  assert.notEqual(followUp, first);
+  assert.match(await page.locator('#notice').innerText(), new RegExp(`#${followUp} waiting behind #${first}`));
+  await waiting(page, followUp).waitFor({ timeout: 1000 });
+  assert.match(await waiting(page, followUp).innerText(), new RegExp(`waiting behind #${first}`));
+  const merged = await startTestTask(page, { times: 100, roundMs: 100 });
+  assert.equal(merged, followUp, 'the third request merged into the follow-up');
+  await until('the merged count', async () => /1 merged request\b/.test(await waiting(page, followUp).innerText()));
+  await screenshot(page, 'follow-up-laptop');
+  await page.setViewportSize(PHONE);
+  await screenshot(page, 'follow-up-phone');
+});
+
+test('cancel from the page ends the running task as canceled in the failed list', async () => {
+  const d = await daemon();
+  const page = await openPage(browser, d);
+  const id = await startTestTask(page, { times: 100, roundMs: 100 });
+  await running(page, id).waitFor();
+  await running(page, id).getByRole('button', { name: /^Cancel/ }).click();
+  await running(page, id).waitFor({ state: 'detached', timeout: 5000 });
+  const failed = page.locator(`#list-failed li[data-key="${id}"]`);
+  await failed.waitFor({ timeout: 5000 });
+  assert.match(await failed.innerText(), /canceled/);
+  await until('Idle after cancel', async () => /^Idle/.test(await stateText(page)));
+  // Delete it from the history too.
+  await failed.getByRole('button', { name: /^Delete/ }).click();
+  await failed.waitFor({ state: 'detached', timeout: 5000 });
+  assert.equal((await d.call('GET', `/api/v1/tasks/${id}`)).status, 404);
+});
+
+test('rebuild selected entities from typed names queues operator tasks', async () => {
+  const d = await daemon();
+  const page = await openPage(browser, d);
+  await page.getByLabel(/Entity names/).fill('country:DE, asn:13335');
+  await page.getByRole('button', { name: 'Rebuild selected' }).click();
+  await until('the rebuild notice', async () => /Rebuild of 2 entities/.test(await page.locator('#notice').innerText()));
+  // Artifact tasks end in milliseconds: look for them in the history.
+  await until('both rebuild tasks recorded with trigger operator', async () => {
+    const { body } = await d.call('GET', '/api/v1/tasks?status=finished&limit=100');
+    const mine = body.tasks.filter((t) => t.trigger === 'operator' && ['country:DE', 'asn:13335'].includes(t.target));
+    return mine.length === 2 && mine.every((t) => t.kind === 'artifact');
+  });
+  await screenshot(page, 'rebuild-selected-laptop');
+  // Names that are not entity names are refused before any request.
+  await page.getByLabel(/Entity names/).fill('../etc');
+  await page.getByRole('button', { name: 'Rebuild selected' }).click();
+  await until('the refusal', async () => /Not entity names/.test(await page.locator('#notice').innerText()));
+});
+
+test('the integrity list shows a missing artifact first and rebuilding it restores the file', async () => {
+  const d = await daemon();
+  // Wait for the start-up build of the sample feed's artifacts.
+  let entities;
+  await until('every artifact built', async () => {
+    const { body } = await d.call('GET', '/api/v1/entities');
+    entities = body.entities;
+    return body.total > 0 && body.counts.ok === body.total;
+  });
+  const victim = entities[entities.length - 1].entity;
+  const [cls, id] = victim.split(':');
+  const file = join(d.dataDir, 'artifacts', cls, `${id}.txt`);
+  const content = await readFile(file, 'utf8');
+  await unlink(file);
+  const page = await openPage(browser, d);
+  await page.locator('#entities').waitFor();
+  const listed = await page.locator('#entity-list li').allInnerTexts();
+  assert.match(listed[0], new RegExp(`^${victim}\\s+missing`), 'the missing artifact comes first');
+  await page.getByLabel(new RegExp(`^${victim}`)).check();
+  await page.getByRole('button', { name: 'Rebuild selected' }).click();
+  await until('the rebuild notice', async () => /Rebuild of 1 entity/.test(await page.locator('#notice').innerText()));
+  await until('the artifact restored', async () => (await readFile(file, 'utf8').catch(() => '')) === content);
+  await screenshot(page, 'entities-laptop');
+});
+
+test('keyboard: sign in with Enter, focus on a Cancel button survives live updates, Enter cancels', async () => {
+  const d = await daemon();
+  await d.call('POST', '/api/v1/tasks', { kind: 'test', target: 'test:keys', params: { times: 100, round_ms: 100 } });
+  const context = await browser.newContext({ viewport: LAPTOP });
+  const page = await context.newPage();
+  await page.goto(d.base + '/');
+  await page.keyboard.type(d.token); // the token field has focus on load
+  await page.keyboard.press('Enter');
+  const cancel = running(page, 1).getByRole('button', { name: /^Cancel/ });
+  await cancel.waitFor();
+  await cancel.focus();
+  const before = await running(page, 1).locator('progress').evaluate((p) => p.value);
+  await page.waitForTimeout(600); // several panel events
+  assert.ok(await running(page, 1).locator('progress').evaluate((p) => p.value) > before, 'the panel updated');
+  assert.equal(await cancel.evaluate((b) => b === document.activeElement), true, 'focus kept');
+  await page.keyboard.press('Enter');
+  await page.locator('#list-failed li[data-key="1"]').waitFor({ timeout: 5000 });
+  await context.close();
+});
+
+test('changing a pool worker limit from the page shows the new limit', async () => {
+  const d = await daemon();
+  const page = await openPage(browser, d);
+  await page.getByLabel('Worker limit for pool background').fill('5');
+  await page.getByRole('button', { name: 'Set' }).click();
+  await until('the new limit in the panel', async () => /0 \/ 5/.test(await page.locator('#pools tr').innerText()));
+  assert.equal((await d.call('GET', '/api/v1/panel')).body.pools[0].limit, 5);
+});
+
+test('a read-role token sees the panel but no operator buttons', async () => {
+  const d = await daemon({
+    config: `
+[[tokens]]
+name = "viewer"
+token = "read-token-0123456789abcdef"
+role = "read"
+
+[[tokens]]
+name = "ops"
+token = "operate-token-0123456789abcdef"
+role = "operate"
+`,
+  });
+  const ops = 'operate-token-0123456789abcdef';
+  const submitted = await d.call('POST', '/api/v1/tasks',
+    { kind: 'test', target: 'test:read', params: { times: 100, round_ms: 100 } }, ops);
+  assert.equal(submitted.status, 202);
+  const page = await openPage(browser, d, { token: 'read-token-0123456789abcdef' });
+  await running(page, submitted.body.id).waitFor();
+  assert.match(await page.locator('#who').innerText(), /viewer \(read\)/);
+  const buttons = await page.locator('button:visible').allInnerTexts();
+  assert.deepEqual(buttons, ['Log out'], 'only the sign-out button is offered');
+  assert.equal(await page.locator('input:visible, textarea:visible').count(), 0);
+  await screenshot(page, 'read-role-laptop');
+  // The operate token on the same daemon gets them.
+  const opsPage = await openPage(browser, d, { token: ops });
+  await running(opsPage, submitted.body.id).getByRole('button', { name: /^Cancel/ }).waitFor();
+  assert.ok(await opsPage.getByRole('button', { name: 'Rebuild all' }).isVisible());
+});
+
+test('without the event stream the page polls the panel and still follows the work', async () => {
+  const d = await daemon();
+  const page = await openPage(browser, d, {
+    // As behind a proxy that refuses long-lived responses.
+    setup: (p) => p.route('**/api/v1/panel/events**', (route) => route.abort()),
+  });
+  await until('the polling notice', async () => /Polling every 2 s/.test(await page.locator('#feed').innerText()));
+  assert.match(await stateText(page), /^Idle/);
+  const { body } = await d.call('POST', '/api/v1/tasks', { kind: 'test', target: 'test:poll', params: { times: 50, round_ms: 100 } });
+  await running(page, body.id).waitFor({ timeout: 3000 });
+  assert.match(await stateText(page), /^Active/);
+});
+
+test('a stopped daemon shows Missing / broken status, never Idle', async () => {
+  const d = await daemon();
+  const page = await openPage(browser, d, { viewport: PHONE });
+  assert.match(await stateText(page), /^Idle/);
+  await d.stop('SIGKILL');
+  await until('Missing / broken status', async () => (await stateText(page)) === 'Missing / broken status', 5000);
+  assert.equal(await page.locator('#panel-body').isHidden(), true, 'the last panel is not shown');
+  // It stays so while the daemon is down (polling keeps failing).
+  for (let i = 0; i < 6; i += 1) {
+    await page.waitForTimeout(500);
+    const text = await stateText(page);
+    assert.equal(text, 'Missing / broken status');
+    assert.doesNotMatch(await page.locator('body').innerText(), /\bIdle\b/);
+  }
+  assert.match(await page.locator('#broken').innerText(), /cannot be reached/);
+  await screenshot(page, 'missing-phone');
+  await page.setViewportSize(LAPTOP);
+  await screenshot(page, 'missing-laptop');
+});
+
+test('SIGTERM with the page open: the event stream lets the daemon exit promptly', async () => {
+  const d = await daemon();
+  const page = await openPage(browser, d);
+  assert.match(await page.locator('#feed').innerText(), /Live/);
+  const t0 = Date.now();
+  const { code } = await d.stop('SIGTERM');
+  assert.equal(code, 0);
+  assert.ok(Date.now() - t0 < 5000, `exited in ${Date.now() - t0} ms`);
+  await until('Missing / broken status', async () => (await stateText(page)) === 'Missing / broken status', 5000);
+});
