@@ -90,7 +90,9 @@ fn submit_status_tasks_cancel_rebuild_limit_and_reload() {
     // The pending full rebuild absorbed the two entity rebuilds.
     let out = ok(cli(&daemon, &["tasks"]));
     assert!(
-        out.contains("1 pending task(s)") && out.contains("test all") && out.contains("merged=2"),
+        out.contains("1 pending task(s)")
+            && out.contains("artifact all")
+            && out.contains("merged=2"),
         "{out}"
     );
     let out = ok(cli(&daemon, &["tasks", "--status", "finished"]));

@@ -29,13 +29,25 @@ pub fn binary() -> &'static str {
 
 impl Daemon {
     /// Starts `groundcrew serve` on a free loopback port with `data_dir`
-    /// and extra arguments, and waits until it listens.
+    /// and extra arguments, without feeds (so that no start-up artifact work
+    /// mixes with what a test submits), and waits until it listens.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Daemon {
+        Self::start_with_env(data_dir, extra, &[("GROUNDCREW_FEEDS", "[]")])
+    }
+
+    /// Like [`Daemon::start`], with the feeds of the configuration (the
+    /// built-in sample feed unless the config file names others).
+    pub fn start_with_feeds(data_dir: &Path, extra: &[&str]) -> Daemon {
+        Self::start_with_env(data_dir, extra, &[])
+    }
+
+    fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(binary())
             .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -15,9 +15,10 @@ export const BIN = process.env.GROUNDCREW_BIN || resolve(here, '../../target/deb
 
 /**
  * Starts a daemon. `config` (TOML text) is written to a file and passed
- * with --config. Resolves once it listens.
+ * with --config; `feeds: true` keeps the built-in sample feed. Resolves
+ * once it listens.
  */
-export async function startDaemon({ config } = {}) {
+export async function startDaemon({ config, feeds = false } = {}) {
   const dataDir = await mkdtemp(join(tmpdir(), 'groundcrew-web-'));
   const args = ['serve', '--bind', '127.0.0.1:0', '--data-dir', dataDir];
   if (config) {
@@ -28,6 +29,8 @@ export async function startDaemon({ config } = {}) {
   // The daemon takes every GROUNDCREW_* variable as configuration and
   // refuses unknown ones, GROUNDCREW_BIN included; tests pass none.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GROUNDCREW_')));
+  // Without feeds unless asked: no start-up artifact work in the panel.
+  if (!feeds) env.GROUNDCREW_FEEDS = '[]';
   const proc = spawn(BIN, args, {
     env: { ...env, RUST_LOG: process.env.RUST_LOG || 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'],

@@ -164,7 +164,7 @@ test('rebuild selected entities from typed names queues operator tasks', async (
 });
 
 test('the integrity list shows a missing artifact first and rebuilding it restores the file', async () => {
-  const d = await daemon();
+  const d = await daemon({ feeds: true });
   // Wait for the start-up build of the sample feed's artifacts.
   let entities;
   await until('every artifact built', async () => {
