@@ -6,14 +6,25 @@
 //! - `feed_build/split_floor`: merely split the same input into lines and
 //!   tab-separated fields, touching every field: the least any parser must do.
 //!
-//! Writing and fsyncing the artifacts is not measured yet: it belongs to the
-//! daemon's entity writer, and joins this bench when the feed task is wired
-//! to it.
+//! - `feed_publish/through_entity_writer`: the same feed's ~76k artifacts
+//!   published through the `EntityWriter` into an `FsSink` with the manifest
+//!   in SQLite (synchronous=FULL): temp files, batched syncs, renames,
+//!   directory syncs, manifest commits, 512 publications in flight as the
+//!   `artifact` kind's full rebuild keeps them.
+//! - `feed_publish/write_bytes_sync_once`: the floor: the same contents
+//!   written straight to their final files, then one `syncfs`.
+//!
+//! The roadmap's target is the writer within 1.25x of that floor.
 
 use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use futures::StreamExt;
 use groundcrew::feed::{build_artifacts, generate_ip2asn, parse, FeedFormat};
+use groundcrew::store::SqliteStore;
+use groundcrew_actors::{EntityName, EntityWriter, FsSink, Metrics, Publish};
 
 const LINES: usize = 500_000;
 
@@ -53,5 +64,77 @@ fn feed_build(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, feed_build);
+/// Writes every artifact straight to its file, then syncs the filesystem
+/// once: the least a durable publication of these bytes can cost.
+fn write_bytes_sync_once(root: &std::path::Path, artifacts: &[(EntityName, Vec<u8>)]) {
+    for (entity, content) in artifacts {
+        let dir = root.join(entity.class());
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{}.txt", entity.id())), content).unwrap();
+    }
+    let dir = std::fs::File::open(root).unwrap();
+    // SAFETY: syncfs on a valid, open file descriptor.
+    assert_eq!(
+        unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) },
+        0
+    );
+}
+
+/// Publishes every artifact through a fresh writer in a fresh directory.
+async fn through_writer(artifacts: &[(EntityName, Vec<u8>)]) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("manifest.db")).unwrap());
+    let sink = Arc::new(
+        FsSink::open(dir.path().join("artifacts"))
+            .unwrap()
+            .with_extension("txt"),
+    );
+    let writer = EntityWriter::start(sink, store, Metrics::unregistered().unwrap());
+    let start = Instant::now();
+    futures::stream::iter(artifacts.iter().cloned())
+        .map(|(entity, content)| {
+            writer.send(Publish::new(entity, content).with_source_version("bench"))
+        })
+        .buffer_unordered(512)
+        .for_each(|r| async move {
+            r.unwrap().unwrap();
+        })
+        .await;
+    start.elapsed()
+}
+
+fn feed_publish(c: &mut Criterion) {
+    let feed = generate_ip2asn(LINES, 1);
+    let artifacts: Vec<(EntityName, Vec<u8>)> =
+        build_artifacts(&parse(FeedFormat::Ip2asn, feed.as_bytes()).unwrap())
+            .into_iter()
+            .collect();
+    let bytes: usize = artifacts.iter().map(|(_, c)| c.len()).sum();
+    eprintln!("publishing {} artifacts, {bytes} bytes", artifacts.len());
+    let mut group = c.benchmark_group("feed_publish");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(artifacts.len() as u64));
+    group.bench_function("through_entity_writer", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| actix::System::new().block_on(through_writer(&artifacts)))
+                .sum()
+        })
+    });
+    group.bench_function("write_bytes_sync_once", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    let dir = tempfile::tempdir().unwrap();
+                    let start = Instant::now();
+                    write_bytes_sync_once(dir.path(), &artifacts);
+                    start.elapsed()
+                })
+                .sum()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, feed_build, feed_publish);
 criterion_main!(benches);
