@@ -213,31 +213,19 @@ mod tests {
     use crate::store::Progress;
 
     fn task(id: u64, state: TaskState) -> TaskRecord {
-        TaskRecord {
-            id: TaskId(id),
-            kind: "test".into(),
-            target: "country:DE".parse().unwrap(),
-            trigger: Trigger::Operator,
-            triggers: vec![Trigger::Operator],
-            params: serde_json::Value::Null,
-            priority: Priority::AUTOMATIC,
-            pool: "default".into(),
-            state,
-            attempts: 1,
-            run: Some(RunToken(1)),
-            stage: None,
-            progress: None,
-            result: None,
-            error: None,
-            errors: Vec::new(),
-            merged: 0,
-            waiting_behind: None,
-            merged_into: None,
-            created_at: Timestamp(0),
-            started_at: None,
-            finished_at: state.is_terminal().then_some(Timestamp(id * 1000)),
-            run_after: None,
-        }
+        let spec = crate::TaskSpec::new("test", "country:DE".parse().unwrap(), Trigger::Operator);
+        let mut r = TaskRecord::new_queued(
+            TaskId(id),
+            spec,
+            "default".into(),
+            Priority::AUTOMATIC,
+            Timestamp(0),
+        );
+        r.state = state;
+        r.attempts = 1;
+        r.run = Some(RunToken(1));
+        r.finished_at = state.is_terminal().then_some(Timestamp(id * 1000));
+        r
     }
 
     fn put_all(store: &MemoryStore, tasks: impl IntoIterator<Item = TaskRecord>) {

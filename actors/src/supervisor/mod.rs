@@ -229,14 +229,7 @@ impl Supervisor {
                         .inc();
                     changes.push(Change::Put(Box::new(gone)));
                 }
-                changes.push(Change::Put(Box::new(record.clone())));
-                self.live.insert(
-                    id,
-                    Live {
-                        record,
-                        execution: None,
-                    },
-                );
+                self.insert_live(record, &mut changes);
                 SubmitReply {
                     id,
                     outcome: SubmitOutcome::Queued,
@@ -250,14 +243,7 @@ impl Supervisor {
                     .coalesced
                     .with_label_values(&[&record.kind, "follow_up"])
                     .inc();
-                changes.push(Change::Put(Box::new(record.clone())));
-                self.live.insert(
-                    id,
-                    Live {
-                        record,
-                        execution: None,
-                    },
-                );
+                self.insert_live(record, &mut changes);
                 SubmitReply {
                     id,
                     outcome: SubmitOutcome::FollowUp { behind },
@@ -289,6 +275,13 @@ impl Supervisor {
         };
         self.update_pool_gauges(&pool);
         Ok((reply, self.store.write(changes)))
+    }
+
+    /// Keeps a new task's record in memory and journals it.
+    fn insert_live(&mut self, record: TaskRecord, changes: &mut Vec<Change>) {
+        changes.push(Change::Put(Box::new(record.clone())));
+        let execution = None;
+        self.live.insert(record.id, Live { record, execution });
     }
 
     /// Ends a pending task as canceled; returns the store write.
