@@ -25,7 +25,7 @@ use crate::config::KindConfig;
 /// on timeout, cancel and malformed output. One constant on purpose: the
 /// roadmap makes the cancel grace configurable, and this is the one place
 /// to read it from then.
-pub(crate) const KILL_GRACE: Duration = Duration::from_secs(2);
+pub const KILL_GRACE: Duration = Duration::from_secs(2);
 
 /// The exit code (`EX_TEMPFAIL` of sysexits.h) that asks for a retry.
 pub const EX_TEMPFAIL: i32 = 75;

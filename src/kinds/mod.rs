@@ -55,7 +55,7 @@
 mod command;
 mod protocol;
 
-pub use command::{CommandKind, EX_TEMPFAIL};
+pub use command::{CommandKind, EX_TEMPFAIL, KILL_GRACE};
 
 /// Kind names the daemon registers itself; configured kinds cannot use them.
 pub const BUILT_IN_KINDS: [&str; 2] = [crate::entities::ARTIFACT_KIND, TEST_KIND];
