@@ -409,3 +409,61 @@ impl Drop for Group {
         self.signal(libc::SIGKILL);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tail(lines: &[&str]) -> VecDeque<String> {
+        lines.iter().map(|l| (*l).to_owned()).collect()
+    }
+
+    fn failure(result: TaskResult) -> (String, bool) {
+        match result {
+            Err(TaskError::Failed { message, retryable }) => (message, retryable),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn exit_zero_succeeds_with_the_result() {
+        let ok = outcome(
+            ExitStatus::from_raw(0),
+            serde_json::json!({"n": 1}),
+            tail(&["noise"]),
+        );
+        assert_eq!(ok.unwrap(), serde_json::json!({"n": 1}));
+    }
+
+    #[test]
+    fn exit_75_is_retryable_and_others_fatal_with_the_stderr_tail() {
+        // A raw wait status carries the exit code in its second byte.
+        let (message, retryable) = failure(outcome(
+            ExitStatus::from_raw(EX_TEMPFAIL << 8),
+            Value::Null,
+            tail(&["busy"]),
+        ));
+        assert_eq!(
+            (message.as_str(), retryable),
+            ("command exited with status 75: busy", true)
+        );
+        let (message, retryable) = failure(outcome(
+            ExitStatus::from_raw(3 << 8),
+            Value::Null,
+            tail(&["a", "b"]),
+        ));
+        assert_eq!(
+            (message.as_str(), retryable),
+            ("command exited with status 3: a\nb", false)
+        );
+        let (message, retryable) = failure(outcome(
+            ExitStatus::from_raw(libc::SIGKILL),
+            Value::Null,
+            VecDeque::new(),
+        ));
+        assert_eq!(
+            (message.as_str(), retryable),
+            ("command killed by signal 9", false)
+        );
+    }
+}
