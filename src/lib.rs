@@ -14,6 +14,7 @@ mod daemon;
 pub mod entities;
 pub mod feed;
 pub mod http;
+pub mod kinds;
 mod logging;
 pub mod store;
 pub mod web;

@@ -21,10 +21,11 @@ const PREFIX: &str = "GROUNDCREW_";
 const CLIENT_VARIABLES: [&str; 2] = ["GROUNDCREW_TOKEN", "GROUNDCREW_URL"];
 
 /// Every key a variable can set; `pools.<name>` stands for any pool.
-pub(super) const KEYS: [&str; 18] = [
+pub(super) const KEYS: [&str; 19] = [
     "data_dir",
     "feeds",
     "feed_poll_ms",
+    "kinds",
     "store",
     "tokens",
     "pools.<name>",
@@ -88,6 +89,7 @@ fn set(c: &mut Config, key: &str, raw: &str) -> Result<(), Option<Problem>> {
         ["store"] => c.store = raw.parse().map_err(|e| Some(Problem::Store(e)))?,
         ["tokens"] => c.tokens = tokens(raw)?,
         ["feeds"] => c.feeds = Some(flow_list(raw, "feed list")?),
+        ["kinds"] => c.kinds = flow_list(raw, "kind list")?,
         ["feed_poll_ms"] => c.feed_poll_ms = parse(raw, "number of milliseconds")?,
         ["pools", name] if !name.is_empty() => {
             c.pools.insert(name.to_owned(), parse(raw, "worker limit")?);

@@ -85,6 +85,34 @@ pub enum Problem {
         /// The key of the first feed with it.
         first: String,
     },
+    /// A kind name outside `[a-z][a-z0-9_-]{0,63}`.
+    #[error("invalid kind name {0:?}: must match [a-z][a-z0-9_-]{{0,63}}")]
+    KindName(String),
+    /// A configured kind with the name of a built-in one.
+    #[error("kind name {0:?} is taken by a built-in kind")]
+    BuiltInKind(String),
+    /// Two configured kinds with the same name.
+    #[error("duplicate kind name {name:?} (also at {first})")]
+    DuplicateKindName {
+        /// The repeated name.
+        name: String,
+        /// The key of the first kind with it.
+        first: String,
+    },
+    /// A kind without a program to run.
+    #[error("command must not be empty")]
+    EmptyCommand,
+    /// A kind naming a pool that `pools` does not have.
+    #[error("unknown pool {pool:?}; configured pools: {}", known.join(", "))]
+    UnknownPool {
+        /// The pool named.
+        pool: String,
+        /// The pools configured.
+        known: Vec<String>,
+    },
+    /// An environment variable name outside `[A-Za-z_][A-Za-z0-9_]*`.
+    #[error("invalid environment variable name {0:?}: must match [A-Za-z_][A-Za-z0-9_]*")]
+    EnvName(String),
     /// Two tokens with the same name.
     #[error("duplicate token name {name:?} (also at {first})")]
     DuplicateTokenName {

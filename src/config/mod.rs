@@ -18,7 +18,8 @@
 //! levels: `GROUNDCREW_HTTP__BIND=0.0.0.0:9000`,
 //! `GROUNDCREW_POOLS__BACKGROUND=4`, `GROUNDCREW_STORE=postgres://...`.
 //! Optional values take `none` (or an empty value) for "unset";
-//! `GROUNDCREW_TOKENS` takes the token list as a YAML/JSON flow sequence.
+//! `GROUNDCREW_TOKENS`, `GROUNDCREW_FEEDS` and `GROUNDCREW_KINDS` take their
+//! lists as YAML/JSON flow sequences.
 //! Any other `GROUNDCREW_` variable is an error naming it, except
 //! `GROUNDCREW_TOKEN` and `GROUNDCREW_URL`, which belong to the CLI client.
 //!
@@ -91,6 +92,8 @@ pub struct Config {
     /// How often feed files are checked for changes, in milliseconds;
     /// default 1000.
     pub feed_poll_ms: u64,
+    /// Kinds that run an external command; default none.
+    pub kinds: Vec<KindConfig>,
     /// Where each value came from, for error positions.
     #[serde(skip)]
     provenance: Provenance,
@@ -181,6 +184,41 @@ pub struct FeedConfig {
     pub format: FeedFormat,
 }
 
+/// A task kind that runs an external command (see [`crate::kinds`]).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KindConfig {
+    /// The kind's name, `[a-z][a-z0-9_-]{0,63}`, not a built-in one.
+    pub name: String,
+    /// The program and its first arguments; the target is appended.
+    pub command: Vec<String>,
+    /// The pool its tasks run in; default `background`.
+    #[serde(default = "default_kind_pool")]
+    pub pool: String,
+    /// Seconds an execution may take before its process group is killed;
+    /// default 600.
+    #[serde(default = "default_kind_timeout_s")]
+    pub timeout_s: u64,
+    /// Executions at most, retries included; default 3.
+    #[serde(default = "default_kind_max_attempts")]
+    pub max_attempts: u32,
+    /// Extra environment variables for the command.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+fn default_kind_pool() -> String {
+    groundcrew_actors::DEFAULT_POOL.to_owned()
+}
+
+fn default_kind_timeout_s() -> u64 {
+    600
+}
+
+fn default_kind_max_attempts() -> u32 {
+    groundcrew_actors::KindOptions::default().max_attempts
+}
+
 /// Command-line flags that override the file and the environment.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Overrides {
@@ -233,6 +271,7 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             feeds: None,
             feed_poll_ms: 1000,
+            kinds: Vec::new(),
             provenance: Provenance::default(),
         }
     }

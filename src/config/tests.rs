@@ -544,3 +544,125 @@ fn env_keys_cover_every_field() {
         }
     }
 }
+
+#[test]
+fn command_kinds_load_with_defaults() {
+    let c = load(
+        "g.yaml",
+        "pools:\n  slow: 1\nkinds:\n  - name: refresh-geo\n    command: [/bin/refresh, --fast]\n  \
+         - name: dump\n    command: [dump]\n    pool: slow\n    timeout_s: 5\n    max_attempts: 1\n    \
+         env: {A: b}\n",
+    )
+    .unwrap();
+    assert_eq!(c.kinds.len(), 2);
+    let geo = &c.kinds[0];
+    assert_eq!(geo.command, ["/bin/refresh", "--fast"]);
+    assert_eq!(
+        (geo.pool.as_str(), geo.timeout_s, geo.max_attempts),
+        ("background", 600, 3)
+    );
+    assert!(geo.env.is_empty());
+    let dump = &c.kinds[1];
+    assert_eq!(
+        (dump.pool.as_str(), dump.timeout_s, dump.max_attempts),
+        ("slow", 5, 1)
+    );
+    assert_eq!(dump.env, BTreeMap::from([("A".into(), "b".into())]));
+}
+
+#[test]
+fn bad_command_kinds_name_the_list_item_and_line() {
+    let kinds = |item: &str| format!("kinds:\n  - name: ok\n    command: [x]\n{item}");
+    let cases = [
+        (
+            "  - name: Bad\n    command: [x]\n",
+            4,
+            "kinds[1].name",
+            r#"invalid kind name "Bad""#,
+        ),
+        (
+            "  - name: test\n    command: [x]\n",
+            4,
+            "kinds[1].name",
+            r#"kind name "test" is taken by a built-in kind"#,
+        ),
+        (
+            "  - name: artifact\n    command: [x]\n",
+            4,
+            "kinds[1].name",
+            "built-in",
+        ),
+        (
+            "  - name: ok\n    command: [y]\n",
+            4,
+            "kinds[1].name",
+            r#"duplicate kind name "ok" (also at kinds[0].name)"#,
+        ),
+        (
+            "  - name: b\n    command: []\n",
+            5,
+            "kinds[1].command",
+            "command must not be empty",
+        ),
+        (
+            "  - name: b\n    command: [x]\n    pool: nope\n",
+            6,
+            "kinds[1].pool",
+            r#"unknown pool "nope"; configured pools: background"#,
+        ),
+        (
+            "  - name: b\n    command: [x]\n    timeout_s: 0\n",
+            6,
+            "kinds[1].timeout_s",
+            "must be greater than 0",
+        ),
+        (
+            "  - name: b\n    command: [x]\n    max_attempts: 0\n",
+            6,
+            "kinds[1].max_attempts",
+            "must be greater than 0",
+        ),
+        (
+            "  - name: b\n    command: [x]\n    env: {\"A=B\": c}\n",
+            6,
+            "kinds[1].env.A=B",
+            "invalid environment variable name",
+        ),
+    ];
+    for (item, line, key, message) in cases {
+        let e = load_err("g.yaml", &kinds(item));
+        assert_eq!(
+            (place(&e).0, place(&e).2),
+            (Some(line), Some(key)),
+            "{item}: {e}"
+        );
+        assert!(e.to_string().contains(message), "{item}: {e}");
+    }
+    let e = load_err(
+        "g.yaml",
+        "kinds:\n  - name: a\n    command: [x]\n    shell: true\n",
+    );
+    assert!(matches!(e, ConfigError::UnknownKey { .. }), "{e}");
+}
+
+#[test]
+fn env_sets_kinds_as_a_flow_list() {
+    let c = Config::load(
+        None,
+        env(&[(
+            "GROUNDCREW_KINDS",
+            "[{name: geo, command: [/bin/geo, -v], timeout_s: 9}]",
+        )]),
+    )
+    .unwrap();
+    assert_eq!(c.kinds[0].name, "geo");
+    assert_eq!(c.kinds[0].command, ["/bin/geo", "-v"]);
+    assert_eq!(c.kinds[0].timeout_s, 9);
+    let e = Config::load(
+        None,
+        env(&[("GROUNDCREW_KINDS", "[{name: test, command: [x]}]")]),
+    )
+    .unwrap_err();
+    assert_eq!(e.origin(), Some(&Origin::Env("GROUNDCREW_KINDS".into())));
+    assert!(e.to_string().contains("built-in"), "{e}");
+}

@@ -25,6 +25,7 @@ pub(super) fn check(config: &Config) -> Result<(), Refusal> {
         return Err((KeyPath::parse("http.max_body_bytes"), Problem::Zero));
     }
     pools(config)?;
+    kinds(config)?;
     tokens(config)?;
     feeds(config)?;
     if config.feed_poll_ms == 0 {
@@ -61,6 +62,63 @@ fn pools(config: &Config) -> Result<(), Refusal> {
         }
     }
     Ok(())
+}
+
+/// Configured command kinds: a name the registry accepts and no built-in
+/// has, a command, an existing pool, positive limits, portable variable
+/// names.
+fn kinds(config: &Config) -> Result<(), Refusal> {
+    let at = KeyPath::parse("kinds");
+    let mut names = BTreeMap::new();
+    for (i, k) in config.kinds.iter().enumerate() {
+        let item = at.index(i);
+        if !is_pool_name(&k.name) {
+            return Err((item.key("name"), Problem::KindName(k.name.clone())));
+        }
+        if crate::kinds::BUILT_IN_KINDS.contains(&k.name.as_str()) {
+            return Err((item.key("name"), Problem::BuiltInKind(k.name.clone())));
+        }
+        if let Some(first) = names.insert(k.name.as_str(), item.key("name")) {
+            return Err((
+                item.key("name"),
+                Problem::DuplicateKindName {
+                    name: k.name.clone(),
+                    first: first.to_string(),
+                },
+            ));
+        }
+        if k.command.first().is_none_or(String::is_empty) {
+            return Err((item.key("command"), Problem::EmptyCommand));
+        }
+        if !config.pools.contains_key(&k.pool) {
+            return Err((
+                item.key("pool"),
+                Problem::UnknownPool {
+                    pool: k.pool.clone(),
+                    known: config.pools.keys().cloned().collect(),
+                },
+            ));
+        }
+        if k.timeout_s == 0 {
+            return Err((item.key("timeout_s"), Problem::Zero));
+        }
+        if k.max_attempts == 0 {
+            return Err((item.key("max_attempts"), Problem::Zero));
+        }
+        if let Some(var) = k.env.keys().find(|v| !is_env_name(v)) {
+            return Err((item.key("env").key(var), Problem::EnvName(var.clone())));
+        }
+    }
+    Ok(())
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`: names every shell and `env` accept.
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn tokens(config: &Config) -> Result<(), Refusal> {
@@ -128,7 +186,7 @@ fn feeds(config: &Config) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// Pool and feed names: `[a-z][a-z0-9_-]{0,63}`.
+/// Pool, feed and kind names: `[a-z][a-z0-9_-]{0,63}`.
 fn is_pool_name(name: &str) -> bool {
     let mut chars = name.chars();
     name.len() <= 64
@@ -204,6 +262,15 @@ mod tests {
         ] {
             assert!(!is_level(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn env_names_are_shell_identifiers() {
+        assert!(is_env_name("API_KEY"));
+        assert!(is_env_name("_x1"));
+        assert!(!is_env_name(""));
+        assert!(!is_env_name("1X"));
+        assert!(!is_env_name("A=B"));
     }
 
     #[test]

@@ -69,6 +69,8 @@ impl Reloader {
             ("data_dir", old.data_dir != next.data_dir),
             ("store", old.store_location() != next.store_location()),
             ("artifacts", old.artifacts != next.artifacts),
+            // The kind registry is fixed when the supervisor starts.
+            ("kinds", old.kinds != next.kinds),
         ] {
             if changed {
                 tracing::warn!(

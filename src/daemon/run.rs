@@ -9,8 +9,8 @@ use actix::Addr;
 use actix_web::{App, HttpServer};
 use futures::future::BoxFuture;
 use groundcrew_actors::{
-    Drain, EntityWriter, FsSink, Metrics, Registry, Supervisor, TaskStore, TestKind, Timestamp,
-    Trigger,
+    Drain, EntityWriter, FsSink, KindOptions, Metrics, Registry, Supervisor, TaskStore, TestKind,
+    Timestamp, Trigger,
 };
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -18,6 +18,7 @@ use crate::auth::{self, Role, Secret, Token, TokenSet};
 use crate::config::{Config, Overrides, StoreLocation};
 use crate::entities::{watch_feeds, ArtifactKind, Feeds, ARTIFACT_KIND};
 use crate::http::{self, ApiState, Control, ReloadError};
+use crate::kinds::{CommandKind, TEST_KIND};
 use crate::store::SqliteStore;
 
 use super::reload::{ReloadControl, Reloader};
@@ -72,15 +73,31 @@ pub(crate) enum ServeError {
     Io(#[source] std::io::Error),
 }
 
-/// The task kinds the daemon runs.
-fn kinds(feeds: &Arc<Feeds>) -> Registry {
+/// The task kinds the daemon runs: the built-in ones and the configured
+/// command kinds. The registry is fixed here, so a reloaded `kinds` key
+/// takes effect at the next start.
+fn kinds(feeds: &Arc<Feeds>, config: &Config) -> Registry {
     let mut registry = Registry::new();
     registry
         .register(ARTIFACT_KIND, ArtifactKind::new(Arc::clone(feeds)))
         .expect("built-in kind names are valid");
     registry
-        .register("test", TestKind)
+        .register(TEST_KIND, TestKind)
         .expect("built-in kind names are valid");
+    for kind in &config.kinds {
+        let options = KindOptions {
+            pool: kind.pool.clone(),
+            max_attempts: kind.max_attempts,
+            ..KindOptions::default()
+        };
+        registry
+            .register_with(
+                &kind.name,
+                CommandKind::new(kind, &config.data_dir),
+                options,
+            )
+            .expect("configuration validation refuses invalid and taken kind names");
+    }
     registry
 }
 
@@ -140,7 +157,7 @@ pub(crate) async fn serve(
     let feeds = Arc::new(Feeds::new(config.feed_sources(), store.clone(), sink));
     feeds.load_all().await;
     let mut builder = Supervisor::builder()
-        .registry(kinds(&feeds))
+        .registry(kinds(&feeds, &config))
         .store(store.clone())
         .writer(writer)
         .metrics(metrics);
