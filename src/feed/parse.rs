@@ -88,7 +88,7 @@ struct Record {
     country: Option<[u8; 2]>,
 }
 
-/// Reads a whole feed; see the [module docs](self) for the rules.
+/// Reads a whole feed; see the module docs (`groundcrew::feed`) for the rules.
 ///
 /// ```
 /// use groundcrew::feed::{parse, FeedFormat};

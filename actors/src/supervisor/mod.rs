@@ -31,15 +31,15 @@ pub use drain::{Drain, DrainReport};
 /// Admits tasks up to each pool's worker limit and queues the rest.
 ///
 /// # Messages
-/// - [`Submit`] → [`SubmitReply`]: `queued`, `merged` into an existing task,
+/// - [`Submit`](crate::Submit) → [`SubmitReply`](crate::SubmitReply): `queued`, `merged` into an existing task,
 ///   or `follow_up` behind the running task of the same kind and target
 ///   (see the coalescing rules in the crate docs). Answered once durable.
-/// - [`Cancel`] → [`CancelReply`]: a pending task ends `canceled` at once; a
+/// - [`Cancel`](crate::Cancel) → [`CancelReply`](crate::CancelReply): a pending task ends `canceled` at once; a
 ///   running one is signaled and ends `canceled` at its next checkpoint; the
 ///   follow-up behind it is canceled too.
-/// - [`SetLimit`]: raising a limit admits waiting work at once; lowering it
+/// - [`SetLimit`](crate::SetLimit): raising a limit admits waiting work at once; lowering it
 ///   never stops a running task, it only stops admitting.
-/// - [`PanelSnapshot`] → [`Panel`].
+/// - [`PanelSnapshot`](crate::PanelSnapshot) → [`Panel`](crate::Panel).
 ///
 /// # Failure
 /// A task that panics or returns an error ends `failed` with its message
