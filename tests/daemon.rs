@@ -247,3 +247,89 @@ fn coalescing_survives_a_sigkill() {
     let panel = daemon.wait_panel("recovered queue", 5, |p| p["pending_total"] == 1);
     assert_eq!(panel["pending"][0]["merged"], 1);
 }
+
+/// Raw request with a body that is not JSON or too large.
+fn raw_post(d: &Daemon, path: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+    let req = ureq::http::Request::builder()
+        .method("POST")
+        .uri(format!("{}{path}", d.base))
+        .header("Authorization", format!("Bearer {}", d.token))
+        .header("Content-Type", "application/json")
+        .body(body)
+        .unwrap();
+    let resp = Daemon::agent().run(req).unwrap();
+    let status = resp.status().as_u16();
+    (
+        status,
+        serde_json::from_str(&resp.into_body().read_to_string().unwrap()).unwrap(),
+    )
+}
+
+#[test]
+fn the_binary_serves_metrics_openapi_history_and_json_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &[]);
+    let body = json!({"kind": "test", "target": "asn:1", "params": {"times": 1, "round_ms": 1}});
+    let id = daemon.call("POST", "/api/v1/tasks", Some(body)).1["id"]
+        .as_u64()
+        .unwrap();
+    daemon.wait_panel("idle", 10, |p| p["state"] == "idle");
+
+    let metrics = Daemon::agent()
+        .get(format!("{}/metrics", daemon.base))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.contains("groundcrew_tasks_finished_total{kind=\"test\",outcome=\"succeeded\"} 1"),
+        "{metrics}"
+    );
+    if let Ok(mut promtool) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+    {
+        use std::io::Write;
+        promtool
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(metrics.as_bytes())
+            .unwrap();
+        assert!(
+            promtool.wait().unwrap().success(),
+            "promtool check metrics failed"
+        );
+    } else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "promtool is required under CI"
+        );
+    }
+    let (status, doc) = daemon.call_as(None, "GET", "/api/v1/openapi.json", None);
+    assert_eq!(status, 200);
+    assert!(doc["paths"]["/api/v1/tasks/{id}"]["delete"].is_object());
+
+    let (status, _) = daemon.call("DELETE", &format!("/api/v1/tasks/{id}"), None);
+    assert_eq!(status, 204, "a finished task is removed from the history");
+    let (status, body) = daemon.call("GET", &format!("/api/v1/tasks/{id}"), None);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("task_not_found"))
+    );
+
+    let (status, body) = raw_post(&daemon, "/api/v1/tasks", b"{not json".to_vec());
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_json")),
+        "{body}"
+    );
+    let (status, body) = raw_post(&daemon, "/api/v1/tasks", vec![b' '; 200_000]);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("payload_too_large")),
+        "{body}"
+    );
+}
