@@ -400,3 +400,38 @@ fn health_transition_refreshes_the_feed_and_bad_lines_are_reported() {
     let (status, _) = d.call("POST", "/api/v1/feeds/nope/updated", None);
     assert_eq!(status, 404);
 }
+
+#[test]
+fn a_reload_that_adds_a_feed_refreshes_its_entities_with_config_reload() {
+    let s = setup(500, 60_000);
+    let d = s.start();
+    wait_all_ok(&d, 60);
+    // A CSV feed with an entity the first feed lacks and one it shares.
+    std::fs::write(
+        s.dir.path().join("feeds/extra.csv"),
+        "prefix,country,asn\n198.51.100.0/24,ZZ,64500\n",
+    )
+    .unwrap();
+    let mut config = std::fs::read_to_string(&s.config).unwrap();
+    config = config.replace(
+        "feed_poll_ms",
+        "  - name: extra\n    path: feeds/extra.csv\n    format: csv\nfeed_poll_ms",
+    );
+    std::fs::write(&s.config, config).unwrap();
+    let (status, body) = d.call("POST", "/api/v1/reload", None);
+    assert_eq!(status, 200, "{body}");
+    wait_all_ok(&d, 30);
+    let refreshed: BTreeSet<String> = targets_with_trigger(&d, "config_reload")
+        .into_iter()
+        .collect();
+    assert_eq!(
+        refreshed,
+        BTreeSet::from(["asn:64500".to_owned(), "country:ZZ".to_owned()])
+    );
+    assert_eq!(
+        std::fs::read(s.artifact_path("country:ZZ")).unwrap(),
+        b"198.51.100.0/24\n"
+    );
+    let (_, feeds) = d.call("GET", "/api/v1/feeds", None);
+    assert_eq!(feeds["feeds"].as_array().unwrap().len(), 2, "{feeds}");
+}
