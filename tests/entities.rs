@@ -258,19 +258,34 @@ fn a_corrupted_artifact_is_detected_and_repaired() {
     let before = s.artifacts();
     let victim = before.keys().next().unwrap().clone();
     std::fs::write(s.artifact_path(&victim), b"10.0.0.0/8\n").unwrap();
+    // Damage of the same length: only the bytes tell it apart.
+    let same_length = before.keys().nth(1).unwrap().clone();
+    let mut damaged = before[&same_length].clone();
+    damaged[0] = if damaged[0] == b'9' { b'8' } else { b'9' };
+    std::fs::write(s.artifact_path(&same_length), &damaged).unwrap();
 
     let (_, corrupt) = d.call("GET", "/api/v1/entities?status=corrupt", None);
-    assert_eq!(corrupt["total"], 1, "{corrupt}");
-    assert_eq!(corrupt["entities"][0]["entity"], victim.as_str());
+    assert_eq!(corrupt["total"], 2, "{corrupt}");
+    let listed: BTreeSet<&str> = corrupt["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["entity"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        listed,
+        BTreeSet::from([victim.as_str(), same_length.as_str()])
+    );
     let (status, reply) = d.call(
         "POST",
         "/api/v1/entities/rebuild",
         Some(json!({"status": ["corrupt"]})),
     );
-    assert_eq!((status, &reply["entities"]), (202, &json!(1)), "{reply}");
+    assert_eq!((status, &reply["entities"]), (202, &json!(2)), "{reply}");
     wait_all_ok(&d, 30);
     assert_eq!(s.artifacts(), before);
-    assert_eq!(targets_with_trigger(&d, "operator"), [victim]);
+    let repaired: BTreeSet<String> = targets_with_trigger(&d, "operator").into_iter().collect();
+    assert_eq!(repaired, BTreeSet::from([victim, same_length]));
 }
 
 #[test]

@@ -50,8 +50,10 @@ pub trait ArtifactSink: Send + Sync + 'static {
     /// Removes an entity's artifact durably; `false` if there was none.
     fn remove(&self, entity: &EntityName) -> Result<bool, SinkError>;
 
-    /// Whether the entity's artifact exists and is `size` bytes long.
-    fn exists_with_size(&self, entity: &EntityName, size: u64) -> Result<bool, SinkError>;
+    /// Whether the entity's artifact exists with exactly `content`: the
+    /// writer skips a publication only then, so that an artifact damaged
+    /// outside the writer (even to the same length) is written again.
+    fn holds(&self, entity: &EntityName, content: &[u8]) -> Result<bool, SinkError>;
 }
 
 /// The step of sink work that failed.
@@ -390,12 +392,20 @@ impl ArtifactSink for FsSink {
         }
     }
 
-    fn exists_with_size(&self, entity: &EntityName, size: u64) -> Result<bool, SinkError> {
+    fn holds(&self, entity: &EntityName, content: &[u8]) -> Result<bool, SinkError> {
         let path = self.artifact_path(entity)?;
+        let inspect = |e| SinkError::io(SinkOp::Inspect, path.clone(), e);
+        // The length first: a cheap way to tell most changed files apart.
         match fs::metadata(&path) {
-            Ok(meta) => Ok(meta.is_file() && meta.len() == size),
+            Ok(meta) if !meta.is_file() || meta.len() != content.len() as u64 => return Ok(false),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(inspect(e)),
+        }
+        match fs::read(&path) {
+            Ok(bytes) => Ok(bytes == content),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(SinkError::io(SinkOp::Inspect, path, e)),
+            Err(e) => Err(inspect(e)),
         }
     }
 }
@@ -429,9 +439,13 @@ mod tests {
             fs::read_to_string(dir.path().join("asn/1.txt")).unwrap(),
             "one"
         );
-        assert!(sink.exists_with_size(&entity("asn:1"), 3).unwrap());
-        assert!(!sink.exists_with_size(&entity("asn:1"), 4).unwrap());
-        assert!(!sink.exists_with_size(&entity("asn:2"), 3).unwrap());
+        assert!(sink.holds(&entity("asn:1"), b"one").unwrap());
+        assert!(
+            !sink.holds(&entity("asn:1"), b"onf").unwrap(),
+            "same length, other bytes"
+        );
+        assert!(!sink.holds(&entity("asn:1"), b"one!").unwrap());
+        assert!(!sink.holds(&entity("asn:2"), b"one").unwrap());
     }
 
     #[test]

@@ -157,7 +157,8 @@ pub enum PublishError {
 /// # Messages
 /// - [`Publish`] → [`PublishOutcome`]: `Written` once file and manifest
 ///   record are durable, or `Unchanged` when the manifest holds the same
-///   SHA-256 and the sink has a file of that size (then nothing is touched).
+///   SHA-256 and the sink holds exactly that content (then nothing is
+///   touched).
 ///   Publications that arrive while a batch is being written form the next
 ///   batch, made durable with one sync. When one batch holds several
 ///   publications of one entity, the last one is written and all of them get
@@ -381,9 +382,13 @@ impl Worker {
         if record.hash != pending.hash || record.size != size {
             return Ok(None);
         }
-        // The file may have been deleted or damaged behind our back; an
+        // The file may have been deleted or damaged behind our back, even
+        // to the same length: only its very bytes prove it current. An
         // inspection error just means we write it again.
-        let on_disk = self.sink.exists_with_size(entity, size).unwrap_or(false);
+        let on_disk = self
+            .sink
+            .holds(entity, &pending.publish.content)
+            .unwrap_or(false);
         Ok(on_disk.then_some(record))
     }
 

@@ -57,8 +57,8 @@ impl ArtifactSink for Flaky {
         self.inner.remove(entity)
     }
 
-    fn exists_with_size(&self, entity: &EntityName, size: u64) -> Result<bool, SinkError> {
-        self.inner.exists_with_size(entity, size)
+    fn holds(&self, entity: &EntityName, content: &[u8]) -> Result<bool, SinkError> {
+        self.inner.holds(entity, content)
     }
 }
 

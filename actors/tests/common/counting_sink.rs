@@ -44,7 +44,7 @@ impl ArtifactSink for Counting {
         self.observe(|| self.inner.remove(entity))
     }
 
-    fn exists_with_size(&self, entity: &EntityName, size: u64) -> Result<bool, SinkError> {
-        self.observe(|| self.inner.exists_with_size(entity, size))
+    fn holds(&self, entity: &EntityName, content: &[u8]) -> Result<bool, SinkError> {
+        self.observe(|| self.inner.holds(entity, content))
     }
 }
