@@ -76,9 +76,12 @@ async fn drain_cancels_work_past_the_deadline_and_queues_it_again() {
         (TaskState::Queued, 0, None),
         "the interrupted attempt is not counted"
     );
+    // One queued task per key, as recovery would leave it: the follow-up's
+    // request is merged into the requeued task.
     let f = store.get(follow_up.id).await.unwrap().unwrap();
-    assert_eq!((f.state, f.waiting_behind), (TaskState::Queued, None));
-    assert_eq!(store.unfinished().await.unwrap().len(), 2);
+    assert_eq!((f.state, f.merged_into), (TaskState::Merged, Some(a.id)));
+    assert_eq!(store.get(a.id).await.unwrap().unwrap().merged, 1);
+    assert_eq!(store.unfinished().await.unwrap().len(), 1);
 }
 
 #[actix_rt::test]

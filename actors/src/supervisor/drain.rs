@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::spec::{TaskId, TaskState};
-use crate::store::Change;
 
 use super::Supervisor;
 
@@ -77,17 +76,23 @@ impl Supervisor {
 
     /// Puts a task canceled for shutdown back to `queued` in the store,
     /// without counting the interrupted attempt against its kind's limit.
+    /// The follow-up waiting behind it is merged into it, as restart
+    /// recovery would: one queued task per key, serving both.
     pub(super) fn requeue_for_restart(&mut self, id: TaskId) {
-        let mut record = self.live.remove(&id).expect("requeued task is live").record;
+        let record = &mut self
+            .live
+            .get_mut(&id)
+            .expect("requeued task is live")
+            .record;
         record.state = TaskState::Queued;
         record.attempts = record.attempts.saturating_sub(1);
         record.stage = None;
         record.progress = None;
         record.started_at = None;
         tracing::info!(task = id.0, kind = %record.kind, target = %record.target, "queued again for the next start");
-        let mut changes = vec![Change::Put(Box::new(record))];
-        changes.extend(self.release_key(id));
-        drop(self.store.write(changes));
+        // Back in the queue, never released: nothing is admitted while
+        // draining.
+        self.requeue(id);
         if let Some(d) = self.drain.as_mut() {
             d.report.requeued += 1;
         }

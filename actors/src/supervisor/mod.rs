@@ -408,14 +408,24 @@ impl Supervisor {
         r.stage = None;
         tracing::warn!(task = id.0, kind = %r.kind, attempt = r.attempts, delay_ms = delay.as_millis() as u64,
             error = r.error.as_deref().unwrap_or(""), "task failed, will retry");
-        let mut changes = vec![Change::Put(Box::new(r.clone()))];
-        let (pool, priority) = (r.pool.clone(), r.priority);
-        if let Some(f) = self.queue.retry(id, &pool, priority) {
-            let follow_up = self.live.remove(&f).expect("follow-up is live").record;
-            changes.extend(self.merge_away(follow_up, id));
-        }
-        drop(self.store.write(changes));
+        self.requeue(id);
         self.schedule_release(id, delay, ctx);
+    }
+
+    /// Puts a task whose execution ended back in the queue, not ready until
+    /// released, and journals it; the follow-up waiting behind it is merged
+    /// into it, since the next execution serves its requests too.
+    pub(super) fn requeue(&mut self, id: TaskId) {
+        let r = &self.live[&id].record;
+        let (pool, priority) = (r.pool.clone(), r.priority);
+        let changes = match self.queue.retry(id, &pool, priority) {
+            Some(f) => {
+                let follow_up = self.live.remove(&f).expect("follow-up is live").record;
+                self.merge_away(follow_up, id)
+            }
+            None => vec![Change::Put(Box::new(self.live[&id].record.clone()))],
+        };
+        drop(self.store.write(changes));
     }
 
     /// Records `gone` as merged into the live task `into`; returns the
