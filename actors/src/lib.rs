@@ -98,7 +98,7 @@ pub use store::{
 pub use supervisor::{Drain, DrainReport, StartError, Supervisor, SupervisorBuilder};
 pub use test_kind::{check_test_artifact, test_artifact, TestKind};
 pub use time::Timestamp;
-pub use writer::{EntityWriter, Publish, PublishError, PublishOutcome, Remove};
+pub use writer::{content_hash, EntityWriter, Publish, PublishError, PublishOutcome, Remove};
 
 /// The imports most embedders need.
 pub mod prelude {

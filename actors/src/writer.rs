@@ -541,7 +541,7 @@ fn coalesce(publications: Vec<(Publish, Reply<PublishOutcome>)>) -> Vec<Pending>
     let mut pending: Vec<Pending> = Vec::with_capacity(publications.len());
     let mut index: HashMap<EntityName, usize> = HashMap::new();
     for (publish, reply) in publications {
-        let hash = hex(&Sha256::digest(&publish.content));
+        let hash = content_hash(&publish.content);
         match index.get(&publish.entity) {
             Some(&i) => {
                 let earlier = &mut pending[i];
@@ -562,11 +562,21 @@ fn coalesce(publications: Vec<(Publish, Reply<PublishOutcome>)>) -> Vec<Pending>
     pending
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// The hash the manifest records for an artifact's content: SHA-256,
+/// lowercase hex. Whoever checks artifacts against the manifest must hash
+/// the same way, so this is the one definition.
+///
+/// ```
+/// assert_eq!(
+///     groundcrew_actors::content_hash(b"abc"),
+///     "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+/// );
+/// ```
+pub fn content_hash(content: &[u8]) -> String {
     use std::fmt::Write;
-    bytes
+    Sha256::digest(content)
         .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        .fold(String::with_capacity(64), |mut s, b| {
             let _ = write!(s, "{b:02x}");
             s
         })
@@ -586,7 +596,7 @@ mod tests {
     #[test]
     fn hashes_are_lowercase_sha256_hex() {
         assert_eq!(
-            hex(&Sha256::digest(b"abc")),
+            content_hash(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }
@@ -608,7 +618,7 @@ mod tests {
         assert_eq!(pending.len(), 2);
         assert_eq!(pending[0].publish.entity, de);
         assert_eq!(pending[0].publish.content, b"3");
-        assert_eq!(pending[0].hash, hex(&Sha256::digest(b"3")));
+        assert_eq!(pending[0].hash, content_hash(b"3"));
         assert_eq!(pending[0].replies.len(), 2);
         assert_eq!(pending[1].replies.len(), 1);
     }

@@ -7,9 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use groundcrew_actors::{EntityName, Timestamp};
+use groundcrew_actors::{content_hash, EntityName, Timestamp};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::feed::{aggregate, render, BadLine, FeedDiff, IpRange, ParsedFeed};
 
@@ -27,10 +26,7 @@ pub struct Expected {
 
 impl Expected {
     fn new(content: Vec<u8>) -> Self {
-        let hash = Sha256::digest(&content)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hash = content_hash(&content);
         Self { content, hash }
     }
 }

@@ -8,9 +8,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use groundcrew_actors::{ArtifactRecord, EntityName, Timestamp};
+use groundcrew_actors::{content_hash, ArtifactRecord, EntityName, Timestamp};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::catalog::Expected;
 
@@ -80,7 +79,7 @@ pub fn check(
             Some(r) => match std::fs::read(path_of(&entity)) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => EntityState::Missing,
                 Err(_) => EntityState::Corrupt,
-                Ok(bytes) if hex_sha256(&bytes) != r.hash => EntityState::Corrupt,
+                Ok(bytes) if content_hash(&bytes) != r.hash => EntityState::Corrupt,
                 Ok(_) if r.hash != want.hash => EntityState::Stale,
                 Ok(_) => EntityState::Ok,
             },
@@ -111,13 +110,6 @@ fn report(
     }
 }
 
-fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,14 +117,14 @@ mod tests {
     fn expected(content: &[u8]) -> Arc<Expected> {
         Arc::new(Expected {
             content: content.to_vec(),
-            hash: hex_sha256(content),
+            hash: content_hash(content),
         })
     }
 
     fn record(entity: &EntityName, content: &[u8]) -> ArtifactRecord {
         ArtifactRecord {
             entity: entity.clone(),
-            hash: hex_sha256(content),
+            hash: content_hash(content),
             size: content.len() as u64,
             written_at: Timestamp(0),
             source_version: Some("geo@1".into()),
