@@ -71,8 +71,8 @@ impl Catalog {
     /// Replaces a feed's content with a new reading; returns the entities
     /// whose artifact changed or disappeared.
     pub fn replace(&mut self, name: &str, parsed: ParsedFeed, version: String) -> FeedDiff {
+        let healthy = self.is_healthy(name);
         let feed = self.feeds.entry(name.to_owned()).or_default();
-        let healthy = feed.status.as_ref().is_none_or(|s| s.healthy);
         let mut touched: BTreeSet<EntityName> = BTreeSet::new();
         for (entity, ranges) in &feed.ranges {
             if parsed.ranges_by_entity.get(entity) != Some(ranges) {
@@ -129,6 +129,22 @@ impl Catalog {
     pub fn set_health(&mut self, name: &str, healthy: bool) -> Option<bool> {
         let status = self.feeds.get_mut(name)?.status.as_mut()?;
         Some(std::mem::replace(&mut status.healthy, healthy))
+    }
+
+    /// Whether a feed has been read successfully at least once.
+    pub fn is_loaded(&self, name: &str) -> bool {
+        self.feeds
+            .get(name)
+            .and_then(|f| f.status.as_ref())
+            .is_some_and(|s| s.version.is_some())
+    }
+
+    /// Whether a feed is healthy (an unknown feed counts as healthy).
+    pub fn is_healthy(&self, name: &str) -> bool {
+        self.feeds
+            .get(name)
+            .and_then(|f| f.status.as_ref())
+            .is_none_or(|s| s.healthy)
     }
 
     /// The expected artifact of an entity; `None` when no feed has it.

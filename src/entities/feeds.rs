@@ -151,14 +151,9 @@ impl Feeds {
     /// then an entity missing from the catalog may just be in the feed not
     /// yet read, so no artifact is removed.
     pub fn complete(&self) -> bool {
+        let sources = self.sources();
         let catalog = self.read();
-        let loaded: BTreeSet<String> = catalog
-            .statuses()
-            .into_iter()
-            .filter(|s| s.version.is_some())
-            .map(|s| s.name)
-            .collect();
-        self.sources().iter().all(|s| loaded.contains(&s.name))
+        sources.iter().all(|s| catalog.is_loaded(&s.name))
     }
 
     /// The manifest artifacts are recorded in.
@@ -181,12 +176,7 @@ impl Feeds {
     /// artifact changed, with `trigger`.
     pub async fn update(&self, name: &str, trigger: Trigger) -> Result<FeedUpdate, FeedsError> {
         let (diff, bad_line_count) = self.read_feed(name).await?;
-        let healthy = self
-            .read()
-            .statuses()
-            .iter()
-            .find(|s| s.name == name)
-            .is_none_or(|s| s.healthy);
+        let healthy = self.read().is_healthy(name);
         let entities: BTreeSet<EntityName> =
             diff.changed.iter().chain(&diff.removed).cloned().collect();
         let mut update = FeedUpdate {

@@ -89,6 +89,9 @@ async fn rebuild_all(ctx: TaskContext, feeds: Arc<Feeds>) -> TaskResult {
     ctx.stage("listing entities");
     let expected: Vec<EntityName> = feeds.all().into_iter().map(|(e, _)| e).collect();
     let wanted: BTreeSet<EntityName> = expected.iter().cloned().collect();
+    // Read once: checked per manifest record it would take the catalog
+    // lock and copy every feed's status for each of them.
+    let complete = feeds.complete();
     let orphans: Vec<EntityName> = feeds
         .manifest()
         .artifacts()
@@ -96,7 +99,7 @@ async fn rebuild_all(ctx: TaskContext, feeds: Arc<Feeds>) -> TaskResult {
         .map_err(|e| TaskError::retryable(format!("cannot read the manifest: {e}")))?
         .into_iter()
         .map(|r| r.entity)
-        .filter(|e| !wanted.contains(e) && feeds.complete())
+        .filter(|e| complete && !wanted.contains(e))
         .collect();
     let total = (expected.len() + orphans.len()) as u64;
     let entities: Vec<EntityName> = expected.into_iter().chain(orphans).collect();
