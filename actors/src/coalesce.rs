@@ -5,18 +5,27 @@
 //! queued task that waits for the running one to end because a request came
 //! in after that run had started. The rules for a new request:
 //!
-//! | state of the key                       | outcome                              |
-//! |----------------------------------------|--------------------------------------|
-//! | kind has a queued full rebuild (entity)| merged into the full rebuild         |
-//! | queued                                 | merged into the queued task          |
-//! | running, full rebuild                  | merged into the running rebuild      |
-//! | running, follow-up exists              | merged into the follow-up            |
-//! | running, no follow-up                  | new follow-up waiting behind the run |
-//! | nothing                                | new queued task                      |
+//! | state of the key                             | outcome                              |
+//! |----------------------------------------------|--------------------------------------|
+//! | entity, kind has a pending full rebuild      | merged into the full rebuild         |
+//! | queued (or in retry backoff)                 | merged into the queued task          |
+//! | running, follow-up exists                    | merged into the follow-up            |
+//! | running, no follow-up                        | new follow-up waiting behind the run |
+//! | nothing                                      | new queued task                      |
 //!
-//! A new queued full rebuild absorbs the kind's queued and follow-up entity
-//! tasks: they will be covered by it. A running full rebuild absorbs nothing,
-//! since it may already have passed the entity.
+//! Full rebuilds (`all`) follow the same rules as entity keys: a full
+//! rebuild requested while one runs becomes its follow-up, since the running
+//! one listed its entities when it started and cannot see what changed
+//! since. A *pending* full rebuild is one that is queued, waiting behind a
+//! running one, or in retry backoff: entity requests of its kind merge into
+//! it. A new full rebuild, queued or follow-up, absorbs the kind's pending
+//! entity tasks (queued, follow-up or in backoff): they will be covered by
+//! it. A running full rebuild absorbs nothing, since it may already have
+//! passed the entity.
+//!
+//! Merging and absorbing keep the higher priority. A request at
+//! [`Priority::INTERACTIVE`] or above that is merged into a task in retry
+//! backoff makes it ready at once: somebody waits on it.
 //!
 //! Ready tasks wait per pool in priority order, then first come first served.
 //! Follow-ups and tasks in retry backoff are not ready. No I/O here: the
@@ -37,10 +46,16 @@ pub(crate) enum Decision {
     /// A new task, ready to run; `absorbed` are pending tasks of the same
     /// kind that a new full rebuild took over.
     Queued { id: TaskId, absorbed: Vec<TaskId> },
-    /// Merged into an existing queued, follow-up or running task.
+    /// Merged into an existing pending task: queued, follow-up or in retry
+    /// backoff (never a running one).
     Merged { into: TaskId },
-    /// A new task waiting behind the running task `behind`.
-    FollowUp { id: TaskId, behind: TaskId },
+    /// A new task waiting behind the running task `behind`; `absorbed` as
+    /// for `Queued` (a full rebuild behind a running one).
+    FollowUp {
+        id: TaskId,
+        behind: TaskId,
+        absorbed: Vec<TaskId>,
+    },
 }
 
 #[derive(Debug)]
@@ -73,7 +88,8 @@ pub(crate) struct Queue {
     running: HashMap<Key, TaskId>,
     running_keys: HashMap<TaskId, Key>,
     ready: HashMap<String, BTreeSet<ReadyKey>>,
-    /// Queued full rebuilds by kind, so entity requests find them at once.
+    /// Pending full rebuilds (queued, follow-up or in backoff) by kind, so
+    /// entity requests find them at once.
     full_rebuilds: HashMap<String, TaskId>,
     /// Pending tasks per pool, kept so that gauges cost no scan.
     pending_per_pool: HashMap<String, usize>,
@@ -92,23 +108,21 @@ impl Queue {
     ) -> Decision {
         if !key.1.is_all() {
             if let Some(&full) = self.full_rebuilds.get(&key.0) {
-                self.raise(full, priority);
+                self.merge(full, priority);
                 return Decision::Merged { into: full };
             }
         }
         if let Some(&queued) = self.queued.get(&key) {
-            self.raise(queued, priority);
+            self.merge(queued, priority);
             return Decision::Merged { into: queued };
         }
         if let Some(&running) = self.running.get(&key) {
-            if key.1.is_all() {
-                return Decision::Merged { into: running };
-            }
             if let Some(&follow_up) = self.follow_ups.get(&key) {
-                self.raise(follow_up, priority);
+                self.merge(follow_up, priority);
                 return Decision::Merged { into: follow_up };
             }
             let id = new_id();
+            let (absorbed, priority) = self.absorb_for(&key, id, priority);
             self.insert(
                 id,
                 key.clone(),
@@ -120,18 +134,30 @@ impl Queue {
             return Decision::FollowUp {
                 id,
                 behind: running,
+                absorbed,
             };
         }
         let id = new_id();
-        let absorbed = if key.1.is_all() {
-            self.full_rebuilds.insert(key.0.clone(), id);
-            self.absorb_entities_of(&key.0)
-        } else {
-            Vec::new()
-        };
+        let (absorbed, priority) = self.absorb_for(&key, id, priority);
         self.queued.insert(key.clone(), id);
         self.insert(id, key, pool, priority, EntryState::Ready);
         Decision::Queued { id, absorbed }
+    }
+
+    /// For a new full rebuild `id`: registers it as its kind's pending full
+    /// rebuild and takes the kind's pending entity tasks out of the queue.
+    /// Returns them and the priority the new task gets: the highest among
+    /// `priority` and theirs. Nothing for an entity key.
+    fn absorb_for(&mut self, key: &Key, id: TaskId, priority: Priority) -> (Vec<TaskId>, Priority) {
+        if !key.1.is_all() {
+            return (Vec::new(), priority);
+        }
+        self.full_rebuilds.insert(key.0.clone(), id);
+        let absorbed = self.absorb_entities_of(&key.0);
+        (
+            absorbed.iter().map(|e| e.0).collect(),
+            absorbed.iter().map(|e| e.1).fold(priority, Priority::max),
+        )
     }
 
     /// Puts back a task found queued in the store at restart. Returns the
@@ -146,7 +172,7 @@ impl Queue {
         delayed: bool,
     ) -> Result<(), TaskId> {
         if let Some(&queued) = self.queued.get(&key) {
-            self.raise(queued, priority);
+            self.merge(queued, priority);
             return Err(queued);
         }
         if key.1.is_all() {
@@ -195,16 +221,26 @@ impl Queue {
 
     /// Puts a task whose execution ended back in the queue in retry
     /// backoff; `release` makes it ready. Returns the follow-up that was
-    /// waiting behind it, now merged away: the retry will serve it.
+    /// waiting behind it, now merged away: the retry will serve it, at the
+    /// higher of both priorities, and at once when the follow-up is
+    /// interactive. A full rebuild in backoff is its kind's pending one.
     pub(crate) fn retry(&mut self, id: TaskId, pool: &str, priority: Priority) -> Option<TaskId> {
         let key = self.running_keys.remove(&id)?;
         self.running.remove(&key);
         let follow_up = self.follow_ups.remove(&key);
-        if let Some(f) = follow_up {
-            self.take(f);
+        let mut priority = priority;
+        let mut state = EntryState::Delayed;
+        if let Some(f) = follow_up.and_then(|f| self.take(f)) {
+            priority = priority.max(f.priority);
+            if f.priority >= Priority::INTERACTIVE {
+                state = EntryState::Ready;
+            }
+        }
+        if key.1.is_all() {
+            self.full_rebuilds.insert(key.0.clone(), id);
         }
         self.queued.insert(key.clone(), id);
-        self.insert(id, key, pool, priority, EntryState::Delayed);
+        self.insert(id, key, pool, priority, state);
         follow_up
     }
 
@@ -232,21 +268,28 @@ impl Queue {
         let Some(entry) = self.take(id) else {
             return false;
         };
+        if entry.key.1.is_all() {
+            self.full_rebuilds.remove(&entry.key.0);
+        }
         match entry.state {
             EntryState::FollowUp { .. } => {
                 self.follow_ups.remove(&entry.key);
             }
             EntryState::Ready | EntryState::Delayed => {
                 self.queued.remove(&entry.key);
-                if entry.key.1.is_all() {
-                    self.full_rebuilds.remove(&entry.key.0);
-                }
                 if let Some(set) = self.ready.get_mut(&entry.pool) {
                     set.remove(&(Reverse(entry.priority), entry.seq, id));
                 }
             }
         }
         true
+    }
+
+    /// Whether a pending task is waiting out a retry backoff.
+    pub(crate) fn is_delayed(&self, id: TaskId) -> bool {
+        self.pending
+            .get(&id)
+            .is_some_and(|e| e.state == EntryState::Delayed)
     }
 
     /// The follow-up waiting behind a running task.
@@ -330,6 +373,16 @@ impl Queue {
         Some(entry)
     }
 
+    /// Counts a request at `priority` into a pending task: raises its
+    /// priority, and makes it ready at once when it is in retry backoff and
+    /// the request is interactive.
+    fn merge(&mut self, id: TaskId, priority: Priority) {
+        self.raise(id, priority);
+        if priority >= Priority::INTERACTIVE {
+            self.release(id);
+        }
+    }
+
     /// Raises a pending task's priority to `priority` if that is higher,
     /// keeping its place among equals.
     fn raise(&mut self, id: TaskId, priority: Priority) {
@@ -347,16 +400,17 @@ impl Queue {
         entry.priority = priority;
     }
 
-    /// Pending entity tasks of `kind`, removed for a new full rebuild.
-    fn absorb_entities_of(&mut self, kind: &str) -> Vec<TaskId> {
-        let mut absorbed: Vec<TaskId> = self
+    /// Pending entity tasks of `kind` with their priorities, removed for a
+    /// new full rebuild.
+    fn absorb_entities_of(&mut self, kind: &str) -> Vec<(TaskId, Priority)> {
+        let mut absorbed: Vec<(TaskId, Priority)> = self
             .pending
             .iter()
             .filter(|(_, e)| e.key.0 == kind && !e.key.1.is_all())
-            .map(|(&id, _)| id)
+            .map(|(&id, e)| (id, e.priority))
             .collect();
         absorbed.sort_unstable();
-        for &id in &absorbed {
+        for &(id, _) in &absorbed {
             self.remove(id);
         }
         absorbed
@@ -427,7 +481,8 @@ mod tests {
             submit(&mut q, &mut ids, "refresh", "asn:1"),
             Decision::FollowUp {
                 id: TaskId(2),
-                behind: TaskId(1)
+                behind: TaskId(1),
+                absorbed: vec![]
             }
         );
         assert_eq!(
@@ -447,19 +502,205 @@ mod tests {
     }
 
     #[test]
-    fn full_rebuild_is_coalesced_while_pending_or_running() {
+    fn full_rebuild_is_coalesced_while_pending() {
         let (mut q, mut ids) = (Queue::default(), Ids(0));
         submit(&mut q, &mut ids, "refresh", "all");
         assert_eq!(
             submit(&mut q, &mut ids, "refresh", "all"),
             Decision::Merged { into: TaskId(1) }
         );
-        q.pop_ready("background");
+        assert_eq!(q.pending_len(), 1);
+    }
+
+    /// Issue 15, item 1: the running rebuild listed its entities when it
+    /// started; a later request must run after it, not be merged into it.
+    #[test]
+    fn full_rebuild_requested_while_one_runs_becomes_its_one_follow_up() {
+        let (mut q, mut ids) = (Queue::default(), Ids(0));
+        submit(&mut q, &mut ids, "refresh", "all");
+        assert_eq!(q.pop_ready("background"), Some(TaskId(1)));
+        // An entity request while the rebuild runs queues on its own: the
+        // run may have passed the entity.
+        assert_eq!(
+            submit(&mut q, &mut ids, "refresh", "asn:1"),
+            Decision::Queued {
+                id: TaskId(2),
+                absorbed: vec![]
+            }
+        );
+        // A new full rebuild waits behind the running one and absorbs the
+        // queued entity task, as a queued full rebuild does.
         assert_eq!(
             submit(&mut q, &mut ids, "refresh", "all"),
+            Decision::FollowUp {
+                id: TaskId(3),
+                behind: TaskId(1),
+                absorbed: vec![TaskId(2)]
+            }
+        );
+        // At most one follow-up: further rebuilds and entity requests of the
+        // kind merge into it; other kinds are untouched.
+        assert_eq!(
+            submit(&mut q, &mut ids, "refresh", "all"),
+            Decision::Merged { into: TaskId(3) }
+        );
+        assert_eq!(
+            submit(&mut q, &mut ids, "refresh", "country:DE"),
+            Decision::Merged { into: TaskId(3) }
+        );
+        assert_eq!(
+            submit(&mut q, &mut ids, "other", "country:DE"),
+            Decision::Queued {
+                id: TaskId(4),
+                absorbed: vec![]
+            }
+        );
+        assert_eq!(q.waiting_behind(TaskId(3)), Some(TaskId(1)));
+        assert_eq!(q.pop_ready("background"), Some(TaskId(4)));
+        assert_eq!(q.pop_ready("background"), None, "the follow-up waits");
+        assert_eq!(q.finish(TaskId(1)), Some(TaskId(3)));
+        assert_eq!(
+            submit(&mut q, &mut ids, "refresh", "asn:5"),
+            Decision::Merged { into: TaskId(3) }
+        );
+        assert_eq!(q.pop_ready("background"), Some(TaskId(3)));
+        assert_eq!(q.pending_len(), 0);
+    }
+
+    /// Issue 15, item 1: canceling the follow-up rebuild frees the kind.
+    #[test]
+    fn canceling_a_follow_up_full_rebuild_frees_entity_requests() {
+        let (mut q, mut ids) = (Queue::default(), Ids(0));
+        submit(&mut q, &mut ids, "refresh", "all");
+        q.pop_ready("background");
+        submit(&mut q, &mut ids, "refresh", "all"); // follow-up 2
+        assert!(q.remove(TaskId(2)));
+        assert_eq!(
+            submit(&mut q, &mut ids, "refresh", "asn:1"),
+            Decision::Queued {
+                id: TaskId(3),
+                absorbed: vec![]
+            }
+        );
+        assert_eq!(q.finish(TaskId(1)), None);
+    }
+
+    /// Issue 15, item 11: a full rebuild in retry backoff is its kind's
+    /// pending full rebuild, whether or not a follow-up merged into it.
+    #[test]
+    fn full_rebuild_in_retry_backoff_takes_in_entity_requests() {
+        let (mut q, mut ids) = (Queue::default(), Ids(0));
+        submit(&mut q, &mut ids, "refresh", "all");
+        q.pop_ready("background");
+        assert_eq!(q.retry(TaskId(1), "background", Priority::AUTOMATIC), None);
+        assert_eq!(
+            submit(&mut q, &mut ids, "refresh", "asn:1"),
             Decision::Merged { into: TaskId(1) }
         );
-        assert_eq!(q.pending_len(), 0);
+        assert!(q.is_delayed(TaskId(1)), "an automatic request waits");
+        assert!(q.release(TaskId(1)));
+        assert_eq!(q.pop_ready("background"), Some(TaskId(1)));
+        // With a follow-up rebuild merged into the retry.
+        submit(&mut q, &mut ids, "refresh", "all"); // follow-up 2
+        assert_eq!(
+            q.retry(TaskId(1), "background", Priority::AUTOMATIC),
+            Some(TaskId(2))
+        );
+        assert_eq!(
+            submit(&mut q, &mut ids, "refresh", "asn:2"),
+            Decision::Merged { into: TaskId(1) }
+        );
+        assert_eq!(q.pending_len(), 1);
+    }
+
+    /// Issue 15, item 9: absorbing keeps the highest priority.
+    #[test]
+    fn full_rebuild_takes_the_priority_of_the_tasks_it_absorbs() {
+        let (mut q, mut ids) = (Queue::default(), Ids(0));
+        q.submit(
+            key("refresh", "asn:1"),
+            "background",
+            Priority::INTERACTIVE,
+            || ids.next(),
+        );
+        submit(&mut q, &mut ids, "other", "asn:1"); // 2
+        assert_eq!(
+            submit(&mut q, &mut ids, "refresh", "all"),
+            Decision::Queued {
+                id: TaskId(3),
+                absorbed: vec![TaskId(1)]
+            }
+        );
+        assert_eq!(q.priority_of(TaskId(3)), Some(Priority::INTERACTIVE));
+        assert_eq!(q.pop_ready("background"), Some(TaskId(3)), "goes first");
+        // The same for a follow-up rebuild.
+        q.submit(
+            key("refresh", "asn:7"),
+            "background",
+            Priority::INTERACTIVE,
+            || ids.next(),
+        ); // 4
+        assert_eq!(
+            submit(&mut q, &mut ids, "refresh", "all"),
+            Decision::FollowUp {
+                id: TaskId(5),
+                behind: TaskId(3),
+                absorbed: vec![TaskId(4)]
+            }
+        );
+        assert_eq!(q.priority_of(TaskId(5)), Some(Priority::INTERACTIVE));
+    }
+
+    /// Issue 15, item 9: an interactive request does not wait out the
+    /// backoff of the task it is merged into; an automatic one does.
+    #[test]
+    fn interactive_request_merged_into_a_task_in_backoff_makes_it_ready() {
+        let (mut q, mut ids) = (Queue::default(), Ids(0));
+        submit(&mut q, &mut ids, "r", "asn:1");
+        q.pop_ready("background");
+        q.retry(TaskId(1), "background", Priority::AUTOMATIC);
+        submit(&mut q, &mut ids, "r", "asn:1");
+        assert_eq!(q.pop_ready("background"), None);
+        let d = q.submit(
+            key("r", "asn:1"),
+            "background",
+            Priority::INTERACTIVE,
+            || ids.next(),
+        );
+        assert_eq!(d, Decision::Merged { into: TaskId(1) });
+        assert!(!q.is_delayed(TaskId(1)));
+        assert_eq!(q.priority_of(TaskId(1)), Some(Priority::INTERACTIVE));
+        assert!(!q.release(TaskId(1)), "the backoff's end finds it ready");
+        assert_eq!(q.pop_ready("background"), Some(TaskId(1)));
+    }
+
+    /// Issue 15, item 9: a follow-up merged into a retry keeps its
+    /// priority, and an interactive one does not wait out the backoff.
+    #[test]
+    fn retry_keeps_the_follow_ups_priority() {
+        let (mut q, mut ids) = (Queue::default(), Ids(0));
+        submit(&mut q, &mut ids, "r", "asn:1");
+        q.pop_ready("background");
+        submit(&mut q, &mut ids, "r", "asn:1"); // automatic follow-up 2
+        assert_eq!(
+            q.retry(TaskId(1), "background", Priority::AUTOMATIC),
+            Some(TaskId(2))
+        );
+        assert!(q.is_delayed(TaskId(1)));
+        q.release(TaskId(1));
+        q.pop_ready("background");
+        q.submit(
+            key("r", "asn:1"),
+            "background",
+            Priority::INTERACTIVE,
+            || ids.next(),
+        ); // 3
+        assert_eq!(
+            q.retry(TaskId(1), "background", Priority::AUTOMATIC),
+            Some(TaskId(3))
+        );
+        assert_eq!(q.priority_of(TaskId(1)), Some(Priority::INTERACTIVE));
+        assert_eq!(q.pop_ready("background"), Some(TaskId(1)));
     }
 
     #[test]
@@ -582,99 +823,230 @@ mod tests {
         Submit { kind: u8, target: u8, urgent: bool },
         Start,
         Finish(usize),
+        Retry(usize),
+        Release(usize),
         Cancel(usize),
     }
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            4 => (0..2u8, 0..4u8, any::<bool>()).prop_map(|(kind, target, urgent)| Op::Submit { kind, target, urgent }),
+            5 => (0..2u8, 0..4u8, any::<bool>()).prop_map(|(kind, target, urgent)| Op::Submit { kind, target, urgent }),
             2 => Just(Op::Start),
             2 => any::<usize>().prop_map(Op::Finish),
+            1 => any::<usize>().prop_map(Op::Retry),
+            1 => any::<usize>().prop_map(Op::Release),
             1 => any::<usize>().prop_map(Op::Cancel),
         ]
     }
 
+    /// A model of what the queue must hold, checked after every step.
+    #[derive(Default)]
+    struct Model {
+        /// Requests each live task stands for.
+        requests: HashMap<TaskId, u64>,
+        keys: HashMap<TaskId, Key>,
+        /// The highest priority among each live task's requests.
+        priority: HashMap<TaskId, Priority>,
+        live: BTreeSet<TaskId>,
+        running: BTreeSet<TaskId>,
+        /// Pending tasks in retry backoff.
+        delayed: BTreeSet<TaskId>,
+        /// Follow-up → the running task it waits behind.
+        follow_ups: HashMap<TaskId, TaskId>,
+        ended: u64,
+        submitted: u64,
+    }
+
+    impl Model {
+        fn pending(&self) -> impl Iterator<Item = TaskId> + '_ {
+            self.live.difference(&self.running).copied()
+        }
+
+        fn ready(&self) -> Vec<TaskId> {
+            self.pending()
+                .filter(|id| !self.delayed.contains(id) && !self.follow_ups.contains_key(id))
+                .collect()
+        }
+
+        /// Takes a pending task out of the model; returns its requests.
+        fn drop_pending(&mut self, id: TaskId) -> u64 {
+            self.live.remove(&id);
+            self.delayed.remove(&id);
+            self.follow_ups.remove(&id);
+            self.priority.remove(&id);
+            self.requests.remove(&id).expect("pending task is live")
+        }
+
+        fn absorb(
+            &mut self,
+            id: TaskId,
+            k: &Key,
+            p: Priority,
+            absorbed: Vec<TaskId>,
+        ) -> Result<(), TestCaseError> {
+            prop_assert!(
+                absorbed.is_empty() || k.1.is_all(),
+                "only a full rebuild absorbs"
+            );
+            let mut n = 1;
+            let mut priority = p;
+            for a in absorbed {
+                prop_assert!(!self.running.contains(&a), "absorbed a running task");
+                prop_assert!(self.keys[&a].0 == k.0 && !self.keys[&a].1.is_all());
+                priority = priority.max(self.priority[&a]);
+                n += self.drop_pending(a);
+            }
+            self.requests.insert(id, n);
+            self.priority.insert(id, priority);
+            self.keys.insert(id, k.clone());
+            self.live.insert(id);
+            Ok(())
+        }
+
+        fn check(&self, q: &Queue) -> Result<(), TestCaseError> {
+            prop_assert_eq!(q.pending_len() + q.running_count(), self.live.len());
+            prop_assert_eq!(q.pending_len(), q.pending_in("background"));
+            let counted: u64 = self.requests.values().sum::<u64>() + self.ended;
+            prop_assert_eq!(counted, self.submitted, "a request was lost");
+            let mut pending_keys = BTreeSet::new();
+            for id in self.pending() {
+                prop_assert!(
+                    pending_keys.insert(self.keys[&id].clone()),
+                    "two pending tasks for {:?}",
+                    self.keys[&id]
+                );
+                prop_assert_eq!(
+                    q.priority_of(id),
+                    Some(self.priority[&id]),
+                    "priority of {:?}",
+                    id
+                );
+                prop_assert_eq!(q.is_delayed(id), self.delayed.contains(&id));
+                prop_assert_eq!(q.waiting_behind(id), self.follow_ups.get(&id).copied());
+            }
+            for (&f, behind) in &self.follow_ups {
+                prop_assert!(
+                    self.running.contains(behind),
+                    "follow-up {:?} behind a task that does not run",
+                    f
+                );
+                prop_assert_eq!(q.follow_up_of(*behind), Some(f));
+            }
+            Ok(())
+        }
+    }
+
     proptest! {
-        /// Random requests, starts, finishes and cancels never run two
-        /// executions of one key at once and never lose a request: every
-        /// request is counted by exactly one task that is pending, running,
-        /// finished or canceled.
+        /// Random requests, starts, finishes, retries, releases and cancels
+        /// never run two executions of one key at once, never lose a request,
+        /// never merge into a running task, keep at most one pending task
+        /// (and so at most one follow-up) per key, `all` included, merge
+        /// entity requests into their kind's pending full rebuild, keep the
+        /// highest priority of every merged request, and run ready tasks in
+        /// priority order.
         #[test]
         fn coalescing_never_runs_a_key_twice_and_never_loses_a_request(ops in proptest::collection::vec(op(), 1..200)) {
             let (mut q, mut ids) = (Queue::default(), Ids(0));
             let targets = ["all", "country:DE", "asn:1", "asn:2"];
-            let mut requests: HashMap<TaskId, u64> = HashMap::new();
-            let mut keys: HashMap<TaskId, Key> = HashMap::new();
-            let mut live: BTreeSet<TaskId> = BTreeSet::new();
-            let mut running: BTreeSet<TaskId> = BTreeSet::new();
-            let mut ended: u64 = 0;
-            let mut submitted: u64 = 0;
+            let mut m = Model::default();
             for op in ops {
                 match op {
                     Op::Submit { kind, target, urgent } => {
-                        submitted += 1;
+                        m.submitted += 1;
                         let k = key(["a", "b"][kind as usize], targets[target as usize]);
                         let p = if urgent { Priority::INTERACTIVE } else { Priority::AUTOMATIC };
-                        match q.submit(k.clone(), "background", p, || ids.next()) {
-                            Decision::Queued { id, absorbed } => {
-                                let mut n = 1;
-                                for a in absorbed {
-                                    prop_assert!(!running.contains(&a), "absorbed a running task");
-                                    n += requests.remove(&a).expect("absorbed task was live");
-                                    live.remove(&a);
-                                }
-                                requests.insert(id, n);
-                                keys.insert(id, k);
-                                live.insert(id);
-                            }
-                            Decision::FollowUp { id, behind } => {
-                                prop_assert!(running.contains(&behind));
-                                prop_assert_eq!(&keys[&behind], &k);
-                                requests.insert(id, 1);
-                                keys.insert(id, k);
-                                live.insert(id);
+                        let pending_all = m.pending().find(|id| m.keys[id] == (k.0.clone(), Target::All));
+                        let decision = q.submit(k.clone(), "background", p, || ids.next());
+                        if let (false, Some(all)) = (k.1.is_all(), pending_all) {
+                            prop_assert_eq!(&decision, &Decision::Merged { into: all }, "entity request beside a pending full rebuild");
+                        }
+                        match decision {
+                            Decision::Queued { id, absorbed } => m.absorb(id, &k, p, absorbed)?,
+                            Decision::FollowUp { id, behind, absorbed } => {
+                                prop_assert!(m.running.contains(&behind));
+                                prop_assert_eq!(&m.keys[&behind], &k);
+                                m.absorb(id, &k, p, absorbed)?;
+                                m.follow_ups.insert(id, behind);
                             }
                             Decision::Merged { into } => {
-                                prop_assert!(live.contains(&into), "merged into a task that is not live");
-                                *requests.get_mut(&into).unwrap() += 1;
+                                prop_assert!(m.live.contains(&into) && !m.running.contains(&into), "merged into a task that is not pending");
+                                *m.requests.get_mut(&into).unwrap() += 1;
+                                let mp = m.priority.get_mut(&into).unwrap();
+                                *mp = (*mp).max(p);
+                                if urgent {
+                                    m.delayed.remove(&into);
+                                }
                             }
                         }
                     }
                     Op::Start => {
-                        if let Some(id) = q.pop_ready("background") {
-                            prop_assert!(live.contains(&id) && !running.contains(&id));
-                            prop_assert!(
-                                running.iter().all(|r| keys[r] != keys[&id]),
-                                "two executions of key {:?}", keys[&id]
-                            );
-                            running.insert(id);
+                        let ready = m.ready();
+                        match q.pop_ready("background") {
+                            Some(id) => {
+                                prop_assert!(ready.contains(&id), "{:?} was not ready", id);
+                                prop_assert!(ready.iter().all(|r| m.priority[r] <= m.priority[&id]), "priority order");
+                                prop_assert!(
+                                    m.running.iter().all(|r| m.keys[r] != m.keys[&id]),
+                                    "two executions of key {:?}", m.keys[&id]
+                                );
+                                m.running.insert(id);
+                            }
+                            None => prop_assert!(ready.is_empty(), "{:?} ready but not started", ready),
                         }
                     }
                     Op::Finish(i) => {
-                        if !running.is_empty() {
-                            let id = *running.iter().nth(i % running.len()).unwrap();
-                            running.remove(&id);
-                            live.remove(&id);
-                            ended += requests.remove(&id).unwrap();
-                            if let Some(f) = q.finish(id) {
-                                prop_assert_eq!(&keys[&f], &keys[&id]);
+                        if !m.running.is_empty() {
+                            let id = *m.running.iter().nth(i % m.running.len()).unwrap();
+                            m.running.remove(&id);
+                            m.live.remove(&id);
+                            m.ended += m.requests.remove(&id).unwrap();
+                            m.priority.remove(&id);
+                            let behind: Option<TaskId> = m.follow_ups.iter().find(|(_, b)| **b == id).map(|(f, _)| *f);
+                            prop_assert_eq!(q.finish(id), behind);
+                            if let Some(f) = behind {
+                                m.follow_ups.remove(&f);
                             }
                         }
                     }
+                    Op::Retry(i) => {
+                        if !m.running.is_empty() {
+                            let id = *m.running.iter().nth(i % m.running.len()).unwrap();
+                            let behind: Option<TaskId> = m.follow_ups.iter().find(|(_, b)| **b == id).map(|(f, _)| *f);
+                            let own = m.priority[&id];
+                            prop_assert_eq!(q.retry(id, "background", own), behind);
+                            m.running.remove(&id);
+                            let mut priority = own;
+                            let mut delayed = true;
+                            if let Some(f) = behind {
+                                let fp = m.priority[&f];
+                                priority = priority.max(fp);
+                                delayed = fp < Priority::INTERACTIVE;
+                                let n = m.drop_pending(f);
+                                *m.requests.get_mut(&id).unwrap() += n;
+                            }
+                            m.priority.insert(id, priority);
+                            if delayed {
+                                m.delayed.insert(id);
+                            }
+                        }
+                    }
+                    Op::Release(i) => {
+                        if !m.delayed.is_empty() {
+                            let id = *m.delayed.iter().nth(i % m.delayed.len()).unwrap();
+                            prop_assert!(q.release(id));
+                            m.delayed.remove(&id);
+                        }
+                    }
                     Op::Cancel(i) => {
-                        let pending: Vec<TaskId> = live.difference(&running).copied().collect();
+                        let pending: Vec<TaskId> = m.pending().collect();
                         if !pending.is_empty() {
                             let id = pending[i % pending.len()];
                             prop_assert!(q.remove(id));
-                            live.remove(&id);
-                            ended += requests.remove(&id).unwrap();
+                            m.ended += m.drop_pending(id);
                         }
                     }
                 }
-                prop_assert_eq!(q.pending_len() + q.running_count(), live.len());
-                prop_assert_eq!(q.pending_len(), q.pending_in("background"));
-                let counted: u64 = requests.values().sum::<u64>() + ended;
-                prop_assert_eq!(counted, submitted, "a request was lost");
+                m.check(&q)?;
             }
         }
     }

@@ -5,7 +5,10 @@
 //! again (its attempt counted and its error recorded), or failed once its
 //! kind's attempts are used up. A follow-up loses its reason to wait, since
 //! nothing runs any more: when its key is queued again it is merged into
-//! that task, which now serves its requests too.
+//! that task, which now serves its requests too. A task recorded in a pool
+//! that is no longer configured moves to its kind's current pool.
+
+use std::collections::BTreeMap;
 
 use crate::coalesce::Queue;
 use crate::kind::Registry;
@@ -24,6 +27,7 @@ pub(crate) struct Recovered {
 pub(crate) fn recover(
     records: Vec<TaskRecord>,
     registry: &Registry,
+    pools: &BTreeMap<String, usize>,
     queue: &mut Queue,
     now: Timestamp,
 ) -> Recovered {
@@ -62,9 +66,18 @@ pub(crate) fn recover(
         if r.waiting_behind.take().is_some() {
             changed = true;
         }
+        if !pools.contains_key(&r.pool) {
+            // Checked at start: the kind's own pool is configured.
+            let to = kind.options.pool.clone();
+            tracing::warn!(task = r.id.0, kind = %r.kind, target = %r.target, from = %r.pool, to = %to,
+                "recovered task's pool is no longer configured; moved to its kind's pool");
+            r.pool = to;
+            changed = true;
+        }
         let key = (r.kind.clone(), r.target.clone());
         let delayed = r.run_after.is_some_and(|t| t > now);
-        // Pool and priority as recorded: they were decided at submit time.
+        // Pool (when it still exists) and priority as recorded: they were
+        // decided at submit time.
         match queue.restore(r.id, key, &r.pool, r.priority, delayed) {
             Ok(()) => {
                 if changed {
@@ -82,6 +95,10 @@ pub(crate) fn recover(
                     }
                 }
                 target.priority = target.priority.max(r.priority);
+                // An interactive request ends the backoff (see coalesce).
+                if !queue.is_delayed(into) {
+                    target.run_after = None;
+                }
                 changes.push(Change::Put(Box::new(target.clone())));
                 r.merged_into = Some(into);
                 end(&mut r, TaskState::Merged, String::new(), now);

@@ -2,9 +2,13 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
 use common::*;
 use groundcrew_actors::{
-    Cancel, CancelError, Registry, SubmitOutcome, TaskId, TaskState, TaskStore,
+    Cancel, CancelError, Drain, Registry, SubmitOutcome, TaskError, TaskId, TaskState, TaskStore,
 };
 
 #[actix_rt::test]
@@ -113,4 +117,92 @@ async fn built_in_test_kind_honors_cancel_between_rounds() {
     let r = wait_ended(&store, t.id).await;
     assert_eq!(r.state, TaskState::Canceled);
     assert!(r.progress.unwrap().done < 1000);
+}
+
+/// A kind that, once canceled, waits at `gate` and then returns an error
+/// other than `TaskError::Canceled`: `retryable` or fatal.
+fn errs_on_cancel(
+    registry: &mut Registry,
+    name: &str,
+    retryable: bool,
+    gate: Gate,
+) -> Arc<AtomicUsize> {
+    let started = Arc::new(AtomicUsize::new(0));
+    let s = started.clone();
+    registry
+        .register(name, move |ctx: groundcrew_actors::TaskContext| {
+            let (s, gate) = (s.clone(), gate.clone());
+            async move {
+                s.fetch_add(1, Ordering::SeqCst);
+                ctx.canceled().await;
+                gate.permits.acquire().await.unwrap().forget();
+                let message = "connection reset while stopping";
+                Err(if retryable {
+                    TaskError::retryable(message)
+                } else {
+                    TaskError::fatal(message)
+                })
+            }
+        })
+        .unwrap();
+    started
+}
+
+/// Issue 15, item 8: whatever error a canceled task returns, it ends
+/// canceled: not retried, not failed.
+#[actix_rt::test]
+async fn a_canceled_task_that_returns_any_error_ends_canceled() {
+    let gate = Gate::new();
+    let mut registry = Registry::new();
+    let retried = errs_on_cancel(&mut registry, "flaky", true, gate.clone());
+    let failing = errs_on_cancel(&mut registry, "fatal", false, gate.clone());
+    let (sup, store) = start(registry, 2).await;
+    let a = submit(&sup, "flaky", "asn:1").await;
+    let b = submit(&sup, "fatal", "asn:1").await;
+    wait_panel(&sup, "both running", |p| p.running.len() == 2).await;
+    for id in [a.id, b.id] {
+        sup.send(Cancel(id)).await.unwrap().unwrap();
+    }
+    gate.open(2);
+    for id in [a.id, b.id] {
+        let r = wait_ended(&store, id).await;
+        assert_eq!((r.state, r.attempts), (TaskState::Canceled, 1), "{r:?}");
+        assert!(
+            r.error.as_deref().unwrap().contains("connection reset"),
+            "{:?}",
+            r.error
+        );
+    }
+    wait_panel(&sup, "idle", |p| {
+        p.running.is_empty() && p.pending_total == 0
+    })
+    .await;
+    assert_eq!(retried.load(Ordering::SeqCst), 1, "not retried");
+    assert_eq!(failing.load(Ordering::SeqCst), 1);
+}
+
+/// Issue 15, item 8: an operator's cancel stands when a drain begins before
+/// the task has stopped; it is not queued again for the next start.
+#[actix_rt::test]
+async fn an_operator_cancel_stands_through_a_drain() {
+    let gate = Gate::new();
+    let mut registry = Registry::new();
+    errs_on_cancel(&mut registry, "flaky", true, gate.clone());
+    let (sup, store) = start(registry, 1).await;
+    let t = submit(&sup, "flaky", "asn:1").await;
+    wait_panel(&sup, "running", |p| p.running.len() == 1).await;
+    sup.send(Cancel(t.id)).await.unwrap().unwrap();
+    let drain = sup.send(Drain {
+        timeout: Duration::from_millis(10),
+        grace: Duration::from_secs(10),
+    });
+    let opener = async {
+        // Past the drain's deadline, where it cancels what still runs.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        gate.open(1);
+    };
+    let (report, ()) = tokio::join!(drain, opener);
+    assert_eq!(report.unwrap().requeued, 0);
+    let r = store.get(t.id).await.unwrap().unwrap();
+    assert_eq!(r.state, TaskState::Canceled);
 }

@@ -114,3 +114,44 @@ async fn interrupted_runs_are_queued_again_and_follow_ups_merge_into_them() {
     let next = submit(&sup, "refresh", "asn:9").await;
     assert!(next.id > ids[4]);
 }
+
+/// Issue 15, item 10: a task recorded in a pool that is no longer
+/// configured moves to its kind's current pool, and that is recorded.
+#[actix_rt::test]
+async fn recovered_tasks_of_a_removed_pool_move_to_their_kinds_pool() {
+    let store = MemoryStore::new();
+    let mut queued = record(&store, "refresh", "asn:1", TaskState::Queued, 0);
+    queued.pool = "retired".into();
+    let mut interrupted = record(&store, "refresh", "asn:2", TaskState::Running, 1);
+    interrupted.pool = "retired".into();
+    let ids = [queued.id, interrupted.id];
+    store
+        .write(vec![
+            Change::Put(Box::new(queued)),
+            Change::Put(Box::new(interrupted)),
+        ])
+        .await
+        .unwrap();
+    let mut registry = Registry::new();
+    registry
+        .register_with(
+            "refresh",
+            |_ctx: groundcrew_actors::TaskContext| async { Ok(serde_json::Value::Null) },
+            KindOptions {
+                pool: "fast".into(),
+                ..KindOptions::default()
+            },
+        )
+        .unwrap();
+    let _sup = Supervisor::builder()
+        .registry(registry)
+        .store(Arc::new(store.clone()))
+        .pool("fast", 1)
+        .start()
+        .await
+        .unwrap();
+    for id in ids {
+        let r = wait_ended(&store, id).await;
+        assert_eq!((r.state, r.pool.as_str()), (TaskState::Succeeded, "fast"));
+    }
+}

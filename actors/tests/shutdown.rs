@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use groundcrew_actors::{Drain, DrainReport, Registry, Submit, SubmitError, TaskState, TaskStore};
+use groundcrew_actors::{
+    Drain, DrainReport, Registry, Submit, SubmitError, TaskContext, TaskError, TaskState, TaskStore,
+};
 
 #[actix_rt::test]
 async fn drain_lets_running_work_finish_and_keeps_queued_work_queued() {
@@ -116,4 +118,51 @@ async fn drain_gives_up_on_work_that_ignores_cancellation() {
         store.get(t.id).await.unwrap().unwrap().state,
         TaskState::Running
     );
+}
+
+/// Issue 15, item 8: a task interrupted by the drain is queued again for
+/// the next start whatever error it returns, fatal or retryable.
+#[actix_rt::test]
+async fn drain_queues_interrupted_work_again_whatever_error_it_returns() {
+    let mut registry = Registry::new();
+    for (name, retryable) in [("flaky", true), ("fatal", false)] {
+        registry
+            .register(name, move |ctx: TaskContext| async move {
+                ctx.canceled().await;
+                let message = "stopped halfway";
+                Err(if retryable {
+                    TaskError::retryable(message)
+                } else {
+                    TaskError::fatal(message)
+                })
+            })
+            .unwrap();
+    }
+    let (sup, store) = start(registry, 2).await;
+    let a = submit(&sup, "flaky", "asn:1").await;
+    let b = submit(&sup, "fatal", "asn:1").await;
+    wait_panel(&sup, "both running", |p| p.running.len() == 2).await;
+    let report = sup
+        .send(Drain {
+            timeout: Duration::from_millis(50),
+            grace: Duration::from_secs(10),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        report,
+        DrainReport {
+            completed: 0,
+            requeued: 2,
+            abandoned: 0
+        }
+    );
+    for id in [a.id, b.id] {
+        let r = store.get(id).await.unwrap().unwrap();
+        assert_eq!(
+            (r.state, r.attempts, r.error),
+            (TaskState::Queued, 0, None),
+            "task {id}"
+        );
+    }
 }

@@ -126,7 +126,7 @@ impl SupervisorBuilder {
         let mut queue = Queue::default();
         let unfinished = store.unfinished().await.map_err(StartError::Store)?;
         let now = Timestamp::now();
-        let recovered = recover(unfinished, &self.registry, &mut queue, now);
+        let recovered = recover(unfinished, &self.registry, &self.pools, &mut queue, now);
         if !recovered.changes.is_empty() {
             store
                 .write(recovered.changes)

@@ -101,6 +101,10 @@ impl Supervisor {
     fn cancel_for_shutdown(&mut self) {
         for (id, live) in &mut self.live {
             if let Some(execution) = live.execution.as_mut() {
+                if execution.cancel.is_cancelled() {
+                    // An operator's cancel stands: it ends canceled.
+                    continue;
+                }
                 tracing::info!(task = id.0, "canceling for shutdown");
                 execution.for_shutdown = true;
                 execution.cancel.cancel();

@@ -211,34 +211,27 @@ impl Supervisor {
         let mut changes = Vec::with_capacity(1);
         let reply = match decision {
             Decision::Queued { id, absorbed } => {
+                // An absorbed task may have raised the priority.
+                let priority = self.queue.priority_of(id).unwrap_or(priority);
                 let mut record =
                     TaskRecord::new_queued(id, spec, pool.clone(), priority, Timestamp::now());
-                for a in absorbed {
-                    let mut gone = self.live.remove(&a).expect("absorbed task is live").record;
-                    merge_into(&mut record, &gone);
-                    gone.state = TaskState::Merged;
-                    gone.merged_into = Some(id);
-                    gone.finished_at = Some(record.created_at);
-                    self.metrics
-                        .coalesced
-                        .with_label_values(&[&gone.kind, "absorbed"])
-                        .inc();
-                    self.metrics
-                        .finished
-                        .with_label_values(&[&gone.kind, "merged"])
-                        .inc();
-                    changes.push(Change::Put(Box::new(gone)));
-                }
+                self.absorb(&mut record, absorbed, &mut changes);
                 self.insert_live(record, &mut changes);
                 SubmitReply {
                     id,
                     outcome: SubmitOutcome::Queued,
                 }
             }
-            Decision::FollowUp { id, behind } => {
+            Decision::FollowUp {
+                id,
+                behind,
+                absorbed,
+            } => {
+                let priority = self.queue.priority_of(id).unwrap_or(priority);
                 let mut record =
                     TaskRecord::new_queued(id, spec, pool.clone(), priority, Timestamp::now());
                 record.waiting_behind = Some(behind);
+                self.absorb(&mut record, absorbed, &mut changes);
                 self.metrics
                     .coalesced
                     .with_label_values(&[&record.kind, "follow_up"])
@@ -262,6 +255,10 @@ impl Supervisor {
                 if let Some(p) = self.queue.priority_of(into) {
                     record.priority = p;
                 }
+                // An interactive request ended a retry backoff.
+                if !self.queue.is_delayed(into) {
+                    record.run_after = None;
+                }
                 self.metrics
                     .coalesced
                     .with_label_values(&[&record.kind, "merged"])
@@ -275,6 +272,33 @@ impl Supervisor {
         };
         self.update_pool_gauges(&pool);
         Ok((reply, self.store.write(changes)))
+    }
+
+    /// Records the pending tasks a new full rebuild took over as merged into
+    /// it.
+    fn absorb(
+        &mut self,
+        record: &mut TaskRecord,
+        absorbed: Vec<TaskId>,
+        changes: &mut Vec<Change>,
+    ) {
+        for a in absorbed {
+            let mut gone = self.live.remove(&a).expect("absorbed task is live").record;
+            merge_into(record, &gone);
+            gone.state = TaskState::Merged;
+            gone.merged_into = Some(record.id);
+            gone.waiting_behind = None;
+            gone.finished_at = Some(record.created_at);
+            self.metrics
+                .coalesced
+                .with_label_values(&[&gone.kind, "absorbed"])
+                .inc();
+            self.metrics
+                .finished
+                .with_label_values(&[&gone.kind, "merged"])
+                .inc();
+            changes.push(Change::Put(Box::new(gone)));
+        }
     }
 
     /// Keeps a new task's record in memory and journals it.
@@ -328,19 +352,26 @@ impl Supervisor {
             .max_attempts;
         let r = &mut live.record;
         let now = Timestamp::now();
+        // Once signaled, any error is the cancellation's outcome, whatever
+        // the task made of it: never retried, never a failure.
+        let canceled = execution.cancel.is_cancelled();
         let state = match msg.result {
             Ok(result) => {
                 r.result = Some(result);
                 r.error = None;
                 TaskState::Succeeded
             }
-            Err(TaskError::Canceled) if execution.for_shutdown => {
+            Err(_) if execution.for_shutdown => {
                 self.requeue_for_restart(msg.id);
                 self.drain_progress(ctx);
                 return;
             }
             Err(TaskError::Canceled) => {
                 r.error = Some("canceled while running".to_owned());
+                TaskState::Canceled
+            }
+            Err(TaskError::Failed { message, .. }) if canceled => {
+                r.error = Some(format!("canceled while running; it ended with: {message}"));
                 TaskState::Canceled
             }
             Err(TaskError::Failed { message, retryable }) => {
@@ -418,7 +449,19 @@ impl Supervisor {
     pub(super) fn requeue(&mut self, id: TaskId) {
         let r = &self.live[&id].record;
         let (pool, priority) = (r.pool.clone(), r.priority);
-        let changes = match self.queue.retry(id, &pool, priority) {
+        let follow_up = self.queue.retry(id, &pool, priority);
+        // The follow-up merged into the retry keeps its priority, and an
+        // interactive one does not wait out the backoff.
+        let r = &mut self
+            .live
+            .get_mut(&id)
+            .expect("requeued task is live")
+            .record;
+        r.priority = self.queue.priority_of(id).unwrap_or(priority);
+        if !self.queue.is_delayed(id) {
+            r.run_after = None;
+        }
+        let changes = match follow_up {
             Some(f) => {
                 let follow_up = self.live.remove(&f).expect("follow-up is live").record;
                 self.merge_away(follow_up, id)
@@ -452,8 +495,14 @@ impl Supervisor {
     }
 
     fn schedule_release(&mut self, id: TaskId, delay: Duration, ctx: &mut Context<Self>) {
+        let Some(at) = self.live.get(&id).and_then(|l| l.record.run_after) else {
+            return;
+        };
         ctx.run_later(delay, move |act, ctx| {
-            if act.queue.release(id) {
+            // Released early (an interactive request) and in backoff again,
+            // the task waits for its new `run_after`, not this one.
+            let current = act.live.get(&id).and_then(|l| l.record.run_after);
+            if current == Some(at) && act.queue.release(id) {
                 act.admit(ctx);
             }
         });
