@@ -20,9 +20,12 @@
 //!   tasks up to the pool's worker limit, which can change at runtime.
 //! - Requests are **coalesced** by (kind, target): a request for a queued
 //!   key merges into it; a request for a running key creates at most one
-//!   follow-up that waits behind the run; a full rebuild (`all`) is
-//!   coalesced while one is pending or running, and a pending full rebuild
-//!   absorbs the kind's pending per-entity requests.
+//!   follow-up that waits behind the run, full rebuilds (`all`) included
+//!   (a running rebuild listed its entities when it started). A pending full
+//!   rebuild (queued, follow-up or in retry backoff) takes in the kind's
+//!   per-entity requests and absorbs its pending per-entity tasks. Merging
+//!   keeps the higher priority; an interactive request merged into a task in
+//!   retry backoff makes it ready at once.
 //! - Every change is journaled to a [`TaskStore`] and a request is answered
 //!   only once durable; [`MemoryStore`] is the store for embedders that
 //!   need no durability.

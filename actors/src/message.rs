@@ -19,7 +19,8 @@ pub struct Submit(pub TaskSpec);
 pub enum SubmitOutcome {
     /// A new task was queued.
     Queued,
-    /// Merged into an existing queued, follow-up or running task.
+    /// Merged into an existing pending task: queued, follow-up or in retry
+    /// backoff (never a running one).
     Merged,
     /// A new task waits behind the running task with the same key.
     FollowUp {

@@ -105,7 +105,8 @@ impl SupervisorBuilder {
     }
 
     /// Recovers unfinished tasks from the store and starts the supervisor
-    /// in the current actix system.
+    /// in the current actix system. A recovered task whose pool is no longer
+    /// configured moves to its kind's pool.
     pub async fn start(self) -> Result<Addr<Supervisor>, StartError> {
         let store = self
             .store

@@ -35,8 +35,9 @@ pub use drain::{Drain, DrainReport};
 ///   or `follow_up` behind the running task of the same kind and target
 ///   (see the coalescing rules in the crate docs). Answered once durable.
 /// - [`Cancel`](crate::Cancel) → [`CancelReply`](crate::CancelReply): a pending task ends `canceled` at once; a
-///   running one is signaled and ends `canceled` at its next checkpoint; the
-///   follow-up behind it is canceled too.
+///   running one is signaled and ends `canceled` at its next checkpoint,
+///   whatever error it returns then (it is not retried); the follow-up
+///   behind it is canceled too.
 /// - [`SetLimit`](crate::SetLimit): raising a limit admits waiting work at once; lowering it
 ///   never stops a running task, it only stops admitting.
 /// - [`PanelSnapshot`](crate::PanelSnapshot) → [`Panel`](crate::Panel).
@@ -48,6 +49,9 @@ pub use drain::{Drain, DrainReport};
 /// that fails fails the request it belonged to.
 ///
 /// # Shutdown
+/// A [`Drain`] cancels what still runs at its deadline; an execution that
+/// then returns any error is queued again for the next start.
+///
 /// Stopping the supervisor stops its worker threads; executions still
 /// running stay `running` in the store and are queued again by the next
 /// start's recovery, so no accepted task is lost.
