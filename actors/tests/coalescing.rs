@@ -140,10 +140,11 @@ async fn full_rebuild_requested_while_one_runs_becomes_its_follow_up() {
         .unwrap();
     let (sup, store) = start(registry, 2).await;
     let first = submit(&sup, "rebuild", "all").await;
-    wait_panel(&sup, "rebuild running", |p| p.running.len() == 1).await;
-    while gate.started.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    // Running, and past listing the feed.
+    wait_panel(&sup, "rebuild listed the feed", |p| {
+        p.running.len() == 1 && gate.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
     feed.lock().unwrap().push("asn:2");
     let second = submit(&sup, "rebuild", "all").await;
     assert_eq!(second.outcome, SubmitOutcome::FollowUp { behind: first.id });
