@@ -249,7 +249,7 @@ async fn healthz_answers_ok_without_a_token() {
     let (app, _h) = start(1, false).await;
     let reply = call(&app, request(Method::GET, "/healthz", "")).await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(reply.body, json!({"status": "ok"}));
+    assert_eq!(reply.body, json!({"status": "ok", "store": "ok"}));
 }
 
 #[actix_web::test]
@@ -599,11 +599,16 @@ async fn idle_panel_has_the_full_shape() {
             "pools",
             "running",
             "pending",
-            "pending_total"
+            "pending_total",
+            "store"
         ]
         .into()
     );
     assert_eq!(reply.body["state"], "idle");
+    assert_eq!(
+        reply.body["store"],
+        json!({"ok": true, "error": null, "failing_since": null, "unwritten": 0})
+    );
     assert_eq!(reply.body["workers"], json!({"active": 0, "limit": 2}));
     assert_eq!(
         reply.body["pools"],

@@ -282,3 +282,79 @@ async fn concurrent_writers_share_commits_and_all_survive_reopen() {
     assert_eq!(page.total, WRITERS * TASKS_EACH);
     assert!(store.unfinished().await.unwrap().is_empty());
 }
+
+/// Removes the database and its WAL and shared-memory files, as
+/// `rm groundcrew.db*` would.
+fn remove_database(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let _ = std::fs::remove_file(name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_database_refuses_writes_and_a_new_one_never_repeats_an_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("groundcrew.db");
+    let mut last = 0;
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        for target in ["country:DE", "country:FR", "country:AT"] {
+            let id = store.allocate_id();
+            last = id.0;
+            TaskStore::write(&store, put(task(id.0, target, TaskState::Queued)))
+                .await
+                .unwrap();
+        }
+        assert!(store.writable().is_ok());
+
+        remove_database(&path);
+        let why = store.writable().unwrap_err().to_string();
+        assert!(
+            why.contains("groundcrew.db") && why.contains("gone"),
+            "{why}"
+        );
+        let id = store.allocate_id();
+        let write = TaskStore::write(&store, put(task(id.0, "country:IT", TaskState::Queued)));
+        match write.await {
+            Err(StoreError::Backend(message)) => assert!(message.contains("gone"), "{message}"),
+            other => panic!("a write into a deleted database answered {other:?}"),
+        }
+        // Still refused: nothing is accepted into a file nobody will read.
+        assert!(TaskStore::write(&store, Vec::new()).await.is_err());
+        assert!(store.writable().is_err());
+    }
+    // The next start creates a new database; its ids continue above every
+    // id the lost one stored.
+    let store = SqliteStore::open(&path).unwrap();
+    let next = store.allocate_id();
+    assert!(next.0 > last, "id {next} handed out again");
+    assert_eq!(store.unfinished().await.unwrap(), Vec::new());
+    TaskStore::write(&store, put(task(next.0, "country:DE", TaskState::Queued)))
+        .await
+        .unwrap();
+    drop(store);
+    // And a plain restart keeps the new database's own sequence.
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.allocate_id().0, next.0 + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_database_refuses_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("groundcrew.db");
+    let store = SqliteStore::open(&path).unwrap();
+    TaskStore::write(&store, put(task(1, "country:DE", TaskState::Queued)))
+        .await
+        .unwrap();
+    let other = dir.path().join("copy.db");
+    std::fs::copy(&path, &other).unwrap();
+    std::fs::rename(&other, &path).unwrap();
+    let write = TaskStore::write(&store, put(task(2, "country:FR", TaskState::Queued)));
+    match write.await {
+        Err(StoreError::Backend(message)) => assert!(message.contains("replaced"), "{message}"),
+        other => panic!("a write into a replaced database answered {other:?}"),
+    }
+    assert!(store.writable().is_err());
+}

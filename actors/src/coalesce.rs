@@ -420,6 +420,53 @@ impl Queue {
     pub(crate) fn priority_of(&self, id: TaskId) -> Option<Priority> {
         self.pending.get(&id).map(|e| e.priority)
     }
+
+    /// The task `pop_ready` would take next from `pool`, left in place.
+    pub(crate) fn peek_ready(&self, pool: &str) -> Option<TaskId> {
+        self.ready.get(pool)?.first().map(|&(_, _, id)| id)
+    }
+
+    /// Sets a pending task's priority, up or down, keeping its place among
+    /// equals (undoing a raise whose request was not accepted).
+    pub(crate) fn set_priority(&mut self, id: TaskId, priority: Priority) {
+        let Some(entry) = self.pending.get_mut(&id) else {
+            return;
+        };
+        if entry.state == EntryState::Ready {
+            let set = self.ready.get_mut(&entry.pool).expect("ready pool exists");
+            set.remove(&(Reverse(entry.priority), entry.seq, id));
+            set.insert((Reverse(priority), entry.seq, id));
+        }
+        entry.priority = priority;
+    }
+
+    /// Puts back a pending task that a request took away (a full rebuild
+    /// absorbing it) when that request was not accepted after all: a
+    /// follow-up again while `behind` still runs its key, else queued.
+    /// Returns `false`, changing nothing, when the key's place is taken.
+    pub(crate) fn reinstate(
+        &mut self,
+        id: TaskId,
+        key: Key,
+        pool: &str,
+        priority: Priority,
+        behind: Option<TaskId>,
+        delayed: bool,
+    ) -> bool {
+        let running = behind.filter(|b| self.running_keys.get(b) == Some(&key));
+        if let Some(behind) = running {
+            if self.follow_ups.contains_key(&key) {
+                return false;
+            }
+            self.follow_ups.insert(key.clone(), id);
+            self.insert(id, key, pool, priority, EntryState::FollowUp { behind });
+            return true;
+        }
+        if self.queued.contains_key(&key) {
+            return false;
+        }
+        self.restore(id, key, pool, priority, delayed).is_ok()
+    }
 }
 
 #[cfg(test)]

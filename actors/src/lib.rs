@@ -87,11 +87,11 @@ pub use entity::{EntityName, EntityNameError, Target, MAX_ENTITY_LEN};
 pub use kind::{KindError, KindOptions, Registry, Task, TaskError, TaskResult, DEFAULT_POOL};
 pub use memory::MemoryStore;
 pub use message::{
-    Cancel, CancelError, CancelReply, LimitError, PanelSnapshot, SetLimit, Submit, SubmitError,
-    SubmitOutcome, SubmitReply, MAX_WORKER_LIMIT,
+    Cancel, CancelError, CancelReply, LimitError, PanelSnapshot, SetLimit, StoreHealth, Submit,
+    SubmitError, SubmitOutcome, SubmitReply, MAX_WORKER_LIMIT,
 };
 pub use metrics::Metrics;
-pub use panel::{Activity, Panel, PanelTask, PoolStatus, Workers};
+pub use panel::{Activity, Panel, PanelTask, PoolStatus, StoreStatus, Workers};
 pub use sink::{Artifact, ArtifactSink, FsSink, SinkError, SinkOp};
 pub use spec::{Priority, RunToken, TaskId, TaskSpec, TaskState, Trigger};
 pub use store::{

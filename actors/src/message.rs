@@ -4,7 +4,7 @@ use actix::Message;
 use serde::{Deserialize, Serialize};
 
 use crate::kind::TaskResult;
-use crate::panel::Panel;
+use crate::panel::{Panel, StoreStatus};
 use crate::spec::{RunToken, TaskId, TaskSpec, TaskState};
 use crate::store::{Progress, StoreError};
 
@@ -56,7 +56,8 @@ pub enum SubmitError {
     /// The supervisor is draining for shutdown.
     #[error("not accepting tasks: shutting down")]
     ShuttingDown,
-    /// The request could not be made durable; it was not accepted.
+    /// The request could not be made durable, or the store is failing and
+    /// requests are refused until it writes again; nothing was accepted.
     #[error("could not store task request")]
     Store(#[source] StoreError),
 }
@@ -139,6 +140,12 @@ impl Default for PanelSnapshot {
         }
     }
 }
+
+/// Asks whether the task store takes the supervisor's writes: the
+/// [`Panel::store`] part alone, cheap enough for every health check.
+#[derive(Debug, Clone, Copy, Default, Message)]
+#[rtype(result = "StoreStatus")]
+pub struct StoreHealth;
 
 /// Stage and progress from a running execution.
 #[derive(Debug, Clone, Message)]

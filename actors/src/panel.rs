@@ -120,4 +120,23 @@ pub struct Panel {
     pub pending: Vec<PanelTask>,
     /// How many tasks are pending in all.
     pub pending_total: usize,
+    /// Whether the task store takes the supervisor's writes.
+    pub store: StoreStatus,
+}
+
+/// Whether the task store takes writes, as the supervisor last saw it.
+///
+/// While it does not, the supervisor admits nothing, refuses requests, and
+/// writes its pending changes again with backoff until the store takes
+/// them; then it carries on by itself.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct StoreStatus {
+    /// `true` unless the last write failed.
+    pub ok: bool,
+    /// Why the last write failed.
+    pub error: Option<String>,
+    /// When writes began to fail.
+    pub failing_since: Option<Timestamp>,
+    /// Changes waiting to be written.
+    pub unwritten: usize,
 }

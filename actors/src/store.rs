@@ -215,6 +215,13 @@ pub struct Retention {
 
 /// The task journal.
 ///
+/// # Failure
+/// A failed `write` changed nothing. The supervisor keeps one write in
+/// flight at a time and puts a failed one back in front of what came after
+/// it: requests in it are refused and undone, the runtime's own changes
+/// (starts, ends, requeues) are written again with backoff until the store
+/// takes them.
+///
 /// # Ordering and durability
 /// `write` takes its changes in call order: a change handed over later is
 /// never applied before one handed over earlier, even when the caller does not
@@ -252,6 +259,14 @@ pub trait TaskStore: Send + Sync + 'static {
         retention: Retention,
         now: Timestamp,
     ) -> BoxFuture<'static, Result<u64, StoreError>>;
+
+    /// Whether the store can write, as far as it can tell without writing:
+    /// the outcome of its last commit, and for a file whether it is still
+    /// the file that was opened. Cheap enough for every health check. The
+    /// default (a store that cannot fail) is always `Ok`.
+    fn writable(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// One artifact as the manifest records it.

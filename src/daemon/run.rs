@@ -35,6 +35,16 @@ pub(crate) enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    /// A directory the daemon writes to refused a test write (read-only
+    /// file system, full disk, permissions).
+    #[error("cannot write to {path}")]
+    NotWritable {
+        /// The directory.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] crate::store::OpenError),
@@ -134,6 +144,12 @@ pub(crate) async fn serve(
         path: config.data_dir.clone(),
         source,
     })?;
+    // A data directory that cannot be written fails here, with its path,
+    // rather than answering every request with an error later.
+    crate::store::check_writable(&config.data_dir).map_err(|source| ServeError::NotWritable {
+        path: config.data_dir.clone(),
+        source,
+    })?;
     let store = match config.store_location() {
         StoreLocation::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
         StoreLocation::Postgres(_) => return Err(ServeError::UnsupportedStore("postgres")),
@@ -143,6 +159,10 @@ pub(crate) async fn serve(
     let metrics = Metrics::register(&registry).map_err(ServeError::Metrics)?;
     let artifacts_dir = config.artifacts_dir();
     std::fs::create_dir_all(&artifacts_dir).map_err(|source| ServeError::DataDir {
+        path: artifacts_dir.clone(),
+        source,
+    })?;
+    crate::store::check_writable(&artifacts_dir).map_err(|source| ServeError::NotWritable {
         path: artifacts_dir.clone(),
         source,
     })?;

@@ -103,6 +103,13 @@ pub enum ApiError {
     /// The supervisor is draining or gone (`503 shutting_down`).
     #[error("not accepting requests: shutting down")]
     ShuttingDown,
+    /// The task store cannot write (or read) now; nothing was accepted
+    /// (`503 store_unavailable`). The cause is logged and shown in the
+    /// panel's `store`, not sent.
+    #[error(
+        "the task store is unavailable; nothing was accepted; see /healthz and the daemon's log"
+    )]
+    StoreUnavailable,
     /// Anything else; the details are logged, not sent (`500 internal`).
     #[error("internal error; see the daemon's log")]
     Internal,
@@ -122,6 +129,19 @@ impl ApiError {
     pub(crate) fn internal(what: &str, cause: &dyn std::error::Error) -> Self {
         tracing::error!(error = %cause, source = ?cause.source().map(ToString::to_string), "{what}");
         ApiError::Internal
+    }
+
+    /// A store error: `Closed` is shutdown, a backend failure (I/O, a
+    /// deleted file) is `store_unavailable`, a refused change a bug (500).
+    pub(crate) fn store(what: &str, e: StoreError) -> Self {
+        match e {
+            StoreError::Closed => ApiError::ShuttingDown,
+            StoreError::Backend(cause) => {
+                tracing::warn!(error = %cause, "{what}: task store unavailable");
+                ApiError::StoreUnavailable
+            }
+            e @ StoreError::Conflict(_) => ApiError::internal(what, &e),
+        }
     }
 
     /// The stable machine-readable code of the body.
@@ -146,6 +166,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::ShuttingDown => "shutting_down",
+            ApiError::StoreUnavailable => "store_unavailable",
             ApiError::Internal => "internal",
         }
     }
@@ -210,7 +231,7 @@ impl ResponseError for ApiError {
             | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ShuttingDown | ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -279,7 +300,7 @@ impl From<SubmitError> for ApiError {
                 ApiError::InvalidParams { kind, message }
             }
             SubmitError::ShuttingDown => ApiError::ShuttingDown,
-            e @ SubmitError::Store(_) => ApiError::internal("task request not stored", &e),
+            SubmitError::Store(e) => ApiError::store("task request not stored", e),
         }
     }
 }
@@ -291,7 +312,7 @@ impl From<CancelError> for ApiError {
             CancelError::AlreadyEnded { id, state } => {
                 ApiError::Conflict(format!("task {id} already ended as {state}"))
             }
-            e @ CancelError::Store(_) => ApiError::internal("cancellation not stored", &e),
+            CancelError::Store(e) => ApiError::store("cancellation not stored", e),
         }
     }
 }
@@ -307,10 +328,7 @@ impl From<LimitError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Closed => ApiError::ShuttingDown,
-            e => ApiError::internal("task store failed", &e),
-        }
+        ApiError::store("task store failed", e)
     }
 }
 

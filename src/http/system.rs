@@ -6,6 +6,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use prometheus::{Encoder, TextEncoder};
 use serde_json::json;
 
+use groundcrew_actors::StoreHealth;
+
 use super::auth::{authorize, Operator};
 use super::{ApiError, ApiState};
 use crate::auth::Role;
@@ -14,10 +16,21 @@ use crate::auth::Role;
 /// checks that its paths and methods are exactly [`super::ROUTES`].
 pub(super) const OPENAPI: &str = include_str!("openapi.json");
 
-/// Liveness: answers while the HTTP server runs, with no auth, so that a
-/// load balancer or systemd watchdog needs no secret.
-pub(super) async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "ok" }))
+/// Health, with no auth, so that a load balancer or systemd watchdog needs
+/// no secret: `200 {"status": "ok", "store": "ok"}` while the daemon can
+/// do its work, `503` with `"status": "failing"` while the task store
+/// cannot write (its last commit failed, or its file was deleted or
+/// replaced). Why is logged and in the panel's `store`, not here.
+pub(super) async fn healthz(state: web::Data<ApiState>) -> HttpResponse {
+    let mut failing = state.store.writable().is_err();
+    if let Ok(status) = state.supervisor.send(StoreHealth).await {
+        failing |= !status.ok;
+    }
+    if failing {
+        HttpResponse::ServiceUnavailable().json(json!({ "status": "failing", "store": "failing" }))
+    } else {
+        HttpResponse::Ok().json(json!({ "status": "ok", "store": "ok" }))
+    }
 }
 
 pub(super) async fn metrics(

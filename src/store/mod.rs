@@ -7,4 +7,4 @@
 
 mod sqlite;
 
-pub use sqlite::{OpenError, SqliteStore, DEFAULT_MAX_BATCH};
+pub use sqlite::{check_writable, OpenError, SqliteStore, DEFAULT_MAX_BATCH};

@@ -21,10 +21,20 @@
 //! pool. The returned futures must therefore be polled inside a tokio
 //! runtime.
 //!
+//! # A file that cannot be written, or is gone
+//! Opening checks that the directory takes a synced write and writes the
+//! database once, so a read-only or full data directory fails at start with
+//! its path and the OS error. While open, every commit first checks that the
+//! file is still the one opened: a database deleted or replaced under the
+//! daemon fails every write from then on, and [`TaskStore::writable`] says
+//! so at once. Ids never repeat, even across a lost database (see
+//! `guard.rs`).
+//!
 //! # Shutdown
 //! Dropping the store commits every write handed over before, then closes
 //! the file; the drop waits for that final commit.
 
+mod guard;
 mod rows;
 mod schema;
 mod writer;
@@ -43,7 +53,10 @@ use groundcrew_actors::{
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
-use self::writer::{Message, Op, Writer};
+use self::guard::{IdReservation, OpenedFiles};
+use self::writer::{Health, Message, Op, Writer};
+
+pub use self::guard::check_writable;
 
 /// How many write calls one transaction takes at most. Large enough that a
 /// sync is shared by hundreds of tasks, small enough that one transaction
@@ -107,6 +120,37 @@ pub enum OpenError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The directory of the file does not take writes (read-only, full,
+    /// not ours); nothing was opened.
+    #[error("task store {} cannot be written: directory {} refused a test write", path.display(), dir.display())]
+    NotWritable {
+        /// The file.
+        path: PathBuf,
+        /// Its directory.
+        dir: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The id reservation beside the file could not be read or written.
+    #[error("cannot use the task id reservation {}", path.display())]
+    Ids {
+        /// The reservation file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The opened file could not be looked at (to notice later that it is
+    /// gone or replaced).
+    #[error("cannot inspect task store file {}", path.display())]
+    Inspect {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
     /// The writer thread could not be started.
     #[error("cannot start the writer thread for task store {}", path.display())]
     Thread {
@@ -135,7 +179,9 @@ pub enum OpenError {
 /// A write that breaks a rule of the schema (a second running task for one
 /// coalescing key) fails alone with [`StoreError::Conflict`]; an I/O error
 /// fails every write of its batch with [`StoreError::Backend`]. The store
-/// keeps serving after both. If the writer thread is gone, writes fail with
+/// keeps serving after both, and [`TaskStore::writable`] reports the last
+/// failure until a commit succeeds. Once its file was deleted or replaced,
+/// every write fails. If the writer thread is gone, writes fail with
 /// [`StoreError::Closed`].
 pub struct SqliteStore {
     path: PathBuf,
@@ -144,6 +190,9 @@ pub struct SqliteStore {
     readers: Arc<Readers>,
     next_id: AtomicU64,
     commits: Arc<AtomicU64>,
+    health: Arc<Health>,
+    /// What the file was at open, for [`TaskStore::writable`].
+    opened: OpenedFiles,
 }
 
 impl SqliteStore {
@@ -167,9 +216,40 @@ impl SqliteStore {
             path: path.clone(),
             source,
         };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        guard::check_writable(&dir).map_err(|source| OpenError::NotWritable {
+            path: path.clone(),
+            dir: dir.clone(),
+            source,
+        })?;
+        let ids_error = |source| OpenError::Ids {
+            path: IdReservation::path_for(&path),
+            source,
+        };
+        let ids = IdReservation::load(&path).map_err(ids_error)?;
         let mut conn = Connection::open(&path).map_err(sqlite)?;
-        schema::prepare(&mut conn, &path)?;
-        let next_id = schema::next_id(&conn).map_err(sqlite)?;
+        let found = schema::prepare(&mut conn, &path)?;
+        let mut next_id = schema::next_id(&conn).map_err(sqlite)?;
+        if found == 0 && ids.reserved() >= next_id {
+            tracing::warn!(path = %path.display(), reserved = ids.reserved(),
+                "new task store, but task ids were handed out before (was the database removed?): ids continue above them");
+            next_id = ids.reserved() + 1;
+        }
+        // One write at open: a database SQLite could only open read-only
+        // fails here, and a new one keeps the id sequence from now on.
+        conn.execute(
+            "UPDATE meta SET value = max(value, ?1) WHERE key = 'next_id'",
+            [next_id],
+        )
+        .map_err(sqlite)?;
+        let opened = OpenedFiles::record(&path).map_err(|source| OpenError::Inspect {
+            path: path.clone(),
+            source,
+        })?;
+        let health = Arc::new(Health::default());
 
         let (sender, inbox) = mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
@@ -179,6 +259,9 @@ impl SqliteStore {
             max_batch: max_batch.max(1),
             commits: Arc::clone(&commits),
             path: path.clone(),
+            opened: opened.clone(),
+            ids,
+            health: Arc::clone(&health),
         };
         let thread = thread::Builder::new()
             .name("groundcrew-sqlite-writer".into())
@@ -197,6 +280,8 @@ impl SqliteStore {
             thread: Some(thread),
             next_id: AtomicU64::new(next_id),
             commits,
+            health,
+            opened,
         })
     }
 
@@ -332,6 +417,14 @@ impl TaskStore for SqliteStore {
         now: Timestamp,
     ) -> BoxFuture<'static, Result<u64, StoreError>> {
         self.submit(Op::Prune(retention, now))
+    }
+
+    fn writable(&self) -> Result<(), StoreError> {
+        self.opened.check().map_err(StoreError::Backend)?;
+        match self.health.last_error() {
+            Some(e) => Err(StoreError::Backend(e)),
+            None => Ok(()),
+        }
     }
 }
 

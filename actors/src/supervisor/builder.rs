@@ -183,6 +183,7 @@ impl SupervisorBuilder {
             delayed_at_start,
             drain: None,
             writer: self.writer,
+            journal: Default::default(),
         }
         .start())
     }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::spec::{TaskId, TaskState};
+use crate::store::StoreError;
 
 use super::Supervisor;
 
@@ -113,6 +114,21 @@ impl Supervisor {
     }
 }
 
+/// Waits until every change journaled so far is durable.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), StoreError>")]
+struct Flush;
+
+impl Handler<Flush> for Supervisor {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, _msg: Flush, ctx: &mut Self::Context) -> Self::Result {
+        let durable = self.journal_durable(Vec::new());
+        self.flush(ctx);
+        Box::pin(async move { durable.await.unwrap_or(Err(StoreError::Closed)) })
+    }
+}
+
 impl Handler<Drain> for Supervisor {
     type Result = ResponseFuture<DrainReport>;
 
@@ -139,14 +155,16 @@ impl Handler<Drain> for Supervisor {
             });
         }
         self.drain_progress(ctx);
-        let store = std::sync::Arc::clone(&self.store);
+        let addr = ctx.address();
         Box::pin(async move {
             let report = rx.await.unwrap_or_default();
-            // Executions' ends were handed to the store without waiting;
-            // an empty write resolves once everything before it is durable,
-            // so the caller may exit as soon as it has the report.
-            if let Err(e) = store.write(Vec::new()).await {
-                tracing::error!(error = %e, "task store failed while draining");
+            // Executions' ends are journaled without waiting; an empty
+            // journaled write is durable once everything before it is, so
+            // the caller may exit as soon as it has the report.
+            match addr.send(Flush).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "task store failed while draining"),
+                Err(_) => tracing::error!("supervisor stopped while draining"),
             }
             report
         })

@@ -5,10 +5,11 @@ use actix::{Actor, Context, Handler, ResponseFuture};
 
 use crate::message::{
     Cancel, CancelError, CancelReply, Finished, LimitError, PanelSnapshot, Report, SetLimit,
-    Submit, SubmitError, SubmitReply, MAX_WORKER_LIMIT,
+    StoreHealth, Submit, SubmitError, SubmitReply, MAX_WORKER_LIMIT,
 };
+use crate::panel::StoreStatus;
 use crate::spec::TaskState;
-use crate::store::Change;
+use crate::store::{Change, StoreError};
 use crate::time::Timestamp;
 
 use super::Supervisor;
@@ -22,9 +23,11 @@ impl Actor for Supervisor {
             self.schedule_release(id, at.since(now), ctx);
         }
         self.admit(ctx);
+        self.flush(ctx);
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.flush_on_stop();
         for worker in &self.workers {
             worker.stop();
         }
@@ -35,23 +38,26 @@ impl Handler<Submit> for Supervisor {
     type Result = ResponseFuture<Result<SubmitReply, SubmitError>>;
 
     fn handle(&mut self, Submit(spec): Submit, ctx: &mut Self::Context) -> Self::Result {
-        let submitted = self.submit(spec);
-        self.admit(ctx);
-        Box::pin(async move {
-            let (reply, durable) = submitted?;
-            durable.await.map_err(SubmitError::Store)?;
-            Ok(reply)
-        })
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        if let Err(e) = self.submit(spec, answer) {
+            return Box::pin(std::future::ready(Err(e)));
+        }
+        self.flush(ctx);
+        Box::pin(async move { answered.await.unwrap_or(Err(SubmitError::ShuttingDown)) })
     }
 }
 
 impl Handler<Cancel> for Supervisor {
     type Result = ResponseFuture<Result<CancelReply, CancelError>>;
 
-    fn handle(&mut self, Cancel(id): Cancel, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, Cancel(id): Cancel, ctx: &mut Self::Context) -> Self::Result {
         if let Some(durable) = self.cancel_pending(id) {
+            self.flush(ctx);
             return Box::pin(async move {
-                durable.await.map_err(CancelError::Store)?;
+                durable
+                    .await
+                    .unwrap_or(Err(StoreError::Closed))
+                    .map_err(CancelError::Store)?;
                 Ok(CancelReply {
                     id,
                     state: TaskState::Canceled,
@@ -64,9 +70,12 @@ impl Handler<Cancel> for Supervisor {
             tracing::info!(task = id.0, "running task signaled to cancel");
             let follow_up = self.queue.follow_up_of(id);
             let durable = follow_up.and_then(|f| self.cancel_pending(f));
+            self.flush(ctx);
             return Box::pin(async move {
                 if let Some(d) = durable {
-                    d.await.map_err(CancelError::Store)?;
+                    d.await
+                        .unwrap_or(Err(StoreError::Closed))
+                        .map_err(CancelError::Store)?;
                 }
                 Ok(CancelReply {
                     id,
@@ -115,10 +124,19 @@ impl Handler<PanelSnapshot> for Supervisor {
     }
 }
 
+impl Handler<StoreHealth> for Supervisor {
+    type Result = actix::MessageResult<StoreHealth>;
+
+    fn handle(&mut self, _msg: StoreHealth, _ctx: &mut Self::Context) -> Self::Result {
+        let status: StoreStatus = self.journal.status();
+        actix::MessageResult(status)
+    }
+}
+
 impl Handler<Report> for Supervisor {
     type Result = ();
 
-    fn handle(&mut self, msg: Report, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Report, ctx: &mut Self::Context) {
         let Some(live) = self.live.get_mut(&msg.id) else {
             return;
         };
@@ -132,12 +150,14 @@ impl Handler<Report> for Supervisor {
         if msg.progress.is_some() {
             live.record.progress = msg.progress;
         }
-        drop(self.store.write(vec![Change::Report {
+        let report = Change::Report {
             id: msg.id,
             run: msg.run,
             stage: live.record.stage.clone(),
             progress: live.record.progress,
-        }]));
+        };
+        self.journal(vec![report]);
+        self.flush(ctx);
     }
 }
 
@@ -146,5 +166,6 @@ impl Handler<Finished> for Supervisor {
 
     fn handle(&mut self, msg: Finished, ctx: &mut Self::Context) {
         self.finish(msg, ctx);
+        self.flush(ctx);
     }
 }

@@ -20,10 +20,12 @@ use crate::store::{AttemptError, Change, TaskRecord, TaskStore};
 use crate::task::TaskActor;
 use crate::time::Timestamp;
 use crate::writer::EntityWriter;
+use journal::{Count, PendingSubmit, Undo};
 
 mod builder;
 mod drain;
 mod handlers;
+mod journal;
 
 pub use builder::{StartError, SupervisorBuilder};
 pub use drain::{Drain, DrainReport};
@@ -45,8 +47,12 @@ pub use drain::{Drain, DrainReport};
 /// # Failure
 /// A task that panics or returns an error ends `failed` with its message
 /// (or is retried after a backoff when the error is retryable and attempts
-/// remain); the supervisor and every other task keep running. A store write
-/// that fails fails the request it belonged to.
+/// remain); the supervisor and every other task keep running. A request is
+/// answered only once durable, and admitted and shown only then; a store
+/// write that fails undoes and refuses the requests in it, and while the
+/// store fails nothing is admitted, requests are refused, and the runtime's
+/// own changes are written again with backoff until the store takes them
+/// (see `journal.rs`; the panel's `store` says so).
 ///
 /// # Shutdown
 /// A [`Drain`] cancels what still runs at its deadline; an execution that
@@ -70,6 +76,8 @@ pub struct Supervisor {
     writer: Option<Addr<EntityWriter>>,
     /// Set once a [`Drain`] arrived: nothing is admitted any more.
     drain: Option<drain::DrainState>,
+    /// Changes on their way to the store.
+    journal: journal::Journal,
 }
 
 #[derive(Debug)]
@@ -109,7 +117,7 @@ impl Supervisor {
 
     /// Admits ready tasks while their pools have free workers.
     fn admit(&mut self, ctx: &mut Context<Self>) {
-        if self.drain.is_some() {
+        if self.drain.is_some() || self.journal.failing() {
             return;
         }
         let pools: Vec<String> = self.pools.keys().cloned().collect();
@@ -118,6 +126,12 @@ impl Supervisor {
                 let pool = &self.pools[&name];
                 if pool.active >= pool.limit {
                     break;
+                }
+                // The next task in line waits (one commit at most) until
+                // the request that created it is durable.
+                match self.queue.peek_ready(&name) {
+                    Some(id) if self.journal.is_confirmed(id) => {}
+                    _ => break,
                 }
                 let Some(id) = self.queue.pop_ready(&name) else {
                     break;
@@ -143,7 +157,7 @@ impl Supervisor {
         r.run_after = None;
         // The start need not be awaited: a crash before it is durable leaves
         // the task queued, which recovery treats the same way.
-        drop(self.store.write(vec![Change::Put(Box::new(r.clone()))]));
+        let start = Change::Put(Box::new(r.clone()));
         self.metrics
             .queue_wait
             .with_label_values(&[&r.kind])
@@ -182,14 +196,21 @@ impl Supervisor {
             self.next_worker = self.next_worker.wrapping_add(1);
             TaskActor::start_in_arbiter(worker, move |_| actor);
         }
+        self.journal(vec![start]);
     }
 
+    /// Applies a request in memory and journals it; `answer` is told once
+    /// it is durable (or undone, see `journal.rs`).
     fn submit(
         &mut self,
         spec: TaskSpec,
-    ) -> Result<(SubmitReply, crate::store::Durable), SubmitError> {
+        answer: tokio::sync::oneshot::Sender<Result<SubmitReply, SubmitError>>,
+    ) -> Result<(), SubmitError> {
         if self.drain.is_some() {
             return Err(SubmitError::ShuttingDown);
+        }
+        if let Some(error) = self.journal.refusal() {
+            return Err(SubmitError::Store(error));
         }
         let kind = self
             .registry
@@ -213,18 +234,24 @@ impl Supervisor {
             .queue
             .submit(key, &pool, priority, || store.allocate_id());
         let mut changes = Vec::with_capacity(1);
-        let reply = match decision {
+        let mut counts = Vec::new();
+        let (reply, undo) = match decision {
             Decision::Queued { id, absorbed } => {
                 // An absorbed task may have raised the priority.
                 let priority = self.queue.priority_of(id).unwrap_or(priority);
                 let mut record =
                     TaskRecord::new_queued(id, spec, pool.clone(), priority, Timestamp::now());
-                self.absorb(&mut record, absorbed, &mut changes);
+                let originals = self.absorb(&mut record, absorbed, &mut changes, &mut counts);
                 self.insert_live(record, &mut changes);
-                SubmitReply {
+                let reply = SubmitReply {
                     id,
                     outcome: SubmitOutcome::Queued,
-                }
+                };
+                let undo = Undo::New {
+                    id,
+                    absorbed: originals,
+                };
+                (reply, undo)
             }
             Decision::FollowUp {
                 id,
@@ -235,16 +262,18 @@ impl Supervisor {
                 let mut record =
                     TaskRecord::new_queued(id, spec, pool.clone(), priority, Timestamp::now());
                 record.waiting_behind = Some(behind);
-                self.absorb(&mut record, absorbed, &mut changes);
-                self.metrics
-                    .coalesced
-                    .with_label_values(&[&record.kind, "follow_up"])
-                    .inc();
+                let originals = self.absorb(&mut record, absorbed, &mut changes, &mut counts);
+                counts.push(Count::Coalesced(record.kind.clone(), "follow_up"));
                 self.insert_live(record, &mut changes);
-                SubmitReply {
+                let reply = SubmitReply {
                     id,
                     outcome: SubmitOutcome::FollowUp { behind },
-                }
+                };
+                let undo = Undo::New {
+                    id,
+                    absorbed: originals,
+                };
+                (reply, undo)
             }
             Decision::Merged { into } => {
                 let record = &mut self
@@ -252,6 +281,12 @@ impl Supervisor {
                     .get_mut(&into)
                     .expect("merge target is live")
                     .record;
+                let undo = Undo::Merged {
+                    into,
+                    trigger: (!record.triggers.contains(&spec.trigger))
+                        .then(|| spec.trigger.clone()),
+                    priority: record.priority,
+                };
                 record.merged += 1;
                 if !record.triggers.contains(&spec.trigger) {
                     record.triggers.push(spec.trigger);
@@ -259,23 +294,29 @@ impl Supervisor {
                 if let Some(p) = self.queue.priority_of(into) {
                     record.priority = p;
                 }
-                // An interactive request ended a retry backoff.
+                // An interactive request ended a retry backoff (an undo of
+                // the request leaves it ready: it only runs earlier).
                 if !self.queue.is_delayed(into) {
                     record.run_after = None;
                 }
-                self.metrics
-                    .coalesced
-                    .with_label_values(&[&record.kind, "merged"])
-                    .inc();
+                counts.push(Count::Coalesced(record.kind.clone(), "merged"));
                 changes.push(Change::Put(Box::new(record.clone())));
-                SubmitReply {
+                let reply = SubmitReply {
                     id: into,
                     outcome: SubmitOutcome::Merged,
-                }
+                };
+                (reply, undo)
             }
         };
         self.update_pool_gauges(&pool);
-        Ok((reply, self.store.write(changes)))
+        let pending = PendingSubmit {
+            reply,
+            answer,
+            undo,
+            counts,
+        };
+        self.journal_submit(changes, pending);
+        Ok(())
     }
 
     /// Records the pending tasks a new full rebuild took over as merged into
@@ -285,24 +326,22 @@ impl Supervisor {
         record: &mut TaskRecord,
         absorbed: Vec<TaskId>,
         changes: &mut Vec<Change>,
-    ) {
+        counts: &mut Vec<Count>,
+    ) -> Vec<TaskRecord> {
+        let mut originals = Vec::with_capacity(absorbed.len());
         for a in absorbed {
             let mut gone = self.live.remove(&a).expect("absorbed task is live").record;
+            originals.push(gone.clone());
             merge_into(record, &gone);
             gone.state = TaskState::Merged;
             gone.merged_into = Some(record.id);
             gone.waiting_behind = None;
             gone.finished_at = Some(record.created_at);
-            self.metrics
-                .coalesced
-                .with_label_values(&[&gone.kind, "absorbed"])
-                .inc();
-            self.metrics
-                .finished
-                .with_label_values(&[&gone.kind, "merged"])
-                .inc();
+            counts.push(Count::Coalesced(gone.kind.clone(), "absorbed"));
+            counts.push(Count::Merged(gone.kind.clone()));
             changes.push(Change::Put(Box::new(gone)));
         }
+        originals
     }
 
     /// Keeps a new task's record in memory and journals it.
@@ -312,8 +351,11 @@ impl Supervisor {
         self.live.insert(record.id, Live { record, execution });
     }
 
-    /// Ends a pending task as canceled; returns the store write.
-    fn cancel_pending(&mut self, id: TaskId) -> Option<crate::store::Durable> {
+    /// Ends a pending task as canceled; returns whether that became durable.
+    fn cancel_pending(
+        &mut self,
+        id: TaskId,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<(), crate::store::StoreError>>> {
         if !self.queue.remove(id) {
             return None;
         }
@@ -329,7 +371,7 @@ impl Supervisor {
             .inc();
         tracing::info!(task = id.0, kind = %record.kind, target = %record.target, "pending task canceled");
         self.update_pool_gauges(&pool);
-        Some(self.store.write(vec![Change::Put(Box::new(record))]))
+        Some(self.journal_durable(vec![Change::Put(Box::new(record))]))
     }
 
     fn finish(&mut self, msg: Finished, ctx: &mut Context<Self>) {
@@ -414,7 +456,7 @@ impl Supervisor {
         }
         let mut changes = vec![Change::Put(Box::new(record))];
         changes.extend(self.release_key(id));
-        drop(self.store.write(changes));
+        self.journal(changes);
     }
 
     /// Marks the execution of `id` ended in the queue; the follow-up behind
@@ -472,7 +514,7 @@ impl Supervisor {
             }
             None => vec![Change::Put(Box::new(self.live[&id].record.clone()))],
         };
-        drop(self.store.write(changes));
+        self.journal(changes);
     }
 
     /// Records `gone` as merged into the live task `into`; returns the
@@ -508,6 +550,7 @@ impl Supervisor {
             let current = act.live.get(&id).and_then(|l| l.record.run_after);
             if current == Some(at) && act.queue.release(id) {
                 act.admit(ctx);
+                act.flush(ctx);
             }
         });
     }
@@ -533,11 +576,19 @@ impl Supervisor {
             .map(|l| PanelTask::from_record(&l.record))
             .collect();
         running.sort_by_key(|t| (t.started_at, t.id));
-        let pending_total = self.queue.pending_len();
+        // Tasks whose request is not durable yet are not shown.
+        let mut hidden: HashMap<&str, usize> = HashMap::new();
+        for id in self.journal.unconfirmed() {
+            if let (Some(_), Some(l)) = (self.queue.priority_of(*id), self.live.get(id)) {
+                *hidden.entry(l.record.pool.as_str()).or_default() += 1;
+            }
+        }
+        let pending_total = self.queue.pending_len() - hidden.values().sum::<usize>();
         let pending = self
             .queue
             .pending_in_order()
             .into_iter()
+            .filter(|id| self.journal.is_confirmed(*id))
             .take(pending_limit)
             .map(|id| {
                 let mut t = PanelTask::from_record(&self.live[&id].record);
@@ -552,7 +603,7 @@ impl Supervisor {
                 name: name.clone(),
                 active: p.active,
                 limit: p.limit,
-                pending: self.queue.pending_in(name),
+                pending: self.queue.pending_in(name) - hidden.get(name.as_str()).unwrap_or(&0),
             })
             .collect();
         let workers = Workers {
@@ -571,6 +622,7 @@ impl Supervisor {
             running,
             pending,
             pending_total,
+            store: self.journal.status(),
         }
     }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod counting_sink;
+pub mod failing_store;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -109,8 +109,9 @@ CREATE TABLE manifest (
 ";
 
 /// Checks the freshly opened file, switches on WAL and full sync, and
-/// migrates it to [`SUPPORTED_VERSION`].
-pub(super) fn prepare(conn: &mut Connection, path: &Path) -> Result<(), OpenError> {
+/// migrates it to [`SUPPORTED_VERSION`]. Returns the version it found (0:
+/// a new, empty file).
+pub(super) fn prepare(conn: &mut Connection, path: &Path) -> Result<u32, OpenError> {
     let sqlite = |source| OpenError::Sqlite {
         path: path.to_owned(),
         source,
@@ -134,7 +135,7 @@ pub(super) fn prepare(conn: &mut Connection, path: &Path) -> Result<(), OpenErro
             source,
         })??;
     }
-    Ok(())
+    Ok(found)
 }
 
 /// Reads the file's identity and version without writing anything.

@@ -17,15 +17,24 @@
 //! report. If the transaction itself fails (I/O error, disk full), every
 //! waiter in the batch gets the error. Either way the thread keeps serving.
 //!
+//! Before every commit the writer checks that the database (and its WAL)
+//! is still the file it opened, and that the ids the batch stores are
+//! covered by the id reservation (see `guard.rs`); a batch that fails
+//! either check fails whole, and [`Health`] remembers the last outcome for
+//! `TaskStore::writable`. A batch that changes nothing (the supervisor's
+//! probe while writes fail) still writes one row, so that it answers
+//! whether the store takes writes now.
+//!
 //! # Shutdown
 //! The thread stops at a [`Message::Close`] (sent when the store is
 //! dropped), after committing everything queued before it, or when every
 //! sender is gone.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use groundcrew_actors::{
     Change, ManifestChange, Retention, StoreError, TaskId, TaskRecord, Timestamp,
@@ -33,7 +42,59 @@ use groundcrew_actors::{
 use rusqlite::{params, Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
+use super::guard::{IdReservation, OpenedFiles};
 use super::rows;
+
+/// The outcome of the last commit, shared with the store's handle.
+#[derive(Debug, Default)]
+pub(super) struct Health {
+    last_error: Mutex<Option<String>>,
+}
+
+impl Health {
+    pub(super) fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set(&self, error: Option<String>) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
+    }
+}
+
+/// Why a batch could not be committed.
+#[derive(Debug)]
+enum CommitError {
+    Sqlite(rusqlite::Error),
+    /// The database file is gone or another file now.
+    File(String),
+    /// The id reservation could not be extended.
+    Ids(PathBuf, std::io::Error),
+}
+
+impl From<rusqlite::Error> for CommitError {
+    fn from(e: rusqlite::Error) -> Self {
+        CommitError::Sqlite(e)
+    }
+}
+
+impl fmt::Display for CommitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommitError::Sqlite(e) => write!(f, "{e}"),
+            CommitError::File(message) => f.write_str(message),
+            CommitError::Ids(path, e) => {
+                write!(
+                    f,
+                    "cannot extend the id reservation {}: {e}",
+                    path.display()
+                )
+            }
+        }
+    }
+}
 
 /// Where an operation's outcome goes: rows affected (tasks deleted for
 /// `Delete` and `Prune`, unused otherwise), once its batch is durable.
@@ -46,6 +107,17 @@ pub(super) enum Op {
     Manifest(Vec<ManifestChange>),
     Delete(TaskId),
     Prune(Retention, Timestamp),
+}
+
+impl Op {
+    /// Whether it changes nothing (an empty task or manifest write).
+    fn is_empty(&self) -> bool {
+        match self {
+            Op::Tasks(changes) => changes.is_empty(),
+            Op::Manifest(changes) => changes.is_empty(),
+            Op::Delete(_) | Op::Prune(..) => false,
+        }
+    }
 }
 
 /// What the writer thread receives.
@@ -64,6 +136,9 @@ pub(super) struct Writer {
     pub(super) max_batch: usize,
     pub(super) commits: Arc<AtomicU64>,
     pub(super) path: PathBuf,
+    pub(super) opened: OpenedFiles,
+    pub(super) ids: IdReservation,
+    pub(super) health: Arc<Health>,
 }
 
 impl Writer {
@@ -98,8 +173,19 @@ impl Writer {
 
     /// Applies and commits one batch, then answers (and empties) it.
     fn commit(&mut self, batch: &mut Vec<(Op, Reply)>) {
-        match self.apply(batch) {
+        let applied = match self.opened.check() {
+            Ok(()) => self.apply(batch),
+            Err(gone) => Err(CommitError::File(gone)),
+        };
+        match applied {
             Ok(outcomes) => {
+                // A write that failed alone on a backend error (a full disk
+                // inside a savepoint) still means the store cannot write.
+                let failed = outcomes.iter().find_map(|o| match o {
+                    Err(StoreError::Backend(e)) => Some(e.clone()),
+                    _ => None,
+                });
+                self.health.set(failed);
                 self.commits.fetch_add(1, Ordering::Relaxed);
                 for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
                     // A dropped receiver is a fire-and-forget write: fine.
@@ -109,8 +195,12 @@ impl Writer {
             Err(e) => {
                 tracing::error!(path = %self.path.display(), error = %e, size = batch.len(),
                     "task store batch failed");
-                let error =
-                    StoreError::Backend(format!("commit to {} failed: {e}", self.path.display()));
+                let error = match &e {
+                    CommitError::File(message) => message.clone(),
+                    e => format!("commit to {} failed: {e}", self.path.display()),
+                };
+                self.health.set(Some(error.clone()));
+                let error = StoreError::Backend(error);
                 for (_, reply) in batch.drain(..) {
                     let _ = reply.send(Err(error.clone()));
                 }
@@ -122,7 +212,10 @@ impl Writer {
     /// is a runtime bug), so the batch first runs without savepoints, which
     /// halves the cost per write; if an op fails, that attempt is rolled
     /// back whole and the batch runs again with each op in a savepoint.
-    fn apply(&mut self, batch: &[(Op, Reply)]) -> rusqlite::Result<Vec<Result<u64, StoreError>>> {
+    fn apply(
+        &mut self,
+        batch: &[(Op, Reply)],
+    ) -> Result<Vec<Result<u64, StoreError>>, CommitError> {
         match self.try_apply(batch, false)? {
             Some(outcomes) => Ok(outcomes),
             // Isolating never gives up, so this is always `Some`.
@@ -136,7 +229,7 @@ impl Writer {
         &mut self,
         batch: &[(Op, Reply)],
         isolate: bool,
-    ) -> rusqlite::Result<Option<Vec<Result<u64, StoreError>>>> {
+    ) -> Result<Option<Vec<Result<u64, StoreError>>>, CommitError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -155,8 +248,18 @@ impl Writer {
             outcomes.push(outcome);
         }
         if high > 0 {
+            self.ids
+                .cover(high)
+                .map_err(|e| CommitError::Ids(self.ids.path().to_owned(), e))?;
             tx.prepare_cached("UPDATE meta SET value = max(value, ?1) WHERE key = 'next_id'")?
                 .execute([high + 1])?;
+        }
+        if batch.iter().all(|(op, _)| op.is_empty()) {
+            tx.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES ('probes', 1)
+                 ON CONFLICT (key) DO UPDATE SET value = value + 1",
+            )?
+            .execute([])?;
         }
         tx.commit()?;
         Ok(Some(outcomes))

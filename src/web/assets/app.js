@@ -207,6 +207,14 @@ function showPanel(panel) {
     state.replaceChildren(h('strong', null, active ? 'Active' : 'Idle'), ` — ${detail}`);
   }
 
+  // The store refusing writes: nothing is admitted or accepted meanwhile.
+  const store = panel.store || { ok: true };
+  const failing = $('store-failing');
+  failing.hidden = store.ok;
+  const storeText = store.ok ? ''
+    : `Task store failing: ${store.error || 'writes fail'}. Nothing is admitted and requests are refused until it writes again.`;
+  if (failing.textContent !== storeText) failing.textContent = storeText;
+
   reconcile($('pools'), panel.pools, (p) => p.name, createPool, updatePool);
   reconcile($('running'), panel.running, (t) => t.id, createRunning, updateRunning);
   reconcile($('pending'), panel.pending, (t) => t.id, createPending, updatePending);
