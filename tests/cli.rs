@@ -67,8 +67,7 @@ fn submit_status_tasks_cancel_rebuild_limit_and_reload() {
 
     let out = ok(cli(&daemon, &["cancel", "1"]));
     assert!(
-        out.contains("task #1 is running: asked to stop")
-            && out.contains("follow-up #2 canceled too"),
+        out.contains("task #1 is canceling") && out.contains("follow-up #2 canceled too"),
         "{out}"
     );
     daemon.wait_panel("idle", 10, |p| p["state"] == "idle");

@@ -58,7 +58,10 @@ fn wait_task(daemon: &Daemon, id: u64, secs: u64, cond: impl Fn(&Value) -> bool)
 
 fn wait_ended(daemon: &Daemon, id: u64, secs: u64) -> Value {
     wait_task(daemon, id, secs, |t| {
-        !matches!(t["state"].as_str(), Some("queued" | "running"))
+        !matches!(
+            t["state"].as_str(),
+            Some("queued" | "running" | "canceling")
+        )
     })
 }
 

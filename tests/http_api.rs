@@ -787,7 +787,7 @@ async fn delete_of_a_pending_task_cancels_it() {
     let reply = call(&app, request(Method::DELETE, &path, OPERATE)).await;
     assert_eq!(reply.status, StatusCode::ACCEPTED);
     assert_eq!(
-        reply.body["state"], "running",
+        reply.body["state"], "canceling",
         "cancel of a running task is signaled"
     );
     panel_until(&app, |p| p["state"] == "idle").await;

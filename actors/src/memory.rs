@@ -76,7 +76,8 @@ impl MemoryStore {
                 // A report from an execution that is no longer current must
                 // not overwrite what the current one (or the final state) says.
                 if let Some(record) = tasks.get_mut(&id) {
-                    if record.state == TaskState::Running && record.run == Some(run) {
+                    let current = matches!(record.state, TaskState::Running | TaskState::Canceling);
+                    if current && record.run == Some(run) {
                         record.stage = stage;
                         record.progress = progress;
                     }

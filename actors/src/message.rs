@@ -73,8 +73,8 @@ pub struct Cancel(pub TaskId);
 pub struct CancelReply {
     /// The task.
     pub id: TaskId,
-    /// `canceled` for a pending task, `running` for one that was signaled
-    /// and will end as canceled at its next checkpoint.
+    /// `canceled` for a pending task, `canceling` for a running one that
+    /// was signaled: it becomes `canceled` once its run has ended.
     pub state: TaskState,
     /// Follow-ups canceled with it.
     pub canceled_follow_ups: Vec<TaskId>,

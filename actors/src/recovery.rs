@@ -6,7 +6,9 @@
 //! kind's attempts are used up. A follow-up loses its reason to wait, since
 //! nothing runs any more: when its key is queued again it is merged into
 //! that task, which now serves its requests too. A task recorded in a pool
-//! that is no longer configured moves to its kind's current pool.
+//! that is no longer configured moves to its kind's current pool. One found
+//! `canceling` was being stopped when the process died: its run has ended
+//! with the process, so it ends `canceled`.
 
 use std::collections::BTreeMap;
 
@@ -41,6 +43,13 @@ pub(crate) fn recover(
             changes.push(Change::Put(Box::new(r)));
             continue;
         };
+        if r.state == TaskState::Canceling {
+            // The crash ended the run an operator was waiting to stop.
+            let message = "canceled while running; the process stopped before the run ended";
+            end(&mut r, TaskState::Canceled, message.to_owned(), now);
+            changes.push(Change::Put(Box::new(r)));
+            continue;
+        }
         let mut changed = false;
         if r.state == TaskState::Running {
             let attempt = r.attempts;

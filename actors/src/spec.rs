@@ -208,6 +208,10 @@ pub enum TaskState {
     Queued,
     /// An execution is under way.
     Running,
+    /// A cancel reached the running execution; the task becomes `canceled`
+    /// once the execution has really ended (on its own, or stopped hard
+    /// after the pool's cancel grace).
+    Canceling,
     /// The last execution returned a result.
     Succeeded,
     /// The last execution failed or panicked and no attempt is left.
@@ -222,7 +226,10 @@ pub enum TaskState {
 impl TaskState {
     /// Whether the task will not change any more.
     pub fn is_terminal(self) -> bool {
-        !matches!(self, TaskState::Queued | TaskState::Running)
+        !matches!(
+            self,
+            TaskState::Queued | TaskState::Running | TaskState::Canceling
+        )
     }
 
     /// The state's name as used in the API and metrics.
@@ -230,6 +237,7 @@ impl TaskState {
         match self {
             TaskState::Queued => "queued",
             TaskState::Running => "running",
+            TaskState::Canceling => "canceling",
             TaskState::Succeeded => "succeeded",
             TaskState::Failed => "failed",
             TaskState::Canceled => "canceled",

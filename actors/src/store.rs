@@ -176,7 +176,7 @@ pub enum Change {
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HistoryCategory {
-    /// Queued and running.
+    /// Queued, running and canceling.
     Pending,
     /// Failed and canceled.
     Failed,
@@ -188,7 +188,9 @@ impl HistoryCategory {
     /// The states the category covers.
     pub fn states(self) -> &'static [TaskState] {
         match self {
-            HistoryCategory::Pending => &[TaskState::Queued, TaskState::Running],
+            HistoryCategory::Pending => {
+                &[TaskState::Queued, TaskState::Running, TaskState::Canceling]
+            }
             HistoryCategory::Failed => &[TaskState::Failed, TaskState::Canceled],
             HistoryCategory::Finished => &[TaskState::Succeeded, TaskState::Merged],
         }

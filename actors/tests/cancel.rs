@@ -51,7 +51,7 @@ async fn canceling_a_running_task_ends_it_canceled_and_cancels_its_follow_up() {
     let f = submit(&sup, "refresh", "asn:1").await;
     assert!(matches!(f.outcome, SubmitOutcome::FollowUp { .. }));
     let reply = sup.send(Cancel(t.id)).await.unwrap().unwrap();
-    assert_eq!(reply.state, TaskState::Running);
+    assert_eq!(reply.state, TaskState::Canceling);
     assert_eq!(reply.canceled_follow_ups, [f.id]);
     assert_eq!(wait_ended(&store, t.id).await.state, TaskState::Canceled);
     assert_eq!(wait_ended(&store, f.id).await.state, TaskState::Canceled);
@@ -205,4 +205,48 @@ async fn an_operator_cancel_stands_through_a_drain() {
     assert_eq!(report.unwrap().requeued, 0);
     let r = store.get(t.id).await.unwrap().unwrap();
     assert_eq!(r.state, TaskState::Canceled);
+}
+
+/// A canceled run that has not stopped yet is `canceling` in the store and
+/// the panel, not `canceled`: the cancel is confirmed only by the run's end.
+#[actix_rt::test]
+async fn a_running_task_is_canceling_until_its_run_has_ended() {
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let mut registry = Registry::new();
+    let r = Arc::clone(&release);
+    registry
+        .register("stubborn", move |_ctx: groundcrew_actors::TaskContext| {
+            let release = Arc::clone(&r);
+            // Ignores its cancellation until released.
+            async move {
+                release.acquire().await.expect("open").forget();
+                Err::<serde_json::Value, _>(TaskError::fatal("stopped late"))
+            }
+        })
+        .unwrap();
+    let (sup, store) = start(registry, 1).await;
+    let t = submit(&sup, "stubborn", "asn:1").await;
+    wait_panel(&sup, "running", |p| p.running.len() == 1).await;
+    let reply = sup.send(Cancel(t.id)).await.unwrap().unwrap();
+    assert_eq!(reply.state, TaskState::Canceling);
+    // Durable before the answer, and shown on the panel.
+    assert_eq!(
+        store.get(t.id).await.unwrap().unwrap().state,
+        TaskState::Canceling
+    );
+    let p = wait_panel(&sup, "canceling", |p| {
+        p.running.iter().any(|r| r.state == TaskState::Canceling)
+    })
+    .await;
+    assert_eq!(
+        p.workers.active, 1,
+        "a canceling run still holds its worker"
+    );
+    // A second cancel confirms the same state.
+    let again = sup.send(Cancel(t.id)).await.unwrap().unwrap();
+    assert_eq!(again.state, TaskState::Canceling);
+    release.add_permits(1);
+    let ended = wait_ended(&store, t.id).await;
+    assert_eq!(ended.state, TaskState::Canceled);
+    wait_panel(&sup, "idle", |p| p.running.is_empty()).await;
 }

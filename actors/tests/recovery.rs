@@ -155,3 +155,34 @@ async fn recovered_tasks_of_a_removed_pool_move_to_their_kinds_pool() {
         assert_eq!((r.state, r.pool.as_str()), (TaskState::Succeeded, "fast"));
     }
 }
+
+/// A task found `canceling` was being stopped when the process died; the
+/// process's end ended its run, so it ends canceled and does not run again.
+#[actix_rt::test]
+async fn a_task_found_canceling_at_restart_ends_canceled() {
+    let store = MemoryStore::new();
+    let canceling = record(&store, "refresh", "asn:1", TaskState::Canceling, 1);
+    let id = canceling.id;
+    store
+        .write(vec![Change::Put(Box::new(canceling))])
+        .await
+        .unwrap();
+    let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&started);
+    let mut registry = Registry::new();
+    registry
+        .register("refresh", move |_ctx: groundcrew_actors::TaskContext| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { Ok(serde_json::Value::Null) }
+        })
+        .unwrap();
+    let _sup = Supervisor::builder()
+        .registry(registry)
+        .store(Arc::new(store.clone()))
+        .start()
+        .await
+        .unwrap();
+    let r = wait_ended(&store, id).await;
+    assert_eq!(r.state, TaskState::Canceled);
+    assert_eq!(started.load(std::sync::atomic::Ordering::SeqCst), 0);
+}

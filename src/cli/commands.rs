@@ -136,7 +136,9 @@ pub(crate) fn cancel(args: &ClientArgs, id: u64) -> anyhow::Result<()> {
     }
     match reply["state"].as_str() {
         Some("canceled") => println!("task #{id} canceled"),
-        Some("running") => println!("task #{id} is running: asked to stop at its next checkpoint"),
+        Some("canceling") => {
+            println!("task #{id} is canceling: signaled; canceled once its run has ended")
+        }
         _ if reply.is_null() => println!("task #{id} removed from history"),
         _ => print_json(&reply)?,
     }

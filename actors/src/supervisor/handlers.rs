@@ -65,21 +65,29 @@ impl Handler<Cancel> for Supervisor {
                 })
             });
         }
-        if let Some(execution) = self.live.get(&id).and_then(|l| l.execution.as_ref()) {
+        if let Some(live) = self.live.get_mut(&id).filter(|l| l.execution.is_some()) {
+            let execution = live.execution.as_ref().expect("filtered on an execution");
             execution.cancel.cancel();
-            tracing::info!(task = id.0, "running task signaled to cancel");
+            let mut changes = Vec::new();
+            if live.record.state == TaskState::Running {
+                // Canceling until the run has really ended (see `finish`).
+                live.record.state = TaskState::Canceling;
+                changes.push(Change::Put(Box::new(live.record.clone())));
+                tracing::info!(task = id.0, "running task signaled to cancel");
+            }
             let follow_up = self.queue.follow_up_of(id);
-            let durable = follow_up.and_then(|f| self.cancel_pending(f));
+            let follow_up_durable = follow_up.and_then(|f| self.cancel_pending(f));
+            let durable = self.journal_durable(changes);
             self.flush(ctx);
             return Box::pin(async move {
-                if let Some(d) = durable {
+                for d in std::iter::once(durable).chain(follow_up_durable) {
                     d.await
                         .unwrap_or(Err(StoreError::Closed))
                         .map_err(CancelError::Store)?;
                 }
                 Ok(CancelReply {
                     id,
-                    state: TaskState::Running,
+                    state: TaskState::Canceling,
                     canceled_follow_ups: follow_up.into_iter().collect(),
                 })
             });

@@ -142,9 +142,10 @@ pub(super) fn artifact_from_row(row: &Row<'_>) -> rusqlite::Result<ArtifactRecor
 }
 
 /// Every state, for decoding by name.
-const STATES: [TaskState; 6] = [
+const STATES: [TaskState; 7] = [
     TaskState::Queued,
     TaskState::Running,
+    TaskState::Canceling,
     TaskState::Succeeded,
     TaskState::Failed,
     TaskState::Canceled,

@@ -36,7 +36,7 @@ pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One SQL step per schema version: `MIGRATIONS[n]` takes version `n` to
 /// `n + 1`. Steps are only ever appended; a released step never changes.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The newest schema version this build knows.
 pub(super) const SUPPORTED_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -106,6 +106,66 @@ CREATE TABLE manifest (
     task           INTEGER,
     run            INTEGER
 ) WITHOUT ROWID;
+";
+
+/// Version 2: state `canceling` (a canceled execution that has not ended
+/// yet), which holds its key like `running`. SQLite cannot change a CHECK
+/// constraint in place, so the table is rebuilt.
+const V2: &str = "
+CREATE TABLE tasks_v2 (
+    id             INTEGER PRIMARY KEY,
+    kind           TEXT    NOT NULL,
+    target         TEXT    NOT NULL,
+    trigger        TEXT    NOT NULL,
+    triggers       TEXT    NOT NULL,
+    params         TEXT    NOT NULL,
+    priority       INTEGER NOT NULL,
+    pool           TEXT    NOT NULL,
+    state          TEXT    NOT NULL CHECK (state IN
+                       ('queued', 'running', 'canceling', 'succeeded', 'failed',
+                        'canceled', 'merged')),
+    attempts       INTEGER NOT NULL,
+    run            INTEGER,
+    stage          TEXT,
+    progress_done  INTEGER,
+    progress_total INTEGER,
+    result         TEXT,
+    error          TEXT,
+    errors         TEXT    NOT NULL,
+    merged         INTEGER NOT NULL,
+    waiting_behind INTEGER,
+    merged_into    INTEGER,
+    created_at     INTEGER NOT NULL,
+    started_at     INTEGER,
+    finished_at    INTEGER,
+    run_after      INTEGER,
+    category       TEXT GENERATED ALWAYS AS (CASE state
+                       WHEN 'queued'    THEN 'pending'
+                       WHEN 'running'   THEN 'pending'
+                       WHEN 'canceling' THEN 'pending'
+                       WHEN 'failed'    THEN 'failed'
+                       WHEN 'canceled'  THEN 'failed'
+                       ELSE 'finished' END) VIRTUAL
+);
+INSERT INTO tasks_v2 (id, kind, target, trigger, triggers, params, priority, pool,
+    state, attempts, run, stage, progress_done, progress_total, result, error,
+    errors, merged, waiting_behind, merged_into, created_at, started_at,
+    finished_at, run_after)
+SELECT id, kind, target, trigger, triggers, params, priority, pool,
+    state, attempts, run, stage, progress_done, progress_total, result, error,
+    errors, merged, waiting_behind, merged_into, created_at, started_at,
+    finished_at, run_after FROM tasks;
+DROP TABLE tasks;
+ALTER TABLE tasks_v2 RENAME TO tasks;
+
+CREATE UNIQUE INDEX tasks_one_queued_per_key ON tasks (kind, target)
+    WHERE state = 'queued' AND waiting_behind IS NULL;
+CREATE UNIQUE INDEX tasks_one_follow_up_per_key ON tasks (kind, target)
+    WHERE state = 'queued' AND waiting_behind IS NOT NULL;
+CREATE UNIQUE INDEX tasks_one_running_per_key ON tasks (kind, target)
+    WHERE state IN ('running', 'canceling');
+CREATE INDEX tasks_by_category ON tasks (category, id);
+CREATE INDEX tasks_by_finished_at ON tasks (finished_at);
 ";
 
 /// Checks the freshly opened file, switches on WAL and full sync, and
@@ -224,6 +284,52 @@ mod tests {
         prepare(&mut conn, &path).unwrap();
     }
 
+    /// A version 1 file keeps every row through the rebuild of version 2,
+    /// and then takes `canceling`, which holds its key like `running`.
+    #[test]
+    fn version_1_files_migrate_to_canceling_with_their_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(V1).unwrap();
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        let insert = "INSERT INTO tasks (id, kind, target, trigger, triggers, params, priority,
+                          pool, state, attempts, errors, merged, created_at)
+                      VALUES (?1, 'k', 'asn:1', 'api', '[]', 'null', 0, 'p', ?2, 1, '[]', 0, 0)";
+        conn.execute(insert, rusqlite::params![7, "running"])
+            .unwrap();
+        conn.execute(insert, rusqlite::params![8, "succeeded"])
+            .unwrap();
+        assert!(conn
+            .execute(insert, rusqlite::params![9, "canceling"])
+            .is_err());
+        drop(conn);
+
+        let mut conn = Connection::open(&path).unwrap();
+        assert_eq!(prepare(&mut conn, &path).unwrap(), 1);
+        let rows: Vec<(u64, String, String)> = conn
+            .prepare("SELECT id, state, category FROM tasks ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (7, "running".into(), "pending".into()),
+                (8, "succeeded".into(), "finished".into())
+            ]
+        );
+        conn.execute("UPDATE tasks SET state = 'canceling' WHERE id = 7", [])
+            .unwrap();
+        // Canceling holds the key: no second run of it.
+        let err = conn.execute(insert, rusqlite::params![10, "running"]);
+        assert!(err.is_err(), "a second run beside a canceling one");
+    }
+
     /// The generated `category` column repeats [`HistoryCategory::states`]
     /// in SQL; this keeps the two in step.
     #[test]
@@ -231,6 +337,7 @@ mod tests {
         use groundcrew_actors::HistoryCategory;
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(V1).unwrap();
+        conn.execute_batch(V2).unwrap();
         for category in [
             HistoryCategory::Pending,
             HistoryCategory::Failed,
@@ -241,8 +348,10 @@ mod tests {
                     .query_row(
                         "INSERT INTO tasks (kind, target, trigger, triggers, params, priority,
                              pool, state, attempts, errors, merged, created_at)
-                         VALUES ('k', 'all', 'api', '[]', 'null', 0, 'p', ?1, 0, '[]', 0, 0)
+                         VALUES ('k', ?1, 'api', '[]', 'null', 0, 'p', ?1, 0, '[]', 0, 0)
                          RETURNING category",
+                        // The state as target: running and canceling share
+                        // the one-run-per-key index.
                         [state.as_str()],
                         |r| r.get(0),
                     )

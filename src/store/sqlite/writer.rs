@@ -305,7 +305,7 @@ fn apply_op(conn: &Connection, op: &Op, high: &mut u64) -> Result<u64, StoreErro
         }
         Op::Delete(id) => conn
             .prepare_cached(
-                "DELETE FROM tasks WHERE id = ?1 AND state NOT IN ('queued', 'running')",
+                "DELETE FROM tasks WHERE id = ?1 AND state NOT IN ('queued', 'running', 'canceling')",
             )
             .and_then(|mut s| s.execute([id.0]))
             .map(|n| n as u64)
@@ -328,7 +328,7 @@ fn apply_change(conn: &Connection, change: &Change, high: &mut u64) -> Result<()
         } => conn
             .prepare_cached(
                 "UPDATE tasks SET stage = ?3, progress_done = ?4, progress_total = ?5
-                 WHERE id = ?1 AND run = ?2 AND state = 'running'",
+                 WHERE id = ?1 AND run = ?2 AND state IN ('running', 'canceling')",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -352,7 +352,7 @@ fn prune(conn: &Connection, retention: Retention, now: Timestamp) -> rusqlite::R
         let cutoff = now.as_millis().saturating_sub(age.saturating_mul(1000));
         removed += conn
             .prepare_cached(
-                "DELETE FROM tasks WHERE finished_at < ?1 AND state NOT IN ('queued', 'running')",
+                "DELETE FROM tasks WHERE finished_at < ?1 AND state NOT IN ('queued', 'running', 'canceling')",
             )?
             .execute([cutoff])?;
     }
@@ -360,7 +360,7 @@ fn prune(conn: &Connection, retention: Retention, now: Timestamp) -> rusqlite::R
         removed += conn
             .prepare_cached(
                 "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks
-                     WHERE state NOT IN ('queued', 'running') ORDER BY id DESC
+                     WHERE state NOT IN ('queued', 'running', 'canceling') ORDER BY id DESC
                      LIMIT -1 OFFSET ?1)",
             )?
             .execute([i64::try_from(count).unwrap_or(i64::MAX)])?;

@@ -311,7 +311,7 @@ function createRunning(t) {
 function updateRunning(li, t) {
   setText(li, 'name', t.name);
   setText(li, 'trigger', triggers(t));
-  setText(li, 'stage', t.stage || 'starting');
+  setText(li, 'stage', t.state === 'canceling' ? 'canceling…' : (t.stage || 'starting'));
   setTime(li, 'started', t.started_at);
   const box = field(li, 'progress');
   // The bar is shown only when the task reports a total.
