@@ -431,3 +431,49 @@ fn stderr_is_logged_up_to_a_rate_with_the_count_of_dropped_lines() {
     );
     assert!(dropped > 0, "{dropped}");
 }
+
+/// Whether no live (non-zombie) process is left in process group `pgid`.
+fn group_gone(pgid: u32) -> bool {
+    let entries = std::fs::read_dir("/proc").unwrap();
+    !entries.filter_map(Result::ok).any(|entry| {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        // After the command name: state, ppid, pgrp.
+        let fields: Vec<&str> = rest.split_whitespace().take(3).collect();
+        matches!(fields[..], [state, _, pgrp] if state != "Z" && pgrp == pgid.to_string())
+    })
+}
+
+#[test]
+fn command_process_group_dies_with_a_killed_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("leader.pid");
+    let looping = script(
+        dir.path(),
+        "loop.sh",
+        "echo $$ > \"$PID_FILE\"\nwhile :; do sleep 1; done\n",
+    );
+    let daemon = start(
+        dir.path(),
+        &format!(
+            "  - name: looping\n    command: [{}]\n    env: {{PID_FILE: {}}}\n",
+            looping.display(),
+            pid_file.display()
+        ),
+    );
+    submit(&daemon, "looping", "all", Value::Null);
+    // The script leads its own process group.
+    let pgid = read_pid(&pid_file);
+    assert!(!group_gone(pgid));
+    daemon.kill9();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !group_gone(pgid) {
+        assert!(
+            Instant::now() < deadline,
+            "process group {pgid} outlived the killed daemon"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -206,6 +206,32 @@ impl Spec {
             // Its own group, so that signals reach everything it starts.
             .process_group(0)
             .kill_on_drop(true);
+        // A daemon killed outright (SIGKILL, OOM) cannot stop the command,
+        // and its restart runs the task again: the kernel kills the program
+        // when its parent goes. The parent is the spawning thread, one of
+        // the supervisor's worker threads, which live as long as the daemon.
+        let daemon = std::process::id();
+        // SAFETY: the closure runs between fork and exec and calls only
+        // async-signal-safe functions (prctl, getppid), allocating nothing.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                // The daemon died before the prctl: the signal never comes.
+                if libc::getppid() as u32 != daemon {
+                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
         command.spawn().map_err(|source| CommandError::Spawn {
             program: self.program.clone(),
             source,

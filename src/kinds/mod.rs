@@ -57,7 +57,11 @@
 //!
 //! On timeout, cancel or a malformed line the group gets SIGTERM, then
 //! SIGKILL 2 s later. When the program exits on its own, whatever it left
-//! running in its group is killed.
+//! running in its group is killed. The program gets `PR_SET_PDEATHSIG`
+//! (SIGKILL): a daemon killed outright takes it along, so the restart does
+//! not run the task beside a survivor. `shutdown.cancel_grace_s` shorter
+//! than [`KILL_GRACE`] is refused at load: the daemon would exit during the
+//! grace with the group still running.
 
 mod command;
 mod output;
