@@ -6,6 +6,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::Daemon;
@@ -279,4 +280,203 @@ fn cancel_of_a_running_command_kills_its_process_group() {
     let t = wait_ended(&daemon, id, 20);
     assert_eq!(t["state"], "canceled", "{t:#}");
     assert_gone_soon(pid);
+}
+
+/// Starts the daemon like [`start`], with its log as a channel of lines.
+fn start_logging(dir: &Path, kinds: &str, rust_log: &str) -> (Daemon, mpsc::Receiver<String>) {
+    let config = dir.join("groundcrew.yaml");
+    std::fs::write(&config, format!("kinds:\n{kinds}")).unwrap();
+    let data = dir.join("data");
+    Daemon::start_logging(&data, &["--config", config.to_str().unwrap()], rust_log)
+}
+
+/// `line` without its terminal colours.
+fn plain(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|&c| c == 'm');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Collects log lines (without colours) into `seen` until `done(seen)` holds; panics after
+/// `secs`.
+fn read_log_until(
+    log: &mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    secs: u64,
+    done: impl Fn(&[String]) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done(seen) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match log.recv_timeout(left.max(Duration::from_millis(1))) {
+            Ok(line) => seen.push(plain(&line)),
+            Err(_) => panic!("log incomplete after {secs} s: {seen:#?}"),
+        }
+    }
+}
+
+#[test]
+fn stdout_line_over_the_limit_fails_as_soon_as_the_limit_is_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    // 2 MiB without a newline, then the command waits: the line never ends.
+    let long = script(
+        dir.path(),
+        "long_line.sh",
+        "head -c 2097152 /dev/zero | tr '\\0' x\nsleep 300\n",
+    );
+    let daemon = start(
+        dir.path(),
+        &format!("  - name: long-line\n    command: [{}]\n", long.display()),
+    );
+    let id = submit(&daemon, "long-line", "all", Value::Null);
+    let t = wait_ended(&daemon, id, 30);
+    assert_eq!(t["state"], "failed", "{t:#}");
+    assert_eq!(
+        t["error"],
+        "command output line 1: line longer than 1048576 bytes"
+    );
+}
+
+#[test]
+fn stage_lines_are_coalesced_and_the_last_one_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let stages = script(
+        dir.path(),
+        "stages.sh",
+        "i=0\nwhile [ $i -lt 3000 ]; do echo \"{\\\"stage\\\": \\\"s$i\\\"}\"; i=$((i+1)); done\necho '{\"stage\": \"last\"}'\n",
+    );
+    let (daemon, log) = start_logging(
+        dir.path(),
+        &format!("  - name: stages\n    command: [{}]\n", stages.display()),
+        "warn,groundcrew_actors=debug",
+    );
+    let started = Instant::now();
+    let id = submit(&daemon, "stages", "all", Value::Null);
+    let t = wait_ended(&daemon, id, 60);
+    let elapsed = started.elapsed();
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    assert_eq!(t["stage"], "last", "the last stage is never lost");
+    // The supervisor logs each stage report it receives (at debug).
+    let is_report = |l: &String| l.contains("stage=") && l.contains(&format!("task={id}"));
+    let mut seen = Vec::new();
+    read_log_until(&log, &mut seen, 20, |seen| {
+        seen.iter()
+            .any(|l| is_report(l) && l.contains("stage=last"))
+    });
+    let reports = seen.iter().filter(|l| is_report(l)).count();
+    // At most one report per 100 ms interval, plus the first and the last.
+    let bound = elapsed.as_millis() / 100 + 2;
+    assert!(
+        (reports as u128) <= bound,
+        "{reports} stage reports in {elapsed:?} (at most {bound})"
+    );
+}
+
+#[test]
+fn stderr_is_logged_up_to_a_rate_with_the_count_of_dropped_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let noisy = script(
+        dir.path(),
+        "noisy.sh",
+        "i=0\nwhile [ $i -lt 3000 ]; do echo \"line $i\" >&2; i=$((i+1)); done\nexit 3\n",
+    );
+    let (daemon, log) = start_logging(
+        dir.path(),
+        &format!("  - name: noisy\n    command: [{}]\n", noisy.display()),
+        "info",
+    );
+    let started = Instant::now();
+    let id = submit(&daemon, "noisy", "all", Value::Null);
+    let t = wait_ended(&daemon, id, 60);
+    let elapsed = started.elapsed();
+    assert_eq!(t["state"], "failed", "{t:#}");
+    assert!(
+        t["error"]
+            .as_str()
+            .unwrap()
+            .ends_with("line 2998\nline 2999"),
+        "the failure quotes the last lines whatever the rate: {t:#}"
+    );
+    let dropped_of = |l: &String| -> Option<u64> {
+        let (_, rest) = l.split_once("dropped=")?;
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    let task = format!("task={id}");
+    let count = |seen: &[String]| -> (u64, u64) {
+        let ours = seen.iter().filter(|l| l.contains(&task));
+        ours.fold((0, 0), |(logged, dropped), l| match dropped_of(l) {
+            Some(n) => (logged, dropped + n),
+            None if l.contains("command stderr") => (logged + 1, dropped),
+            None => (logged, dropped),
+        })
+    };
+    let mut seen = Vec::new();
+    read_log_until(&log, &mut seen, 20, |seen| {
+        let (logged, dropped) = count(seen);
+        logged + dropped == 3000
+    });
+    let (logged, dropped) = count(&seen);
+    // A burst of 100, then 50 a second.
+    let bound = 100 + 50 * elapsed.as_secs() + 50;
+    assert!(
+        logged <= bound,
+        "{logged} lines logged in {elapsed:?} (at most {bound})"
+    );
+    assert!(dropped > 0, "{dropped}");
+}
+
+/// Whether no live (non-zombie) process is left in process group `pgid`.
+fn group_gone(pgid: u32) -> bool {
+    let entries = std::fs::read_dir("/proc").unwrap();
+    !entries.filter_map(Result::ok).any(|entry| {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        // After the command name: state, ppid, pgrp.
+        let fields: Vec<&str> = rest.split_whitespace().take(3).collect();
+        matches!(fields[..], [state, _, pgrp] if state != "Z" && pgrp == pgid.to_string())
+    })
+}
+
+#[test]
+fn command_process_group_dies_with_a_killed_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("leader.pid");
+    let looping = script(
+        dir.path(),
+        "loop.sh",
+        "echo $$ > \"$PID_FILE\"\nwhile :; do sleep 1; done\n",
+    );
+    let daemon = start(
+        dir.path(),
+        &format!(
+            "  - name: looping\n    command: [{}]\n    env: {{PID_FILE: {}}}\n",
+            looping.display(),
+            pid_file.display()
+        ),
+    );
+    submit(&daemon, "looping", "all", Value::Null);
+    // The script leads its own process group.
+    let pgid = read_pid(&pid_file);
+    assert!(!group_gone(pgid));
+    daemon.kill9();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !group_gone(pgid) {
+        assert!(
+            Instant::now() < deadline,
+            "process group {pgid} outlived the killed daemon"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -666,3 +666,24 @@ fn env_sets_kinds_as_a_flow_list() {
     assert_eq!(e.origin(), Some(&Origin::Env("GROUNDCREW_KINDS".into())));
     assert!(e.to_string().contains("built-in"), "{e}");
 }
+
+#[test]
+fn cancel_grace_shorter_than_the_kill_grace_is_refused_naming_the_key() {
+    let e = load_err("g.yaml", "shutdown:\n  cancel_grace_s: 1\n");
+    assert_eq!(
+        place(&e),
+        (Some(2), Some(3), Some("shutdown.cancel_grace_s"))
+    );
+    assert!(
+        e.to_string()
+            .contains("1 s is shorter than the kill grace of command kinds (2 s)"),
+        "{e}"
+    );
+    let e = Config::load(None, env(&[("GROUNDCREW_SHUTDOWN__CANCEL_GRACE_S", "0")])).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("GROUNDCREW_SHUTDOWN__CANCEL_GRACE_S"),
+        "{e}"
+    );
+    assert!(load("g.yaml", "shutdown:\n  cancel_grace_s: 2\n").is_ok());
+}

@@ -3,7 +3,7 @@
 //! The protocol is described in the [module docs](super).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{self, Read as _};
+use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
@@ -14,11 +14,12 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use groundcrew_actors::{Task, TaskContext, TaskError, TaskResult};
 use serde_json::Value;
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+use tokio::io::AsyncWriteExt;
+use tokio::process::{Child, ChildStdin, Command};
 use tokio::time::Instant;
 
-use super::protocol::{self, LineError, LineProblem, Message, Read};
+use super::output::read_output;
+use super::stderr::read_stderr;
 use crate::config::KindConfig;
 
 /// How long a command's process group gets between SIGTERM and SIGKILL,
@@ -29,15 +30,6 @@ pub const KILL_GRACE: Duration = Duration::from_secs(2);
 
 /// The exit code (`EX_TEMPFAIL` of sysexits.h) that asks for a retry.
 pub const EX_TEMPFAIL: i32 = 75;
-
-/// The largest file a `publish` message may name.
-const MAX_PUBLISH_BYTES: u64 = 256 * 1024 * 1024;
-
-/// The longest stderr line logged; longer lines are cut.
-const MAX_STDERR_LINE: usize = 4096;
-
-/// How many of the last stderr lines a failure message quotes.
-const STDERR_TAIL: usize = 20;
 
 /// How often a terminating group is checked for having exited.
 const POLL: Duration = Duration::from_millis(50);
@@ -115,8 +107,6 @@ enum CommandError {
         #[source]
         source: io::Error,
     },
-    #[error("cannot read the command's output")]
-    Stdout(#[source] io::Error),
     #[error("cannot wait for the command")]
     Wait(#[source] io::Error),
 }
@@ -216,6 +206,32 @@ impl Spec {
             // Its own group, so that signals reach everything it starts.
             .process_group(0)
             .kill_on_drop(true);
+        // A daemon killed outright (SIGKILL, OOM) cannot stop the command,
+        // and its restart runs the task again: the kernel kills the program
+        // when its parent goes. The parent is the spawning thread, one of
+        // the supervisor's worker threads, which live as long as the daemon.
+        let daemon = std::process::id();
+        // SAFETY: the closure runs between fork and exec and calls only
+        // async-signal-safe functions (prctl, getppid), allocating nothing.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                // The daemon died before the prctl: the signal never comes.
+                if libc::getppid() as u32 != daemon {
+                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
         command.spawn().map_err(|source| CommandError::Spawn {
             program: self.program.clone(),
             source,
@@ -249,97 +265,6 @@ fn outcome(status: ExitStatus, result: Value, tail: VecDeque<String>) -> TaskRes
 async fn feed(mut stdin: ChildStdin, params: Vec<u8>) {
     let _ = stdin.write_all(&params).await;
     let _ = stdin.shutdown().await;
-}
-
-/// Applies the command's stdout messages in order; the last `result` (or
-/// null) once stdout closes.
-async fn read_output(
-    ctx: &TaskContext,
-    stdout: ChildStdout,
-    workdir: &Path,
-) -> Result<Value, TaskError> {
-    let mut reader = BufReader::new(stdout);
-    let mut buf = Vec::new();
-    let mut result = Value::Null;
-    for number in 1.. {
-        let at = |problem| {
-            TaskError::from(LineError {
-                line: number,
-                problem,
-            })
-        };
-        let read = protocol::read_line(&mut reader, protocol::MAX_LINE, &mut buf)
-            .await
-            .map_err(CommandError::Stdout)?;
-        let line = match read {
-            Read::End => break,
-            Read::TooLong => {
-                return Err(at(LineProblem::TooLong {
-                    max: protocol::MAX_LINE,
-                }))
-            }
-            Read::Line => std::str::from_utf8(&buf).map_err(|_| at(LineProblem::NotUtf8))?,
-        };
-        match protocol::parse(line).map_err(at)? {
-            None => {}
-            Some(Message::Stage(stage)) => ctx.stage(stage),
-            Some(Message::Progress { done, total }) => ctx.progress(done, total),
-            Some(Message::Result(value)) => result = value,
-            Some(Message::Publish { entity, path }) => {
-                let content = read_published(workdir.join(path)).await.map_err(at)?;
-                ctx.publish(entity, content, None)
-                    .await
-                    .map_err(|e| at(LineProblem::Publish(e)))?;
-            }
-        }
-    }
-    Ok(result)
-}
-
-/// Reads a published file, refusing one over [`MAX_PUBLISH_BYTES`] before
-/// holding it all in memory.
-async fn read_published(path: PathBuf) -> Result<Vec<u8>, LineProblem> {
-    let read = tokio::task::spawn_blocking(move || {
-        let read = std::fs::File::open(&path).and_then(|file| {
-            let mut content = Vec::new();
-            file.take(MAX_PUBLISH_BYTES + 1).read_to_end(&mut content)?;
-            Ok(content)
-        });
-        match read {
-            Ok(content) if content.len() as u64 > MAX_PUBLISH_BYTES => Err(LineProblem::TooLarge {
-                path,
-                max: MAX_PUBLISH_BYTES,
-            }),
-            Ok(content) => Ok(content),
-            Err(source) => Err(LineProblem::Unreadable { path, source }),
-        }
-    })
-    .await;
-    read.unwrap_or_else(|e| {
-        Err(LineProblem::Unreadable {
-            path: PathBuf::new(),
-            source: io::Error::other(e),
-        })
-    })
-}
-
-/// Logs each stderr line and returns the last [`STDERR_TAIL`] once stderr
-/// closes.
-async fn read_stderr(ctx: &TaskContext, stderr: ChildStderr) -> VecDeque<String> {
-    let mut reader = BufReader::new(stderr);
-    let mut buf = Vec::new();
-    let mut tail = VecDeque::with_capacity(STDERR_TAIL);
-    while let Ok(Read::Line | Read::TooLong) =
-        protocol::read_line(&mut reader, MAX_STDERR_LINE, &mut buf).await
-    {
-        let line = String::from_utf8_lossy(&buf).into_owned();
-        tracing::info!(task = ctx.id().0, kind = ctx.kind(), line = %line, "command stderr");
-        if tail.len() == STDERR_TAIL {
-            tail.pop_front();
-        }
-        tail.push_back(line);
-    }
-    tail
 }
 
 /// The command's process group. Until disarmed, dropping it kills the

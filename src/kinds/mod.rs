@@ -36,8 +36,15 @@
 //! publish or result`. Messages are applied in order; a publication is
 //! durable before the next line is read.
 //!
-//! Stderr is free text: each line is logged (at info, with the task id),
-//! and the last 20 lines are quoted when the exit status fails the task.
+//! A line over 1 MiB fails as soon as 1 MiB arrived without a newline.
+//! `stage` and `progress` are coalesced: at most one report of each per
+//! 100 ms goes to the supervisor, the latest value winning, and what is
+//! pending when stdout closes is reported then.
+//!
+//! Stderr is free text: lines are logged (at info, with the task id) up to
+//! 50 a second after a burst of 100; lines beyond are counted and the count
+//! logged (`command stderr lines dropped`). The last 20 lines are quoted
+//! when the exit status fails the task, whatever the rate.
 //!
 //! # Outcome
 //! - exit 0: succeeded, with the last `result` or `null`;
@@ -50,10 +57,17 @@
 //!
 //! On timeout, cancel or a malformed line the group gets SIGTERM, then
 //! SIGKILL 2 s later. When the program exits on its own, whatever it left
-//! running in its group is killed.
+//! running in its group is killed. The program gets `PR_SET_PDEATHSIG`
+//! (SIGKILL): a daemon killed outright takes it along, so the restart does
+//! not run the task beside a survivor. `shutdown.cancel_grace_s` shorter
+//! than [`KILL_GRACE`] is refused at load: the daemon would exit during the
+//! grace with the group still running.
 
 mod command;
+mod output;
 mod protocol;
+mod report;
+mod stderr;
 
 pub use command::{CommandKind, EX_TEMPFAIL, KILL_GRACE};
 

@@ -4,14 +4,14 @@
 //! Parsing is pure and separate from the process handling so that every
 //! message and every malformed line can be tested without spawning
 //! anything. Reading is bounded: a line longer than [`MAX_LINE`] is an
-//! error rather than an unbounded allocation.
+//! error as soon as the limit is passed, not when its newline arrives
+//! (see [`read_output`](super::output)).
 
 use std::io;
 use std::path::PathBuf;
 
 use groundcrew_actors::{EntityName, EntityNameError};
 use serde_json::Value;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 /// The longest stdout line accepted, newline excluded.
 pub(super) const MAX_LINE: usize = 1024 * 1024;
@@ -206,62 +206,6 @@ fn describe(value: &Value) -> String {
     .to_owned()
 }
 
-/// How a bounded line read ended.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Read {
-    /// A line (or the unterminated last one) is in the buffer.
-    Line,
-    /// The line was longer than the limit: the buffer holds its first
-    /// `max` bytes and the rest was skipped.
-    TooLong,
-    /// End of input.
-    End,
-}
-
-/// Reads one line of at most `max` bytes into `line` (newline and a
-/// trailing `\r` removed). A longer line is consumed whole but only its
-/// head is kept, so that a command cannot make the daemon buffer without
-/// bound.
-///
-/// # Cancel safety
-/// Not cancel safe: dropping it mid-line loses what was read. Callers
-/// keep it inside one long-lived future.
-pub(super) async fn read_line<R: AsyncBufRead + Unpin>(
-    reader: &mut R,
-    max: usize,
-    line: &mut Vec<u8>,
-) -> io::Result<Read> {
-    line.clear();
-    let mut started = false;
-    let mut too_long = false;
-    loop {
-        let buf = reader.fill_buf().await?;
-        if buf.is_empty() {
-            return Ok(match (started, too_long) {
-                (false, _) => Read::End,
-                (true, false) => Read::Line,
-                (true, true) => Read::TooLong,
-            });
-        }
-        started = true;
-        let newline = buf.iter().position(|&b| b == b'\n');
-        let chunk = &buf[..newline.unwrap_or(buf.len())];
-        let room = max - line.len();
-        if chunk.len() > room {
-            too_long = true;
-        }
-        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        let used = newline.map_or(buf.len(), |i| i + 1);
-        reader.consume(used);
-        if newline.is_some() {
-            if line.last() == Some(&b'\r') && !too_long {
-                line.pop();
-            }
-            return Ok(if too_long { Read::TooLong } else { Read::Line });
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,33 +306,5 @@ mod tests {
             chained,
             r#"command output line 3: unknown key "stagee"; expected stage, progress, publish or result"#
         );
-    }
-
-    async fn lines(input: &[u8], max: usize) -> Vec<(Read, String)> {
-        let mut reader = tokio::io::BufReader::with_capacity(4, input);
-        let mut line = Vec::new();
-        let mut out = Vec::new();
-        loop {
-            let read = read_line(&mut reader, max, &mut line).await.unwrap();
-            if read == Read::End {
-                return out;
-            }
-            out.push((read, String::from_utf8(line.clone()).unwrap()));
-        }
-    }
-
-    #[tokio::test]
-    async fn lines_are_read_bounded_and_overlong_ones_skipped_whole() {
-        let got = lines(b"one\r\ntwo\n0123456789abc\nlast", 8).await;
-        assert_eq!(
-            got,
-            [
-                (Read::Line, "one".to_owned()),
-                (Read::Line, "two".to_owned()),
-                (Read::TooLong, "01234567".to_owned()),
-                (Read::Line, "last".to_owned()),
-            ]
-        );
-        assert!(lines(b"", 8).await.is_empty());
     }
 }

@@ -42,6 +42,29 @@ impl Daemon {
     }
 
     fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Self::launch(data_dir, extra, env, Stdio::inherit())
+    }
+
+    /// Like [`Daemon::start`] with `RUST_LOG=rust_log`, and the daemon's
+    /// log (its stderr) as a channel of lines.
+    pub fn start_logging(
+        data_dir: &Path,
+        extra: &[&str],
+        rust_log: &str,
+    ) -> (Daemon, mpsc::Receiver<String>) {
+        let env = [("GROUNDCREW_FEEDS", "[]"), ("RUST_LOG", rust_log)];
+        let mut daemon = Self::launch(data_dir, extra, &env, Stdio::piped());
+        let stderr = daemon.child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        (daemon, rx)
+    }
+
+    fn launch(data_dir: &Path, extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Daemon {
         let mut child = Command::new(binary())
             .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -49,7 +72,7 @@ impl Daemon {
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start groundcrew");
         let (tx, rx) = mpsc::channel();
