@@ -94,3 +94,52 @@ fn emptied_tokens_are_refused_right_after_sighup() {
         "the removed token still works"
     );
 }
+
+/// An event stream opened with a token ends once a reload removes the
+/// token, instead of streaming panel updates to its holder.
+#[test]
+fn open_event_stream_of_a_removed_token_is_closed_by_the_reload() {
+    use std::io::Read;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("groundcrew.yaml");
+    write_config(&config, &[("ops", OPS), ("ci", CI)]);
+    let daemon = Daemon::start(dir.path(), &["--config", config.to_str().unwrap()]);
+
+    let request = ureq::http::Request::builder()
+        .uri(format!("{}/api/v1/panel/events", daemon.base))
+        .header("Authorization", format!("Bearer {CI}"))
+        .body(())
+        .unwrap();
+    let response = Daemon::agent().run(request).unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let mut body = response.into_body().into_reader();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            match body.read(&mut buf) {
+                Ok(0) => {
+                    let _ = tx.send(Ok(()));
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                    return;
+                }
+            }
+        }
+    });
+    // The stream stays open while the token is in force.
+    assert!(rx.recv_timeout(Duration::from_millis(800)).is_err());
+
+    write_config(&config, &[("ops", OPS)]);
+    let (status, body) = daemon.call_as(Some(OPS), "POST", "/api/v1/reload", None);
+    assert_eq!(status, 200, "{body}");
+    match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("the stream failed instead of ending: {e}"),
+        Err(_) => panic!("the stream of a removed token is still open"),
+    }
+}
