@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{Operator, Reader};
+use super::json::non_null;
 use super::{ApiError, ApiState};
 use crate::entities::{EntityReport, EntityState};
 
@@ -124,7 +125,9 @@ pub(super) async fn entities(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RebuildBody {
+    #[serde(default, deserialize_with = "non_null")]
     status: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "non_null")]
     entities: Option<Vec<String>>,
 }
 
