@@ -86,6 +86,16 @@ impl TokenSet {
         Self { tokens }
     }
 
+    /// The set of the generated admin token alone (role operate), in force
+    /// when no token is configured.
+    pub fn generated(secret: Secret) -> Self {
+        Self::new(vec![Token {
+            name: "generated".into(),
+            token: secret,
+            role: Role::Operate,
+        }])
+    }
+
     /// Whether no token is configured.
     pub fn is_empty(&self) -> bool {
         self.tokens.is_empty()

@@ -550,6 +550,35 @@ async fn unknown_ids_are_404_and_non_numeric_ids_are_400() {
     );
 }
 
+/// Stores keep ids and offsets as signed 64-bit integers: anything beyond
+/// is the client's mistake (400), not a server error or an empty page.
+#[actix_web::test]
+async fn ids_and_offsets_beyond_the_store_range_are_400() {
+    let (app, _h) = start(1, false).await;
+    for method in [Method::GET, Method::DELETE] {
+        let req = request(method.clone(), "/api/v1/tasks/9223372036854775808", OPERATE);
+        let error = error_of(
+            &call(&app, req).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+        );
+        assert_eq!(error["parameter"], "id", "{method}");
+    }
+    let reply = call(&app, get("/api/v1/tasks/9223372036854775807")).await;
+    error_of(&reply, StatusCode::NOT_FOUND, "task_not_found");
+    for path in [
+        "/api/v1/tasks?offset=9223372036854775808",
+        "/api/v1/entities?offset=9223372036854775808",
+    ] {
+        let error = error_of(
+            &call(&app, get(path)).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+        );
+        assert_eq!(error["parameter"], "offset", "{path}");
+    }
+}
+
 #[actix_web::test]
 async fn unknown_api_paths_and_methods_get_json_errors() {
     let (app, _h) = start(1, false).await;

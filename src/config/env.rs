@@ -154,14 +154,16 @@ fn tokens(raw: &str) -> Result<Vec<Token>, Option<Problem>> {
 }
 
 /// A list as a YAML (or JSON) flow sequence: `[{name: geo, path: a.tsv, format: ip2asn}]`.
+/// The value is never shown (a kind's `env` may hold secrets); the
+/// parser's message is, with the value it quotes hidden.
 fn flow_list<T: serde::de::DeserializeOwned>(
     raw: &str,
     expected: &'static str,
 ) -> Result<T, Option<Problem>> {
     serde_norway::from_str(raw).map_err(|e| {
-        Some(Problem::Parse {
+        Some(Problem::Redacted {
             expected,
-            value: format!("{raw} ({e})"),
+            reason: super::redact::redact_message(&e.to_string()),
         })
     })
 }

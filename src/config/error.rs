@@ -65,6 +65,15 @@ pub enum Problem {
         /// The value given.
         value: String,
     },
+    /// An environment value that does not parse, where the value may hold
+    /// secrets (`GROUNDCREW_KINDS`, `GROUNDCREW_FEEDS`): it is not shown.
+    #[error("invalid {expected} (value not shown): {reason}")]
+    Redacted {
+        /// What the variable holds, e.g. `kind list`.
+        expected: &'static str,
+        /// The parser's message, with the value it quotes hidden.
+        reason: String,
+    },
     /// A `store` value that is neither sqlite, a database path nor a URL.
     #[error(transparent)]
     Store(#[from] StoreParseError),

@@ -218,21 +218,11 @@ fn skip_position(s: &str) -> Option<&str> {
     number(s.strip_prefix("position ")?)
 }
 
-/// Quoted strings in messages about `tokens` hidden: a parser quotes the
-/// value it could not use, and there that may be a token.
+/// The parser's message, with the value hidden where it may be a secret.
 fn redact(key: &str, message: &str) -> String {
-    if !key.starts_with("tokens") {
-        return message.to_owned();
+    if super::redact::is_secret_key(key) {
+        super::redact::redact_message(message)
+    } else {
+        message.to_owned()
     }
-    let mut out = String::with_capacity(message.len());
-    let mut quoted = false;
-    for c in message.chars() {
-        if c == '"' {
-            out.push_str(if quoted { "\"" } else { "\"***" });
-            quoted = !quoted;
-        } else if !quoted {
-            out.push(c);
-        }
-    }
-    out
 }

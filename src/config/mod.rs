@@ -38,6 +38,7 @@ mod env;
 mod error;
 mod load;
 mod locate;
+mod redact;
 mod store;
 mod validate;
 

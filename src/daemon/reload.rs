@@ -9,7 +9,7 @@ use actix::Addr;
 use futures::future::BoxFuture;
 use groundcrew_actors::{SetLimit, Supervisor};
 
-use crate::auth::TokenSet;
+use crate::auth::{self, TokenSet};
 use crate::config::{Config, ConfigError, Overrides};
 use crate::entities::Feeds;
 use crate::http::{Control, ReloadError};
@@ -79,6 +79,29 @@ impl Reloader {
                 );
             }
         }
+        // The token set is replaced exactly: a token removed from the file
+        // is refused from now on. With none configured, the generated admin
+        // token of the data directory is the only one, so a reload never
+        // locks the operator out.
+        let tokens = if next.tokens.is_empty() {
+            let (secret, created) =
+                auth::load_or_create_token(&next.data_dir).map_err(|e| ReloadError {
+                    message: format!(
+                        "cannot read or create admin token file {}: {e}",
+                        auth::token_file(&next.data_dir).display()
+                    ),
+                    file: None,
+                    line: None,
+                    column: None,
+                    key: Some("tokens".into()),
+                })?;
+            if created {
+                tracing::info!(path = %auth::token_file(&next.data_dir).display(), "generated an admin token (role operate)");
+            }
+            TokenSet::generated(secret)
+        } else {
+            TokenSet::new(next.tokens.clone())
+        };
         for (pool, limit) in next.pool_limits() {
             let applied = self
                 .supervisor
@@ -103,12 +126,7 @@ impl Reloader {
                 }
             }
         }
-        // With no tokens configured, the tokens in force (the generated
-        // admin token) stay: a reload never locks the operator out.
-        if !next.tokens.is_empty() {
-            *self.tokens.write().unwrap_or_else(|e| e.into_inner()) =
-                TokenSet::new(next.tokens.clone());
-        }
+        *self.tokens.write().unwrap_or_else(|e| e.into_inner()) = tokens;
         if next.feed_sources() != old.feed_sources() {
             // Changed or new feeds are read and their entities refreshed
             // (config_reload); a feed that cannot be read is logged and

@@ -14,7 +14,7 @@ use groundcrew_actors::{
 };
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::auth::{self, Role, Secret, Token, TokenSet};
+use crate::auth::{self, TokenSet};
 use crate::config::{Config, Overrides, StoreLocation};
 use crate::entities::{watch_feeds, ArtifactKind, Feeds, ARTIFACT_KIND};
 use crate::http::{self, ApiState, Control, ReloadError};
@@ -127,11 +127,7 @@ fn tokens(config: &Config) -> Result<TokenSet, ServeError> {
         tracing::info!(path = %path.display(), "generated an admin token (role operate)");
     }
     println!("admin token: {}", path.display());
-    Ok(TokenSet::new(vec![Token {
-        name: "generated".into(),
-        token: Secret::new(secret.expose()),
-        role: Role::Operate,
-    }]))
+    Ok(TokenSet::generated(secret))
 }
 
 /// Runs the daemon until SIGTERM or SIGINT, then drains and returns.

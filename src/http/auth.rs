@@ -18,7 +18,7 @@ use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 
 use super::{ApiError, ApiState};
-use crate::auth::Role;
+use crate::auth::{Role, Secret};
 
 /// Who made a request: the name of the token presented, for logs, and
 /// its role.
@@ -63,21 +63,35 @@ pub(crate) fn authorize(req: &HttpRequest, required: Role) -> Result<Caller, Api
 /// Like [`authorize`], but without an `Authorization` header the token may
 /// come as the `token` query parameter. For the event stream only; see the
 /// module docs.
+/// Returns the token presented too, so that a long-lived response can
+/// check it again later.
 pub(crate) fn authorize_header_or_query(
     req: &HttpRequest,
     required: Role,
-) -> Result<Caller, ApiError> {
-    if req.headers().contains_key(header::AUTHORIZATION) {
-        return authorize(req, required);
-    }
-    // Parsed leniently: other parameters are ignored, and a malformed query
-    // is the same as a missing token (its text is never echoed back).
-    let query = web::Query::<TokenQuery>::from_query(req.query_string())
-        .map_err(|_| ApiError::MissingToken)?;
-    match query.token.as_deref().map(str::trim) {
-        None | Some("") => Err(ApiError::MissingToken),
-        Some(t) => check(req, t, required),
-    }
+) -> Result<(Caller, Secret), ApiError> {
+    let presented = if req.headers().contains_key(header::AUTHORIZATION) {
+        bearer(req)?.to_owned()
+    } else {
+        // Parsed leniently: other parameters are ignored, and a malformed
+        // query is the same as a missing token (its text is never echoed).
+        let query = web::Query::<TokenQuery>::from_query(req.query_string())
+            .map_err(|_| ApiError::MissingToken)?;
+        match query.token.as_deref().map(str::trim) {
+            None | Some("") => return Err(ApiError::MissingToken),
+            Some(t) => t.to_owned(),
+        }
+    };
+    let caller = check(req, &presented, required)?;
+    Ok((caller, Secret::new(presented)))
+}
+
+/// Whether `presented` still grants `required` in the tokens in force:
+/// a reload may have removed it since the request was authorized.
+pub(crate) fn still_grants(state: &ApiState, presented: &Secret, required: Role) -> bool {
+    let tokens = state.tokens.read().unwrap_or_else(PoisonError::into_inner);
+    tokens
+        .authorize(presented.expose())
+        .is_some_and(|t| t.role >= required)
 }
 
 #[derive(serde::Deserialize)]

@@ -378,6 +378,95 @@ mod tests {
         assert_eq!(body["error"]["key"], "pools.background");
     }
 
+    /// One of each variant; the `match` has no wildcard, so a new variant
+    /// does not compile until it is listed here, and then its code must be
+    /// in the document.
+    fn every_variant() -> Vec<ApiError> {
+        let all = vec![
+            ApiError::InvalidJson(String::new()),
+            ApiError::UnsupportedMediaType,
+            ApiError::PayloadTooLarge { limit: 1 },
+            ApiError::InvalidParameter {
+                parameter: String::new(),
+                message: String::new(),
+            },
+            ApiError::InvalidRequest(String::new()),
+            ApiError::InvalidTarget(groundcrew_actors::EntityName::new("../x").unwrap_err()),
+            ApiError::UnknownKind(String::new()),
+            ApiError::InvalidParams {
+                kind: String::new(),
+                message: String::new(),
+            },
+            ApiError::LimitTooLarge(LimitError::TooLarge(1)),
+            ApiError::InvalidConfig(ReloadError {
+                message: String::new(),
+                file: None,
+                line: None,
+                column: None,
+                key: None,
+            }),
+            ApiError::MissingToken,
+            ApiError::InvalidToken,
+            ApiError::Forbidden {
+                required: Role::Operate,
+            },
+            ApiError::TaskNotFound(TaskId(1)),
+            ApiError::PoolNotFound(String::new()),
+            ApiError::FeedNotFound(String::new()),
+            ApiError::RouteNotFound {
+                path: String::new(),
+            },
+            ApiError::MethodNotAllowed { allow: Vec::new() },
+            ApiError::Conflict(String::new()),
+            ApiError::ShuttingDown,
+            ApiError::StoreUnavailable,
+            ApiError::Internal,
+        ];
+        for e in &all {
+            match e {
+                ApiError::InvalidJson(_)
+                | ApiError::UnsupportedMediaType
+                | ApiError::PayloadTooLarge { .. }
+                | ApiError::InvalidParameter { .. }
+                | ApiError::InvalidRequest(_)
+                | ApiError::InvalidTarget(_)
+                | ApiError::UnknownKind(_)
+                | ApiError::InvalidParams { .. }
+                | ApiError::LimitTooLarge(_)
+                | ApiError::InvalidConfig(_)
+                | ApiError::MissingToken
+                | ApiError::InvalidToken
+                | ApiError::Forbidden { .. }
+                | ApiError::TaskNotFound(_)
+                | ApiError::PoolNotFound(_)
+                | ApiError::FeedNotFound(_)
+                | ApiError::RouteNotFound { .. }
+                | ApiError::MethodNotAllowed { .. }
+                | ApiError::Conflict(_)
+                | ApiError::ShuttingDown
+                | ApiError::StoreUnavailable
+                | ApiError::Internal => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn the_documents_error_codes_are_exactly_the_codes_sent() {
+        let doc: Value = serde_json::from_str(super::super::system::OPENAPI).unwrap();
+        let documented: std::collections::BTreeSet<&str> = doc["components"]["schemas"]["Error"]
+            ["properties"]["error"]["properties"]["code"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        let sent: std::collections::BTreeSet<&str> =
+            every_variant().iter().map(ApiError::code).collect();
+        assert_eq!(documented, sent);
+        assert!(sent.contains("store_unavailable") && sent.contains("feed_not_found"));
+    }
+
     #[test]
     fn unauthorized_answers_ask_for_a_bearer_token() {
         let response = ApiError::MissingToken.error_response();

@@ -19,8 +19,9 @@
 //! is cheap; this is not meant for hundreds of subscribers.
 //!
 //! # End
-//! The stream ends when the daemon begins shutting down or the supervisor
-//! is gone; a reconnecting client then gets `503 shutting_down`, so that the
+//! The stream ends when its token is no longer in force (a reload removed
+//! it; checked on every poll), when the daemon begins shutting down or the
+//! supervisor is gone; a reconnecting client then gets `503 shutting_down`, so that the
 //! HTTP server's graceful stop is never held open by a browser tab.
 
 use std::convert::Infallible;
@@ -33,9 +34,9 @@ use futures::{stream, StreamExt};
 use groundcrew_actors::PanelSnapshot;
 use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
 
-use super::auth::authorize_header_or_query;
+use super::auth::{authorize_header_or_query, still_grants};
 use super::{ApiError, ApiState};
-use crate::auth::Role;
+use crate::auth::{Role, Secret};
 
 /// How often each stream looks at the panel.
 const POLL: Duration = Duration::from_millis(250);
@@ -50,7 +51,7 @@ pub(super) async fn stream(
     req: HttpRequest,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize_header_or_query(&req, Role::Read)?;
+    let (_, token) = authorize_header_or_query(&req, Role::Read)?;
     if state.control.stopping() {
         return Err(ApiError::ShuttingDown);
     }
@@ -63,6 +64,7 @@ pub(super) async fn stream(
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let feed = Feed {
         state,
+        token,
         last: first,
         last_write: Instant::now(),
         tick,
@@ -80,6 +82,8 @@ pub(super) async fn stream(
 /// One stream's state between chunks.
 struct Feed {
     state: web::Data<ApiState>,
+    /// The token the stream was opened with, checked again on every poll.
+    token: Secret,
     /// The panel JSON last sent.
     last: String,
     last_write: Instant,
@@ -92,7 +96,10 @@ impl Feed {
     async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
         loop {
             self.tick.tick().await;
-            if self.state.control.stopping() {
+            // A reload that removed the token ends its stream: revoking a
+            // token must not leave a panel feed open to its holder.
+            if self.state.control.stopping() || !still_grants(&self.state, &self.token, Role::Read)
+            {
                 return None;
             }
             let panel = snapshot(&self.state).await.ok()?;

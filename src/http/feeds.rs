@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{Operator, Reader};
+use super::json::non_null;
 use super::{ApiError, ApiState};
 use crate::entities::{EntityReport, EntityState};
 
@@ -58,7 +59,7 @@ pub(super) async fn health(
 pub(super) struct EntityQuery {
     status: Option<String>,
     limit: Option<usize>,
-    offset: Option<usize>,
+    offset: Option<u64>,
 }
 
 fn parse_states(raw: &str) -> Result<BTreeSet<EntityState>, ApiError> {
@@ -95,6 +96,13 @@ pub(super) async fn entities(
             message: format!("must be between 1 and {MAX_PAGE}, got {limit}"),
         });
     }
+    let offset = query.offset.unwrap_or(0);
+    if offset > super::tasks::MAX_ID {
+        return Err(ApiError::InvalidParameter {
+            parameter: "offset".into(),
+            message: format!("must be at most {}, got {offset}", super::tasks::MAX_ID),
+        });
+    }
     let reports = integrity(&state).await?;
     let mut counts: std::collections::BTreeMap<EntityState, usize> = Default::default();
     for r in &reports {
@@ -107,7 +115,7 @@ pub(super) async fn entities(
     let total = selected.len();
     let page: Vec<&EntityReport> = selected
         .into_iter()
-        .skip(query.offset.unwrap_or(0))
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
         .take(limit)
         .collect();
     Ok(HttpResponse::Ok().json(json!({"entities": page, "total": total, "counts": counts})))
@@ -117,7 +125,9 @@ pub(super) async fn entities(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RebuildBody {
+    #[serde(default, deserialize_with = "non_null")]
     status: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "non_null")]
     entities: Option<Vec<String>>,
 }
 

@@ -41,6 +41,7 @@ mod auth;
 mod error;
 mod events;
 mod feeds;
+mod json;
 mod panel;
 mod pools;
 mod rebuild;

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::auth::Operator;
+use super::json::non_null;
 use super::{ApiError, ApiState};
 
 /// Most targets one rebuild may name.
@@ -26,7 +27,9 @@ const WINDOW: usize = 64;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RebuildBody {
+    #[serde(default, deserialize_with = "non_null")]
     all: Option<bool>,
+    #[serde(default, deserialize_with = "non_null")]
     targets: Option<Vec<String>>,
     kind: Option<String>,
     #[serde(default)]
@@ -152,6 +155,16 @@ mod tests {
             json!({"targets": []}),
         ] {
             assert_eq!(body(bad).targets().unwrap_err().code(), "invalid_request");
+        }
+    }
+
+    #[test]
+    fn explicit_nulls_are_refused_not_read_as_absent() {
+        for bad in [
+            json!({"all": true, "targets": null}),
+            json!({"all": null, "targets": ["asn:1"]}),
+        ] {
+            assert!(serde_json::from_value::<RebuildBody>(bad).is_err());
         }
     }
 

@@ -18,6 +18,10 @@ use super::{ApiError, ApiState};
 const DEFAULT_LIMIT: u64 = 50;
 /// Most tasks one page may list.
 const MAX_LIMIT: u64 = 1000;
+/// Largest task id and offset: stores keep them as signed 64-bit integers,
+/// so anything beyond is refused as a bad parameter rather than failing
+/// in the store.
+pub(super) const MAX_ID: u64 = i64::MAX as u64;
 
 /// A task as the API shows it.
 #[derive(Debug, Serialize)]
@@ -74,6 +78,12 @@ pub(super) async fn list(
         ));
     }
     let offset = number(query.offset.as_deref(), "offset", 0)?;
+    if offset > MAX_ID {
+        return Err(invalid(
+            "offset",
+            format!("must be at most {MAX_ID}, got {offset}"),
+        ));
+    }
     let page = state.store.list(category, limit, offset).await?;
     Ok(HttpResponse::Ok().json(ListReply {
         tasks: page.tasks.into_iter().map(TaskView::from).collect(),
@@ -98,12 +108,13 @@ fn number(value: Option<&str>, parameter: &str, default: u64) -> Result<u64, Api
 /// A task id from the path; not a number is a 400, not a 404, so that a
 /// client bug is told apart from a task that is gone.
 pub(super) fn task_id(raw: &str) -> Result<TaskId, ApiError> {
-    raw.parse().map(TaskId).map_err(|_| {
-        invalid(
+    match raw.parse::<u64>() {
+        Ok(id) if id <= MAX_ID => Ok(TaskId(id)),
+        _ => Err(invalid(
             "id",
-            format!("{raw:?} is not a task id (a non-negative integer)"),
-        )
-    })
+            format!("{raw:?} is not a task id (an integer from 0 to {MAX_ID})"),
+        )),
+    }
 }
 
 pub(super) async fn show(
@@ -199,5 +210,10 @@ mod tests {
         assert_eq!(e.code(), "invalid_parameter");
         assert!(e.to_string().contains("\"abc\""));
         assert!(task_id("-1").is_err());
+        assert_eq!(task_id("9223372036854775807").unwrap(), TaskId(MAX_ID));
+        assert_eq!(
+            task_id("9223372036854775808").unwrap_err().code(),
+            "invalid_parameter"
+        );
     }
 }
