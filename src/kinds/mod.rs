@@ -54,6 +54,8 @@
 
 mod command;
 mod protocol;
+#[cfg(test)]
+mod protocol_fuzz;
 
 pub use command::{CommandKind, EX_TEMPFAIL, KILL_GRACE};
 
