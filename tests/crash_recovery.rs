@@ -1,10 +1,13 @@
 //! SIGKILL at random points under a workload: every accepted task reaches
 //! exactly one terminal state after restarts, none is lost, and no artifact
-//! is ever torn.
+//! is ever torn, and no id is given twice.
+//!
+//! 20 kills by default, 100 with `LONG_TESTS=1`; the seed is printed and
+//! `CRASH_LOOP_SEED=N` replays it.
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,18 +32,25 @@ impl Rng {
 }
 
 /// Submits test tasks until the daemon stops answering or `stop` is set;
-/// returns the ids of the accepted ones.
-fn submit_until_gone(base: String, token: String, seed: u64, stop: Arc<AtomicBool>) -> Vec<u64> {
+/// returns the ids of the accepted ones with the target each was given for
+/// (a submit for a target already waiting answers that task's id).
+fn submit_until_gone(
+    base: String,
+    token: String,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+) -> Vec<(u64, String)> {
     let mut rng = Rng(seed | 1);
     let mut accepted = Vec::new();
     while !stop.load(Ordering::SeqCst) {
+        let target = format!("asn:{}", rng.below(300));
         let body = json!({
             "kind": "test",
-            "target": format!("asn:{}", rng.below(300)),
+            "target": target,
             "params": {"times": 1 + rng.below(3), "round_ms": 2 + rng.below(20), "artifact_bytes": 1000 + rng.below(300_000)},
         });
         match try_call(&base, Some(&token), "POST", "/api/v1/tasks", Some(body)) {
-            Ok((202, reply)) => accepted.push(reply["id"].as_u64().expect("id")),
+            Ok((202, reply)) => accepted.push((reply["id"].as_u64().expect("id"), target)),
             Ok((status, reply)) => panic!("submit refused with {status}: {reply}"),
             Err(_) => break,
         }
@@ -75,15 +85,20 @@ fn check_artifacts(root: &Path) -> usize {
 
 #[test]
 fn sigkill_at_random_points_loses_no_accepted_task_and_tears_no_artifact() {
-    let seed = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    eprintln!("crash test seed {seed}");
+    let seed = match std::env::var("CRASH_LOOP_SEED") {
+        Ok(s) => s.parse().expect("CRASH_LOOP_SEED is a u64"),
+        Err(_) => SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    };
+    let long = std::env::var("LONG_TESTS").is_ok_and(|v| v == "1");
+    let kills = if long { 100 } else { 20 };
+    eprintln!("crash test seed {seed} (replay with CRASH_LOOP_SEED={seed}), {kills} kills");
     let mut rng = Rng(seed | 1);
     let dir = tempfile::tempdir().unwrap();
-    let mut accepted: BTreeSet<u64> = BTreeSet::new();
-    for round in 0..5 {
+    let mut accepted: BTreeMap<u64, String> = BTreeMap::new();
+    for round in 0..kills {
         let daemon = Daemon::start(dir.path(), &[]);
         let stop = Arc::new(AtomicBool::new(false));
         let submitter = {
@@ -96,7 +111,13 @@ fn sigkill_at_random_points_loses_no_accepted_task_and_tears_no_artifact() {
         stop.store(true, Ordering::SeqCst);
         let ids = submitter.join().unwrap();
         eprintln!("round {round}: {} tasks accepted before SIGKILL", ids.len());
-        accepted.extend(ids);
+        for (id, target) in ids {
+            let first = accepted.entry(id).or_insert_with(|| target.clone());
+            assert_eq!(
+                *first, target,
+                "id {id} was given to two different tasks (seed {seed})"
+            );
+        }
     }
     assert!(
         accepted.len() > 20,
@@ -107,9 +128,14 @@ fn sigkill_at_random_points_loses_no_accepted_task_and_tears_no_artifact() {
     let daemon = Daemon::start(dir.path(), &[]);
     daemon.wait_panel("all recovered work done", 300, |p| p["state"] == "idle");
     let mut states: BTreeMap<String, usize> = BTreeMap::new();
-    for &id in &accepted {
+    for (&id, target) in &accepted {
         let (status, task) = daemon.call("GET", &format!("/api/v1/tasks/{id}"), None);
         assert_eq!(status, 200, "accepted task {id} was lost: {task}");
+        assert_eq!(
+            task["target"].as_str(),
+            Some(target.as_str()),
+            "task {id} is not the one accepted (seed {seed}): {task}"
+        );
         let state = task["state"].as_str().unwrap().to_owned();
         match state.as_str() {
             "succeeded" => {}

@@ -66,6 +66,8 @@
 mod command;
 mod output;
 mod protocol;
+#[cfg(test)]
+mod protocol_fuzz;
 mod report;
 mod stderr;
 
