@@ -132,6 +132,14 @@ impl Feeds {
         self.read().expected(entity)
     }
 
+    /// The expected artifact of an entity with the version of all feeds it
+    /// was read with, both from one snapshot of the catalog: a version read
+    /// apart from the content could name an older or newer reading.
+    pub fn current(&self, entity: &EntityName) -> (Option<Arc<Expected>>, String) {
+        let catalog = self.read();
+        (catalog.expected(entity), catalog.version())
+    }
+
     /// Every expected artifact.
     pub fn all(&self) -> Vec<(EntityName, Arc<Expected>)> {
         self.read().all()
