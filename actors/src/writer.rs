@@ -152,6 +152,19 @@ pub enum PublishError {
     },
 }
 
+impl PublishError {
+    /// Whether trying again later may succeed: I/O errors of the sink (a
+    /// full disk, an unwritable directory) and manifest errors are; a path
+    /// outside the sink's root, a missing or closed writer are not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PublishError::Sink { source, .. } => matches!(source, SinkError::Io { .. }),
+            PublishError::Manifest { .. } => true,
+            PublishError::Closed { .. } | PublishError::NoWriter { .. } => false,
+        }
+    }
+}
+
 /// Serializes and batches every artifact publication.
 ///
 /// # Messages

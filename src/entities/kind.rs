@@ -10,7 +10,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 use groundcrew_actors::{
-    EntityName, PublishOutcome, Target, Task, TaskContext, TaskError, TaskResult,
+    EntityName, PublishError, PublishOutcome, Target, Task, TaskContext, TaskError, TaskResult,
 };
 use serde_json::json;
 
@@ -61,17 +61,29 @@ async fn make_current(
         (Some(expected), version) => {
             let outcome = ctx
                 .publish(entity, expected.content.clone(), Some(version))
-                .await?;
+                .await
+                .map_err(publish_failure)?;
             Ok(Some(matches!(outcome, PublishOutcome::Written(_))))
         }
         (None, _) if feeds.complete() => {
-            ctx.remove(entity).await?;
+            ctx.remove(entity).await.map_err(publish_failure)?;
             Ok(None)
         }
         (None, _) => {
             tracing::warn!(%entity, "not removing the artifact: a configured feed has not been read");
             Ok(Some(false))
         }
+    }
+}
+
+/// A publication failure as a task error: retried with backoff when the
+/// writer says trying again may succeed (I/O, manifest errors).
+fn publish_failure(e: PublishError) -> TaskError {
+    let message = crate::entities::feeds::error_chain(&e);
+    if e.is_retryable() {
+        TaskError::retryable(message)
+    } else {
+        TaskError::fatal(message)
     }
 }
 
