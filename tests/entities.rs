@@ -450,3 +450,66 @@ fn a_reload_that_adds_a_feed_refreshes_its_entities_with_config_reload() {
     let (_, feeds) = d.call("GET", "/api/v1/feeds", None);
     assert_eq!(feeds["feeds"].as_array().unwrap().len(), 2, "{feeds}");
 }
+
+/// Drops every line of one AS: that entity leaves the feed.
+fn drop_one_as(text: &str) -> (String, String) {
+    let before = expected(text);
+    for line in text.lines() {
+        let asn = line.split('\t').nth(2).unwrap();
+        let entity = format!("asn:{asn}");
+        if !before.contains_key(&entity) {
+            continue;
+        }
+        let kept: String = text
+            .lines()
+            .filter(|l| l.split('\t').nth(2) != Some(asn))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(!expected(&kept).contains_key(&entity));
+        return (kept, entity);
+    }
+    panic!("no AS entity in the feed");
+}
+
+#[test]
+fn held_back_removals_are_applied_when_the_feed_turns_healthy() {
+    let s = setup(500, 60_000);
+    let d = s.start();
+    wait_all_ok(&d, 60);
+    let text = std::fs::read_to_string(&s.feed).unwrap();
+    let (status, _) = d.call(
+        "POST",
+        "/api/v1/feeds/geo/health",
+        Some(json!({"healthy": false})),
+    );
+    assert_eq!(status, 200);
+    // Two held-back updates: the first removes an entity, the second
+    // changes others; the held-back diff is the two merged.
+    let (without, gone) = drop_one_as(&text);
+    s.write_feed(&without);
+    let (_, held) = d.call("POST", "/api/v1/feeds/geo/updated", None);
+    assert_eq!(held["held"], json!(true), "{held}");
+    assert!(held["removed"].as_u64() >= Some(1), "{held}");
+    let last = change_one_line(&without);
+    s.write_feed(&last);
+    let (_, held) = d.call("POST", "/api/v1/feeds/geo/updated", None);
+    assert_eq!(held["held"], json!(true), "{held}");
+    assert!(
+        s.artifacts().contains_key(&gone),
+        "held back: {gone} still there"
+    );
+
+    let (status, up) = d.call(
+        "POST",
+        "/api/v1/feeds/geo/health",
+        Some(json!({"healthy": true})),
+    );
+    assert_eq!(status, 200, "{up}");
+    wait_all_ok(&d, 60);
+    let artifacts = s.artifacts();
+    assert!(
+        !artifacts.contains_key(&gone),
+        "{gone} kept its old artifact"
+    );
+    assert_eq!(artifacts, expected(&last));
+}

@@ -152,6 +152,19 @@ pub enum PublishError {
     },
 }
 
+impl PublishError {
+    /// Whether trying again later may succeed: I/O errors of the sink (a
+    /// full disk, an unwritable directory) and manifest errors are; a path
+    /// outside the sink's root, a missing or closed writer are not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PublishError::Sink { source, .. } => matches!(source, SinkError::Io { .. }),
+            PublishError::Manifest { .. } => true,
+            PublishError::Closed { .. } | PublishError::NoWriter { .. } => false,
+        }
+    }
+}
+
 /// Serializes and batches every artifact publication.
 ///
 /// # Messages
@@ -354,15 +367,24 @@ impl Worker {
         let started = Instant::now();
         let count = publications.len();
         let mut to_write = Vec::new();
+        let mut restamp = Vec::new();
         for pending in coalesce(publications) {
             match self.unchanged(&pending) {
-                Ok(Some(record)) => {
-                    self.answer_all(pending.replies, Ok(PublishOutcome::Unchanged(record)))
-                }
+                Ok(Some(record)) => match &pending.publish.source_version {
+                    Some(version) if record.source_version.as_ref() != Some(version) => {
+                        let record = ArtifactRecord {
+                            source_version: Some(version.clone()),
+                            ..record
+                        };
+                        restamp.push((record, pending.replies));
+                    }
+                    _ => self.answer_all(pending.replies, Ok(PublishOutcome::Unchanged(record))),
+                },
                 Ok(None) => to_write.push(pending),
                 Err(e) => self.answer_all(pending.replies, Err(e)),
             }
         }
+        self.restamp(restamp);
         let written = to_write.len();
         if !to_write.is_empty() {
             self.write(to_write);
@@ -445,6 +467,33 @@ impl Worker {
                 Ok(()) => {
                     self.records.insert(entity, Some(record.clone()));
                     self.answer_all(replies, Ok(PublishOutcome::Written(record)));
+                }
+                Err(source) => {
+                    self.records.remove(&entity);
+                    let source = source.clone();
+                    self.answer_all(replies, Err(PublishError::Manifest { entity, source }));
+                }
+            }
+        }
+    }
+
+    /// Records the new source version of unchanged artifacts, so that an
+    /// artifact the current feeds still agree with is not listed stale.
+    fn restamp(&mut self, unchanged: Vec<(ArtifactRecord, Vec<Reply<PublishOutcome>>)>) {
+        if unchanged.is_empty() {
+            return;
+        }
+        let changes = unchanged
+            .iter()
+            .map(|(record, _)| ManifestChange::Put(record.clone()))
+            .collect();
+        let durable = self.block_on(self.manifest.write(changes));
+        for (record, replies) in unchanged {
+            let entity = record.entity.clone();
+            match &durable {
+                Ok(()) => {
+                    self.records.insert(entity, Some(record.clone()));
+                    self.answer_all(replies, Ok(PublishOutcome::Unchanged(record)));
                 }
                 Err(source) => {
                     self.records.remove(&entity);

@@ -83,6 +83,7 @@ async fn sink_failure_names_the_entity_and_spares_the_rest_of_the_batch() {
     let err = bad.unwrap().unwrap_err();
     assert!(matches!(err, PublishError::Sink { .. }), "{err:?}");
     assert!(err.to_string().contains("broken:x"), "{err}");
+    assert!(err.is_retryable(), "an I/O error is retryable: {err:?}");
     assert!(matches!(good.unwrap().unwrap(), PublishOutcome::Written(_)));
     assert_eq!(manifest.artifact(&entity("broken:x")).await.unwrap(), None);
     assert_eq!(

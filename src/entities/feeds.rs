@@ -3,7 +3,7 @@
 //! the right trigger (`feed_update`, `health_transition`, `startup`,
 //! `config_reload`), and runs the integrity check.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
@@ -97,6 +97,10 @@ pub struct FeedUpdate {
 pub struct Feeds {
     catalog: RwLock<Catalog>,
     sources: Mutex<Vec<FeedSource>>,
+    /// Per unhealthy feed, every entity its held-back changes touched
+    /// (changed, added or removed), merged across updates: applied whole
+    /// when the feed turns healthy.
+    held: Mutex<BTreeMap<String, BTreeSet<EntityName>>>,
     supervisor: OnceLock<Addr<Supervisor>>,
     manifest: Arc<dyn Manifest>,
     sink: Arc<FsSink>,
@@ -116,6 +120,7 @@ impl Feeds {
         Self {
             catalog: RwLock::default(),
             sources: Mutex::new(sources),
+            held: Mutex::default(),
             supervisor: OnceLock::new(),
             manifest,
             sink,
@@ -130,6 +135,14 @@ impl Feeds {
     /// The expected artifact of an entity.
     pub fn expected(&self, entity: &EntityName) -> Option<Arc<Expected>> {
         self.read().expected(entity)
+    }
+
+    /// The expected artifact of an entity with the version of all feeds it
+    /// was read with, both from one snapshot of the catalog: a version read
+    /// apart from the content could name an older or newer reading.
+    pub fn current(&self, entity: &EntityName) -> (Option<Arc<Expected>>, String) {
+        let catalog = self.read();
+        (catalog.expected(entity), catalog.version())
     }
 
     /// Every expected artifact.
@@ -189,6 +202,11 @@ impl Feeds {
         };
         if healthy {
             update.tasks = self.refresh(entities, trigger).await?;
+        } else {
+            self.held_back()
+                .entry(name.to_owned())
+                .or_default()
+                .extend(entities);
         }
         tracing::info!(
             feed = name,
@@ -202,7 +220,8 @@ impl Feeds {
     }
 
     /// Marks a feed healthy or unhealthy. An unhealthy→healthy transition
-    /// refreshes the feed's entities; returns the tasks queued.
+    /// refreshes the feed's entities and every entity its held-back changes
+    /// touched, removals included; returns the tasks queued.
     pub async fn set_health(&self, name: &str, healthy: bool) -> Result<usize, FeedsError> {
         let previous = self
             .catalog
@@ -214,7 +233,9 @@ impl Feeds {
         if previous || !healthy {
             return Ok(0);
         }
-        let entities = self.read().entities_of(name).into_iter().collect();
+        let mut entities: BTreeSet<EntityName> =
+            self.read().entities_of(name).into_iter().collect();
+        entities.extend(self.held_back().remove(name).unwrap_or_default());
         self.refresh(entities, Trigger::HealthTransition).await
     }
 
@@ -230,6 +251,7 @@ impl Feeds {
             .iter()
             .filter(|o| !sources.iter().any(|s| s.name == o.name))
         {
+            let held = self.held_back().remove(&gone.name).unwrap_or_default();
             let diff = self
                 .catalog
                 .write()
@@ -237,7 +259,11 @@ impl Feeds {
                 .remove(&gone.name);
             tasks += self
                 .refresh(
-                    diff.changed.into_iter().chain(diff.removed).collect(),
+                    diff.changed
+                        .into_iter()
+                        .chain(diff.removed)
+                        .chain(held)
+                        .collect(),
                     Trigger::ConfigReload,
                 )
                 .await?;
@@ -348,6 +374,10 @@ impl Feeds {
             .unwrap_or_else(|e| e.into_inner())
             .replace(name, parsed, version);
         Ok((diff, bad))
+    }
+
+    fn held_back(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, BTreeSet<EntityName>>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn sources(&self) -> Vec<FeedSource> {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 use groundcrew_actors::{
-    EntityName, PublishOutcome, Target, Task, TaskContext, TaskError, TaskResult,
+    EntityName, PublishError, PublishOutcome, Target, Task, TaskContext, TaskError, TaskResult,
 };
 use serde_json::json;
 
@@ -54,30 +54,43 @@ async fn make_current(
     ctx: &TaskContext,
     feeds: &Feeds,
     entity: EntityName,
-    version: &str,
 ) -> Result<Option<bool>, TaskError> {
-    match feeds.expected(&entity) {
-        Some(expected) => {
+    // Content and version from one reading: a version taken at the start
+    // of a rebuild would be recorded with content read later.
+    match feeds.current(&entity) {
+        (Some(expected), version) => {
             let outcome = ctx
-                .publish(entity, expected.content.clone(), Some(version.to_owned()))
-                .await?;
+                .publish(entity, expected.content.clone(), Some(version))
+                .await
+                .map_err(publish_failure)?;
             Ok(Some(matches!(outcome, PublishOutcome::Written(_))))
         }
-        None if feeds.complete() => {
-            ctx.remove(entity).await?;
+        (None, _) if feeds.complete() => {
+            ctx.remove(entity).await.map_err(publish_failure)?;
             Ok(None)
         }
-        None => {
+        (None, _) => {
             tracing::warn!(%entity, "not removing the artifact: a configured feed has not been read");
             Ok(Some(false))
         }
     }
 }
 
+/// A publication failure as a task error: retried with backoff when the
+/// writer says trying again may succeed (I/O, manifest errors).
+fn publish_failure(e: PublishError) -> TaskError {
+    let message = crate::entities::feeds::error_chain(&e);
+    if e.is_retryable() {
+        TaskError::retryable(message)
+    } else {
+        TaskError::fatal(message)
+    }
+}
+
 async fn rebuild_one(ctx: TaskContext, feeds: Arc<Feeds>, entity: EntityName) -> TaskResult {
     ctx.stage("publishing");
     let mut counts = Counts::default();
-    match make_current(&ctx, &feeds, entity, &feeds.version()).await? {
+    match make_current(&ctx, &feeds, entity).await? {
         Some(true) => counts.written += 1,
         Some(false) => counts.unchanged += 1,
         None => counts.removed += 1,
@@ -103,17 +116,16 @@ async fn rebuild_all(ctx: TaskContext, feeds: Arc<Feeds>) -> TaskResult {
         .collect();
     let total = (expected.len() + orphans.len()) as u64;
     let entities: Vec<EntityName> = expected.into_iter().chain(orphans).collect();
-    let version = feeds.version();
     ctx.stage("publishing");
     ctx.progress(0, total);
     let mut counts = Counts::default();
     let mut done = 0;
     let mut results = futures::stream::iter(entities)
         .map(|entity| {
-            let (ctx, feeds, version) = (ctx.clone(), Arc::clone(&feeds), version.clone());
+            let (ctx, feeds) = (ctx.clone(), Arc::clone(&feeds));
             async move {
                 ctx.checkpoint()?;
-                make_current(&ctx, &feeds, entity, &version).await
+                make_current(&ctx, &feeds, entity).await
             }
         })
         .buffer_unordered(IN_FLIGHT);
