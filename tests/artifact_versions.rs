@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Daemon;
+use common::{change_one_line, Daemon};
 use groundcrew::feed::generate_ip2asn;
 use serde_json::{json, Value};
 
@@ -34,23 +34,6 @@ fn feed_version(d: &Daemon) -> String {
         .clone();
     let geo = feeds.iter().find(|f| f["name"] == "geo").unwrap();
     format!("geo@{}", geo["version"].as_str().unwrap())
-}
-
-/// Moves one line's range to another country: only two entities change.
-fn change_one_line(text: &str) -> String {
-    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    let i = lines
-        .iter()
-        .position(|l| {
-            l.split('\t')
-                .nth(3)
-                .is_some_and(|c| c.len() == 2 && c != "ZZ")
-        })
-        .unwrap();
-    let mut fields: Vec<&str> = lines[i].split('\t').collect();
-    fields[3] = "ZZ";
-    lines[i] = fields.join("\t");
-    lines.join("\n") + "\n"
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, SIGTERM};
+use common::{change_one_line, Daemon, SIGTERM};
 use groundcrew::feed::{build_artifacts, changed_entities, generate_ip2asn, parse, FeedFormat};
 use serde_json::{json, Value};
 
@@ -110,23 +110,6 @@ fn targets_with_trigger(d: &Daemon, trigger: &str) -> Vec<String> {
         .filter(|t| t["trigger"] == trigger && t["state"] == "succeeded")
         .map(|t| t["target"].as_str().unwrap().to_owned())
         .collect()
-}
-
-/// Moves one line's range to another country: exactly two entities change.
-fn change_one_line(text: &str) -> String {
-    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    let i = lines
-        .iter()
-        .position(|l| {
-            l.split('\t')
-                .nth(3)
-                .is_some_and(|c| c.len() == 2 && c != "ZZ")
-        })
-        .unwrap();
-    let mut fields: Vec<&str> = lines[i].split('\t').collect();
-    fields[3] = "ZZ";
-    lines[i] = fields.join("\t");
-    lines.join("\n") + "\n"
 }
 
 #[test]

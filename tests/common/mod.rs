@@ -232,3 +232,21 @@ pub fn try_call(
 
 pub const SIGTERM: i32 = 15;
 pub const SIGHUP: i32 = 1;
+
+/// Moves the first range with a two-letter country of an ip2asn feed text
+/// to `ZZ`: exactly two entities (the old country and `ZZ`) change.
+pub fn change_one_line(text: &str) -> String {
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let i = lines
+        .iter()
+        .position(|l| {
+            l.split('\t')
+                .nth(3)
+                .is_some_and(|c| c.len() == 2 && c != "ZZ")
+        })
+        .unwrap();
+    let mut fields: Vec<&str> = lines[i].split('\t').collect();
+    fields[3] = "ZZ";
+    lines[i] = fields.join("\t");
+    lines.join("\n") + "\n"
+}
