@@ -302,6 +302,14 @@ fn operator_rebuild_of_all_regenerates_identical_content() {
 #[test]
 fn repeated_feed_updates_coalesce_and_a_large_change_becomes_one_full_rebuild() {
     let s = setup(6000, 60_000);
+    // The whole new feed below drops most entities, which the guard would
+    // refuse by default.
+    let config = std::fs::read_to_string(&s.config).unwrap();
+    let config = config.replace(
+        "format: ip2asn\n",
+        "format: ip2asn\n    max_entity_drop_ratio: 1\n",
+    );
+    std::fs::write(&s.config, config).unwrap();
     let d = s.start();
     wait_all_ok(&d, 60);
     // Pause the pool so that the refreshes stay queued.
@@ -495,4 +503,93 @@ fn held_back_removals_are_applied_when_the_feed_turns_healthy() {
         "{gone} kept its old artifact"
     );
     assert_eq!(artifacts, expected(&last));
+}
+
+/// A feed file replaced by an empty file, an HTML error page or lines that
+/// do not parse is refused by the feed's guard: every artifact stays, the
+/// feed shows as unhealthy with the reason, a metric counts it, and an
+/// operator's accept puts the reading in force.
+#[test]
+fn garbage_feed_readings_are_refused_and_keep_every_artifact() {
+    let s = setup(400, 60_000);
+    let d = s.start();
+    wait_all_ok(&d, 60);
+    let before = s.artifacts();
+    assert!(!before.is_empty());
+
+    let html = "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n<body>nginx</body>\n</html>\n";
+    let mut garbage_lines = String::new();
+    for i in 0..50 {
+        garbage_lines.push_str(&format!("not a range {i}\n"));
+    }
+    for (what, text, reason) in [
+        ("empty file", "", "entities"),
+        ("HTML error page", html, "lines could not be read"),
+        (
+            "bad lines",
+            garbage_lines.as_str(),
+            "lines could not be read",
+        ),
+    ] {
+        s.write_feed(text);
+        let (status, update) = d.call("POST", "/api/v1/feeds/geo/updated", None);
+        assert_eq!(status, 202, "{what}: {update}");
+        let refused = update["refused"].as_str().unwrap_or_default();
+        assert!(refused.contains(reason), "{what}: {update}");
+        assert_eq!(update["tasks"], 0, "{what}: {update}");
+        let (_, feeds) = d.call("GET", "/api/v1/feeds", None);
+        let geo = &feeds["feeds"][0];
+        assert_eq!(geo["healthy"], false, "{what}: {geo}");
+        assert!(
+            geo["refused"].as_str().is_some_and(|r| r.contains(reason)),
+            "{what}: {geo}"
+        );
+        assert_eq!(d.call("GET", "/api/v1/panel", None).1["state"], "idle");
+        assert_eq!(s.artifacts(), before, "{what} changed artifacts");
+    }
+    let (_, metrics) = d.call("GET", "/metrics", None);
+    let metrics = metrics.as_str().unwrap().to_owned();
+    assert!(
+        metrics.contains(
+            r#"groundcrew_feed_readings_refused_total{feed="geo",reason="entity_drop"} 1"#
+        ) && metrics
+            .contains(r#"groundcrew_feed_readings_refused_total{feed="geo",reason="bad_lines"} 2"#),
+        "{metrics}"
+    );
+
+    // A good reading is in force again by itself and clears the refusal.
+    let text = generate_ip2asn(400, 7);
+    s.write_feed(&change_one_line(&text));
+    let (_, update) = d.call("POST", "/api/v1/feeds/geo/updated", None);
+    assert!(update["refused"].is_null(), "{update}");
+    wait_all_ok(&d, 60);
+    assert_eq!(s.artifacts(), expected(&change_one_line(&text)));
+    let (status, body) = d.call("POST", "/api/v1/feeds/geo/accept", None);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+
+    // An operator accepts an empty feed deliberately: its artifacts go.
+    s.write_feed("");
+    d.call("POST", "/api/v1/feeds/geo/updated", None);
+    let (status, update) = d.call("POST", "/api/v1/feeds/geo/accept", None);
+    assert_eq!(status, 202, "{update}");
+    assert!(
+        update["refused"].is_null() && update["removed"].as_u64() > Some(0),
+        "{update}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !s.artifacts().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "artifacts of the accepted empty feed remain"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, feeds) = d.call("GET", "/api/v1/feeds", None);
+    assert_eq!(feeds["feeds"][0]["healthy"], true, "{feeds}");
+    let (status, _) = d.call("POST", "/api/v1/feeds/nope/accept", None);
+    assert_eq!(status, 404);
 }

@@ -180,6 +180,9 @@ pub enum Problem {
     /// An empty path.
     #[error("path must not be empty")]
     EmptyPath,
+    /// A ratio outside `[0, 1]` (as written).
+    #[error("ratio {0} must be between 0 and 1")]
+    Ratio(String),
 }
 
 /// A configuration that could not be loaded.

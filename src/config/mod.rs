@@ -53,7 +53,7 @@ use groundcrew_actors::Retention;
 use serde::Deserialize;
 
 use crate::auth::Token;
-use crate::entities::{FeedOrigin, FeedSource};
+use crate::entities::{FeedGuard, FeedOrigin, FeedSource};
 use crate::feed::FeedFormat;
 
 pub use error::{ConfigError, Origin, Problem};
@@ -174,7 +174,7 @@ pub struct ShutdownConfig {
 }
 
 /// One feed file.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeedConfig {
     /// Its name in the API (`POST /api/v1/feeds/{name}/updated`).
@@ -183,6 +183,12 @@ pub struct FeedConfig {
     pub path: PathBuf,
     /// `ip2asn` (TSV as published by iptoasn) or `csv` (`prefix,country,asn`).
     pub format: FeedFormat,
+    /// Largest share of bad lines a reading may have; default 0.01.
+    #[serde(default)]
+    pub max_bad_line_ratio: Option<f64>,
+    /// Largest share of the feed's entities a reading may drop; default 0.5.
+    #[serde(default)]
+    pub max_entity_drop_ratio: Option<f64>,
 }
 
 /// A task kind that runs an external command (see [`crate::kinds`]).
@@ -423,6 +429,17 @@ impl Config {
                     name: f.name.clone(),
                     origin: FeedOrigin::File(self.data_dir.join(&f.path)),
                     format: f.format,
+                    guard: {
+                        let default = FeedGuard::default();
+                        FeedGuard {
+                            max_bad_line_ratio: f
+                                .max_bad_line_ratio
+                                .unwrap_or(default.max_bad_line_ratio),
+                            max_entity_drop_ratio: f
+                                .max_entity_drop_ratio
+                                .unwrap_or(default.max_entity_drop_ratio),
+                        }
+                    },
                 })
                 .collect(),
         }

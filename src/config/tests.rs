@@ -687,3 +687,21 @@ fn cancel_grace_shorter_than_the_kill_grace_is_refused_naming_the_key() {
     );
     assert!(load("g.yaml", "shutdown:\n  cancel_grace_s: 2\n").is_ok());
 }
+
+#[test]
+fn feed_guard_ratios_are_read_and_checked_naming_the_key_and_line() {
+    let text = "feeds:\n  - name: geo\n    path: geo.tsv\n    format: ip2asn\n    max_bad_line_ratio: 0.2\n";
+    let c = load("g.yaml", text).unwrap();
+    let guard = c.feed_sources()[0].guard;
+    assert_eq!(guard.max_bad_line_ratio, 0.2);
+    assert_eq!(guard.max_entity_drop_ratio, 0.5, "the default");
+
+    let text = "feeds:\n  - name: geo\n    path: geo.tsv\n    format: ip2asn\n    max_entity_drop_ratio: 1.5\n";
+    let e = load_err("g.yaml", text);
+    let message = e.to_string();
+    assert!(
+        message.contains("feeds[0].max_entity_drop_ratio") && message.contains("1.5"),
+        "{message}"
+    );
+    assert_eq!(place(&e).0, Some(5), "{message}");
+}

@@ -192,6 +192,14 @@ fn feeds(config: &Config) -> Result<(), Refusal> {
         if f.path.as_os_str().is_empty() {
             return Err((item.key("path"), Problem::EmptyPath));
         }
+        for (key, ratio) in [
+            ("max_bad_line_ratio", f.max_bad_line_ratio),
+            ("max_entity_drop_ratio", f.max_entity_drop_ratio),
+        ] {
+            if let Some(r) = ratio.filter(|r| !(0.0..=1.0).contains(r)) {
+                return Err((item.key(key), Problem::Ratio(r.to_string())));
+            }
+        }
     }
     Ok(())
 }

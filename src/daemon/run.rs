@@ -171,6 +171,9 @@ pub(crate) async fn serve(
     // Feeds are read before the supervisor starts: a recovered artifact
     // task must see the feeds' content, not an empty catalog.
     let feeds = Arc::new(Feeds::new(config.feed_sources(), store.clone(), sink));
+    feeds
+        .register_metrics(&registry)
+        .map_err(ServeError::Metrics)?;
     feeds.load_all().await;
     let mut builder = Supervisor::builder()
         .registry(kinds(&feeds, &config))

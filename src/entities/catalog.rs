@@ -52,6 +52,10 @@ pub struct FeedStatus {
     pub healthy: bool,
     /// Why the last read failed, if it did (the previous content stays).
     pub error: Option<String>,
+    /// Why the feed's guard refused the last reading, if it did: the
+    /// previous content stays in force, the feed shows as unhealthy, and
+    /// `POST /api/v1/feeds/{name}/accept` puts the reading in force.
+    pub refused: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -94,6 +98,7 @@ impl Catalog {
             entities: parsed.ranges_by_entity.len(),
             healthy,
             error: None,
+            refused: None,
         });
         feed.ranges = parsed.ranges_by_entity;
         self.recompute(touched)
@@ -120,8 +125,23 @@ impl Catalog {
             entities: 0,
             healthy: true,
             error: None,
+            refused: None,
         });
         status.error = Some(error);
+    }
+
+    /// Records that the feed's guard refused a reading; its previous
+    /// content stays in force.
+    pub fn record_refusal(&mut self, name: &str, reason: String) {
+        self.record_error(name, reason.clone());
+        if let Some(status) = self.feeds.get_mut(name).and_then(|f| f.status.as_mut()) {
+            status.refused = Some(reason);
+        }
+    }
+
+    /// Why the last reading of a feed was refused, if it was.
+    pub fn refusal(&self, name: &str) -> Option<&str> {
+        self.feeds.get(name)?.status.as_ref()?.refused.as_deref()
     }
 
     /// Marks a feed healthy or not; returns the previous value (`None` for
@@ -185,11 +205,16 @@ impl Catalog {
             .join(",")
     }
 
-    /// Status of every feed, by name.
+    /// Status of every feed, by name; a feed whose last reading was
+    /// refused shows as unhealthy.
     pub fn statuses(&self) -> Vec<FeedStatus> {
         self.feeds
             .values()
             .filter_map(|f| f.status.clone())
+            .map(|mut s| {
+                s.healthy &= s.refused.is_none();
+                s
+            })
             .collect()
     }
 

@@ -3,6 +3,7 @@
 //! the right trigger (`feed_update`, `health_transition`, `startup`,
 //! `config_reload`), and runs the integrity check.
 
+use crate::entities::guard::{FeedGuard, Refusal};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -11,6 +12,7 @@ use actix::Addr;
 use groundcrew_actors::{
     EntityName, FsSink, Manifest, Submit, Supervisor, Target, TaskSpec, Trigger,
 };
+use prometheus::{IntCounterVec, Opts};
 use serde::Serialize;
 
 use super::catalog::{Catalog, Expected, FeedStatus};
@@ -33,7 +35,7 @@ pub enum FeedOrigin {
 }
 
 /// One configured feed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct FeedSource {
     /// Its name in the API and in artifact versions.
     pub name: String,
@@ -41,6 +43,8 @@ pub struct FeedSource {
     pub origin: FeedOrigin,
     /// Its format.
     pub format: FeedFormat,
+    /// What a reading must keep to, to replace the content in force.
+    pub guard: FeedGuard,
 }
 
 impl FeedSource {
@@ -50,6 +54,7 @@ impl FeedSource {
             name: "sample".into(),
             origin: FeedOrigin::Builtin,
             format: FeedFormat::Ip2asn,
+            guard: FeedGuard::default(),
         }
     }
 }
@@ -74,6 +79,17 @@ pub enum FeedsError {
     /// The supervisor is gone (shutting down).
     #[error("the supervisor is not running")]
     Stopped,
+    /// An accept for a feed whose last reading was not refused.
+    #[error("feed {0:?} has no refused reading to accept")]
+    NothingRefused(String),
+}
+
+/// What became of one reading.
+enum Reading {
+    /// In force: what changed, and its bad lines.
+    InForce(crate::feed::FeedDiff, u64),
+    /// Refused by the feed's guard; the previous content stays.
+    Refused(Refusal),
 }
 
 /// What reading a feed changed and what was queued for it.
@@ -91,6 +107,9 @@ pub struct FeedUpdate {
     pub tasks: usize,
     /// Whether refreshes were held back because the feed is unhealthy.
     pub held: bool,
+    /// Why the reading was refused (the previous content stays in force
+    /// until an operator accepts it), if it was.
+    pub refused: Option<String>,
 }
 
 /// The daemon's feeds, their expected artifacts, and the tasks they cause.
@@ -104,6 +123,8 @@ pub struct Feeds {
     supervisor: OnceLock<Addr<Supervisor>>,
     manifest: Arc<dyn Manifest>,
     sink: Arc<FsSink>,
+    /// `groundcrew_feed_readings_refused_total{feed,reason}`.
+    refused: IntCounterVec,
 }
 
 impl std::fmt::Debug for Feeds {
@@ -124,7 +145,20 @@ impl Feeds {
             supervisor: OnceLock::new(),
             manifest,
             sink,
+            refused: IntCounterVec::new(
+                Opts::new(
+                    "groundcrew_feed_readings_refused_total",
+                    "Feed readings refused by the feed's guard (bad lines, dropped entities).",
+                ),
+                &["feed", "reason"],
+            )
+            .expect("valid metric"),
         }
+    }
+
+    /// Registers the feeds' metrics with `registry`.
+    pub fn register_metrics(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(self.refused.clone()))
     }
 
     /// Connects the supervisor that runs the artifact tasks.
@@ -179,7 +213,7 @@ impl Feeds {
     pub async fn load_all(&self) {
         let names: Vec<String> = self.sources().iter().map(|s| s.name.clone()).collect();
         for name in names {
-            if let Err(e) = self.read_feed(&name).await {
+            if let Err(e) = self.read_feed(&name, false).await {
                 tracing::error!(feed = %name, error = %error_chain(&e), "feed not loaded");
             }
         }
@@ -188,7 +222,38 @@ impl Feeds {
     /// Re-reads one feed and queues refreshes for the entities whose
     /// artifact changed, with `trigger`.
     pub async fn update(&self, name: &str, trigger: Trigger) -> Result<FeedUpdate, FeedsError> {
-        let (diff, bad_line_count) = self.read_feed(name).await?;
+        self.apply_reading(name, trigger, false).await
+    }
+
+    /// Reads a feed whose last reading was refused by its guard and puts it
+    /// in force anyway, as an operator decided; refreshes what it changes.
+    pub async fn accept(&self, name: &str) -> Result<FeedUpdate, FeedsError> {
+        if !self.read().has_feed(name) {
+            return Err(FeedsError::UnknownFeed(name.to_owned()));
+        }
+        if self.read().refusal(name).is_none() {
+            return Err(FeedsError::NothingRefused(name.to_owned()));
+        }
+        tracing::warn!(feed = name, "refused feed reading accepted by an operator");
+        self.apply_reading(name, Trigger::Operator, true).await
+    }
+
+    async fn apply_reading(
+        &self,
+        name: &str,
+        trigger: Trigger,
+        accept: bool,
+    ) -> Result<FeedUpdate, FeedsError> {
+        let (diff, bad_line_count) = match self.read_feed(name, accept).await? {
+            Reading::InForce(diff, bad) => (diff, bad),
+            Reading::Refused(refusal) => {
+                return Ok(FeedUpdate {
+                    feed: name.to_owned(),
+                    refused: Some(refusal.to_string()),
+                    ..FeedUpdate::default()
+                })
+            }
+        };
         let healthy = self.read().is_healthy(name);
         let entities: BTreeSet<EntityName> =
             diff.changed.iter().chain(&diff.removed).cloned().collect();
@@ -199,6 +264,7 @@ impl Feeds {
             bad_line_count,
             tasks: 0,
             held: !healthy && !entities.is_empty(),
+            refused: None,
         };
         if healthy {
             update.tasks = self.refresh(entities, trigger).await?;
@@ -339,13 +405,15 @@ impl Feeds {
         Ok(queued)
     }
 
-    /// Reads a feed into the catalog; returns what changed.
-    async fn read_feed(&self, name: &str) -> Result<(crate::feed::FeedDiff, u64), FeedsError> {
+    /// Reads a feed into the catalog unless its guard refuses the reading
+    /// (`accept` overrides the guard); returns what changed.
+    async fn read_feed(&self, name: &str, accept: bool) -> Result<Reading, FeedsError> {
         let source = self
             .sources()
             .into_iter()
             .find(|s| s.name == name)
             .ok_or_else(|| FeedsError::UnknownFeed(name.to_owned()))?;
+        let guard = source.guard;
         let read = tokio::task::spawn_blocking(move || read_source(&source))
             .await
             .expect("feed reading does not panic");
@@ -368,12 +436,18 @@ impl Feeds {
             tracing::warn!(feed = name, bad_lines = parsed.bad_line_count, first = %first, "feed has lines that could not be read");
         }
         let bad = parsed.bad_line_count;
-        let diff = self
-            .catalog
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .replace(name, parsed, version);
-        Ok((diff, bad))
+        let mut catalog = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+        let in_force = catalog.entities_of(name).into_iter().collect();
+        if let (false, Err(refusal)) = (accept, guard.check(&parsed, &in_force)) {
+            tracing::error!(feed = name, reason = %refusal, "feed reading refused; the previous content stays in force");
+            self.refused
+                .with_label_values(&[name, refusal.reason()])
+                .inc();
+            catalog.record_refusal(name, refusal.to_string());
+            return Ok(Reading::Refused(refusal));
+        }
+        let diff = catalog.replace(name, parsed, version);
+        Ok(Reading::InForce(diff, bad))
     }
 
     fn held_back(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, BTreeSet<EntityName>>> {

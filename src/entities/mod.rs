@@ -6,12 +6,14 @@
 
 mod catalog;
 mod feeds;
+mod guard;
 mod integrity;
 mod kind;
 mod watch;
 
 pub use catalog::{Catalog, Expected, FeedStatus};
 pub use feeds::{error_chain, FeedOrigin, FeedSource, FeedUpdate, Feeds, FeedsError};
+pub use guard::{FeedGuard, Refusal};
 pub use integrity::{check, EntityReport, EntityState};
 pub use kind::ArtifactKind;
 pub use watch::watch_feeds;

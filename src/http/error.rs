@@ -350,6 +350,7 @@ impl From<crate::entities::FeedsError> for ApiError {
             read @ FeedsError::Read { .. } => {
                 ApiError::Conflict(crate::entities::error_chain(&read))
             }
+            nothing @ FeedsError::NothingRefused(_) => ApiError::Conflict(nothing.to_string()),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Feeds and the entity integrity surface:
 //! - `GET /api/v1/feeds`: each feed's version, lines, bad lines and health;
 //! - `POST /api/v1/feeds/{name}/updated`: re-read a feed now (`feed_update`);
+//! - `POST /api/v1/feeds/{name}/accept`: put a reading the feed's guard
+//!   refused in force (`operator`);
 //! - `POST /api/v1/feeds/{name}/health`: `{"healthy": bool}`; a transition
 //!   to healthy refreshes the feed's entities (`health_transition`);
 //! - `GET /api/v1/entities?status=&limit=&offset=`: artifacts and their state;
@@ -33,6 +35,16 @@ pub(super) async fn updated(
 ) -> Result<HttpResponse, ApiError> {
     let update = state.feeds.update(&name, Trigger::FeedUpdate).await?;
     tracing::info!(caller = %caller.name, feed = %name, "feed update requested");
+    Ok(HttpResponse::Accepted().json(update))
+}
+
+pub(super) async fn accept(
+    Operator(caller): Operator,
+    state: web::Data<ApiState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let update = state.feeds.accept(&name).await?;
+    tracing::warn!(caller = %caller.name, feed = %name, "refused feed reading accepted");
     Ok(HttpResponse::Accepted().json(update))
 }
 

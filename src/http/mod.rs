@@ -169,6 +169,9 @@ pub const ROUTES: &[ApiRoute] = &[
     route(Method::POST, "/api/v1/feeds/{name}/updated", |r| {
         r.to(feeds::updated)
     }),
+    route(Method::POST, "/api/v1/feeds/{name}/accept", |r| {
+        r.to(feeds::accept)
+    }),
     route(Method::POST, "/api/v1/feeds/{name}/health", |r| {
         r.to(feeds::health)
     }),
