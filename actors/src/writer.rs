@@ -248,6 +248,7 @@ impl EntityWriter {
             // Manifest futures may need the runtime the actor runs on (a
             // store backed by tokio I/O); the worker thread enters it.
             runtime: tokio::runtime::Handle::try_current().ok(),
+            failures: FailureLog::default(),
         };
         std::thread::Builder::new()
             .name("groundcrew-writer".into())
@@ -319,6 +320,7 @@ struct Worker {
     /// Manifest records known to be current; `None` for a known absence.
     records: HashMap<EntityName, Option<ArtifactRecord>>,
     runtime: Option<tokio::runtime::Handle>,
+    failures: FailureLog,
 }
 
 impl Worker {
@@ -569,8 +571,10 @@ impl Worker {
         let label = match &result {
             Ok(value) => label(value),
             Err(e) => {
-                let cause = std::error::Error::source(e).map(ToString::to_string);
-                tracing::warn!(error = %e, cause, "artifact publication failed");
+                if let Some(suppressed) = self.failures.due(std::time::Instant::now()) {
+                    let cause = std::error::Error::source(e).map(ToString::to_string);
+                    tracing::warn!(error = %e, cause, suppressed, "artifact publication failed");
+                }
                 "failed"
             }
         };
@@ -581,6 +585,35 @@ impl Worker {
         self.metrics.writer_mailbox.dec();
         // The caller may have stopped waiting; the work is done either way.
         let _ = reply.send(result);
+    }
+}
+
+/// Failed publications are logged at most once per
+/// [`FailureLog::INTERVAL`], each line with how many were not logged since
+/// the last: a full disk fails every publication of a rebuild, and one line
+/// per artifact would flood the log. The metric counts every one.
+#[derive(Debug, Default)]
+struct FailureLog {
+    last: std::cell::Cell<Option<std::time::Instant>>,
+    suppressed: std::cell::Cell<u64>,
+}
+
+impl FailureLog {
+    const INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// `Some(failures not logged since the last line)` when a failure at
+    /// `now` is to be logged; `None` when it is only counted.
+    fn due(&self, now: std::time::Instant) -> Option<u64> {
+        if self
+            .last
+            .get()
+            .is_some_and(|t| now.duration_since(t) < Self::INTERVAL)
+        {
+            self.suppressed.set(self.suppressed.get() + 1);
+            return None;
+        }
+        self.last.set(Some(now));
+        Some(self.suppressed.replace(0))
     }
 }
 
@@ -640,6 +673,22 @@ fn job_bytes(job: &Job) -> usize {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn failed_publications_are_logged_once_per_interval_with_the_count_left_out() {
+        let log = super::FailureLog::default();
+        let t0 = std::time::Instant::now();
+        assert_eq!(log.due(t0), Some(0));
+        for ms in [1, 10, 999] {
+            assert_eq!(log.due(t0 + std::time::Duration::from_millis(ms)), None);
+        }
+        assert_eq!(
+            log.due(t0 + std::time::Duration::from_millis(1000)),
+            Some(3)
+        );
+        assert_eq!(log.due(t0 + std::time::Duration::from_millis(1001)), None);
+    }
+
     use super::*;
 
     #[test]

@@ -119,26 +119,79 @@ async fn rebuild_all(ctx: TaskContext, feeds: Arc<Feeds>) -> TaskResult {
     ctx.stage("publishing");
     ctx.progress(0, total);
     let mut counts = Counts::default();
+    let mut failures = Failures::default();
     let mut done = 0;
     let mut results = futures::stream::iter(entities)
         .map(|entity| {
             let (ctx, feeds) = (ctx.clone(), Arc::clone(&feeds));
             async move {
                 ctx.checkpoint()?;
-                make_current(&ctx, &feeds, entity).await
+                let outcome = make_current(&ctx, &feeds, entity.clone()).await;
+                Ok::<_, TaskError>((entity, outcome))
             }
         })
         .buffer_unordered(IN_FLIGHT);
-    while let Some(outcome) = results.try_next().await? {
+    // One entity failing does not stop the others: the rebuild goes on and
+    // reports the failures at its end.
+    while let Some((entity, outcome)) = results.try_next().await? {
         match outcome {
-            Some(true) => counts.written += 1,
-            Some(false) => counts.unchanged += 1,
-            None => counts.removed += 1,
+            Ok(Some(true)) => counts.written += 1,
+            Ok(Some(false)) => counts.unchanged += 1,
+            Ok(None) => counts.removed += 1,
+            Err(TaskError::Canceled) => return Err(TaskError::Canceled),
+            Err(TaskError::Failed { message, retryable }) => {
+                failures.add(entity, message, retryable)
+            }
         }
         done += 1;
         ctx.progress(done, total);
     }
-    Ok(counts.json())
+    match failures.into_error(total) {
+        Some(error) => Err(error),
+        None => Ok(counts.json()),
+    }
+}
+
+/// The entities a full rebuild could not make current.
+#[derive(Default)]
+struct Failures {
+    count: u64,
+    first: Vec<String>,
+    retryable: bool,
+}
+
+/// Failed entities named in a rebuild's error.
+const FAILURES_NAMED: usize = 5;
+
+impl Failures {
+    fn add(&mut self, entity: EntityName, message: String, retryable: bool) {
+        self.count += 1;
+        // Retried only if every failure may go away by trying again.
+        self.retryable = retryable && (self.count == 1 || self.retryable);
+        if self.first.len() < FAILURES_NAMED {
+            self.first.push(format!("{entity}: {message}"));
+        }
+    }
+
+    fn into_error(self, total: u64) -> Option<TaskError> {
+        if self.count == 0 {
+            return None;
+        }
+        let message = format!(
+            "{} of {total} entities failed; first: {}",
+            self.count,
+            self.first.join("; ")
+        );
+        tracing::warn!(
+            failed = self.count,
+            total,
+            "full rebuild ended with failed entities"
+        );
+        Some(TaskError::Failed {
+            message,
+            retryable: self.retryable,
+        })
+    }
 }
 
 impl Task for ArtifactKind {
