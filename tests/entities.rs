@@ -590,6 +590,11 @@ fn garbage_feed_readings_are_refused_and_keep_every_artifact() {
     }
     let (_, feeds) = d.call("GET", "/api/v1/feeds", None);
     assert_eq!(feeds["feeds"][0]["healthy"], true, "{feeds}");
+    let (_, metrics) = d.call("GET", "/metrics", None);
+    assert!(metrics
+        .as_str()
+        .unwrap()
+        .contains(r#"groundcrew_feed_healthy{feed="geo"} 1"#));
     let (status, _) = d.call("POST", "/api/v1/feeds/nope/accept", None);
     assert_eq!(status, 404);
 }

@@ -12,7 +12,7 @@ use actix::Addr;
 use groundcrew_actors::{
     EntityName, FsSink, Manifest, Submit, Supervisor, Target, TaskSpec, Trigger,
 };
-use prometheus::{IntCounterVec, Opts};
+use prometheus::{IntCounterVec, IntGaugeVec, Opts};
 use serde::Serialize;
 
 use super::catalog::{Catalog, Expected, FeedStatus};
@@ -125,6 +125,9 @@ pub struct Feeds {
     sink: Arc<FsSink>,
     /// `groundcrew_feed_readings_refused_total{feed,reason}`.
     refused: IntCounterVec,
+    /// `groundcrew_feed_healthy{feed}`: 1, or 0 while marked unhealthy or
+    /// its last reading refused.
+    healthy: IntGaugeVec,
 }
 
 impl std::fmt::Debug for Feeds {
@@ -153,12 +156,34 @@ impl Feeds {
                 &["feed", "reason"],
             )
             .expect("valid metric"),
+            healthy: IntGaugeVec::new(
+                Opts::new(
+                    "groundcrew_feed_healthy",
+                    "Whether the feed is healthy (1): not marked unhealthy, last reading not refused.",
+                ),
+                &["feed"],
+            )
+            .expect("valid metric"),
         }
     }
 
     /// Registers the feeds' metrics with `registry`.
     pub fn register_metrics(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
-        registry.register(Box::new(self.refused.clone()))
+        registry.register(Box::new(self.refused.clone()))?;
+        registry.register(Box::new(self.healthy.clone()))
+    }
+
+    /// Sets `groundcrew_feed_healthy` of one feed from its status.
+    fn note_health(&self, name: &str) {
+        let healthy = self
+            .read()
+            .statuses()
+            .into_iter()
+            .find(|s| s.name == name)
+            .is_none_or(|s| s.healthy);
+        self.healthy
+            .with_label_values(&[name])
+            .set(i64::from(healthy));
     }
 
     /// Connects the supervisor that runs the artifact tasks.
@@ -296,6 +321,7 @@ impl Feeds {
             .set_health(name, healthy)
             .ok_or_else(|| FeedsError::UnknownFeed(name.to_owned()))?;
         tracing::info!(feed = name, previous, healthy, "feed health");
+        self.note_health(name);
         if previous || !healthy {
             return Ok(0);
         }
@@ -408,6 +434,12 @@ impl Feeds {
     /// Reads a feed into the catalog unless its guard refuses the reading
     /// (`accept` overrides the guard); returns what changed.
     async fn read_feed(&self, name: &str, accept: bool) -> Result<Reading, FeedsError> {
+        let reading = self.read_feed_unnoted(name, accept).await;
+        self.note_health(name);
+        reading
+    }
+
+    async fn read_feed_unnoted(&self, name: &str, accept: bool) -> Result<Reading, FeedsError> {
         let source = self
             .sources()
             .into_iter()

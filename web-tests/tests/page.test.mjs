@@ -189,6 +189,18 @@ test('the integrity list shows a missing artifact first and rebuilding it restor
   await screenshot(page, 'entities-laptop');
 });
 
+test('an unhealthy feed is shown with why, and the warning goes when it is healthy again', async () => {
+  const d = await daemon({ feeds: true });
+  const page = await openPage(browser, d);
+  const warning = page.locator('#feed-warnings p[data-feed="sample"]');
+  const { status } = await d.call('POST', '/api/v1/feeds/sample/health', { healthy: false });
+  assert.equal(status, 200);
+  await until('the feed warning', async () => /Feed sample is unhealthy: marked unhealthy/.test(await warning.innerText().catch(() => '')));
+  await screenshot(page, 'feed-warning-laptop');
+  await d.call('POST', '/api/v1/feeds/sample/health', { healthy: true });
+  await until('the warning gone', async () => page.locator('#feed-warnings').isHidden());
+});
+
 test('keyboard: sign in with Enter, focus on a Cancel button survives live updates, Enter cancels', async () => {
   const d = await daemon();
   await d.call('POST', '/api/v1/tasks', { kind: 'test', target: 'test:keys', params: { times: 100, round_ms: 100 } });

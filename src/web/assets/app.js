@@ -451,6 +451,7 @@ async function refreshLists() {
   }
   ui.lists.busy = true;
   const session = ui.session;
+  loadFeeds(session);
   try {
     const pages = await Promise.all(LISTS.map((l) =>
       api('GET', `/api/v1/tasks?status=${l.status}&limit=${LIST_LIMIT}`)));
@@ -618,6 +619,27 @@ function deleteTask(button, id) {
     await api('DELETE', `/api/v1/tasks/${id}`);
     return `Task #${id} removed from the history.`;
   });
+}
+
+// ---------------------------------------------------------------- feeds
+
+// Unhealthy feeds, and why: a reading refused by the feed's guard keeps
+// the previous content in force until an operator accepts it (API/CLI).
+async function loadFeeds(session) {
+  let data;
+  try {
+    data = await api('GET', '/api/v1/feeds');
+  } catch (e) {
+    return;
+  }
+  if (session !== ui.session) return;
+  const unhealthy = (data.feeds || []).filter((f) => f && f.healthy === false);
+  $('feed-warnings').replaceChildren(...unhealthy.map((f) => h('p', { 'data-feed': f.name },
+    h('strong', null, `Feed ${f.name} is unhealthy`), ': ',
+    typeof f.refused === 'string'
+      ? `reading refused (${f.refused}); the previous content stays in force until it is accepted.`
+      : 'marked unhealthy; its changes are held back.')));
+  $('feed-warnings').hidden = unhealthy.length === 0;
 }
 
 // ---------------------------------------------------------------- entities
