@@ -598,3 +598,37 @@ fn garbage_feed_readings_are_refused_and_keep_every_artifact() {
     let (status, _) = d.call("POST", "/api/v1/feeds/nope/accept", None);
     assert_eq!(status, 404);
 }
+
+/// A feed file emptied while the daemon was stopped is refused at the next
+/// start: the start-up repair would otherwise remove every artifact as
+/// orphaned.
+#[test]
+fn a_feed_emptied_while_stopped_keeps_every_artifact_at_the_next_start() {
+    let s = setup(300, 60_000);
+    let d = s.start();
+    wait_all_ok(&d, 60);
+    let before = s.artifacts();
+    d.signal_and_wait(SIGTERM);
+
+    s.write_feed("");
+    let d = s.start();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let geo = loop {
+        let (_, feeds) = d.call("GET", "/api/v1/feeds", None);
+        let geo = feeds["feeds"][0].clone();
+        if geo["refused"].is_string() && d.call("GET", "/api/v1/panel", None).1["state"] == "idle" {
+            break geo;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the empty reading was not refused: {geo}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(geo["healthy"], false, "{geo}");
+    assert_eq!(
+        s.artifacts(),
+        before,
+        "the start-up repair removed artifacts"
+    );
+}

@@ -468,9 +468,26 @@ impl Feeds {
             tracing::warn!(feed = name, bad_lines = parsed.bad_line_count, first = %first, "feed has lines that could not be read");
         }
         let bad = parsed.bad_line_count;
+        // An empty first reading is checked against what is published: the
+        // manifest is only read then (rare), outside the catalog's lock.
+        let first = !self.read().is_loaded(name);
+        let published = if first && parsed.ranges_by_entity.is_empty() {
+            self.manifest
+                .artifacts()
+                .await
+                .map(|a| a.len())
+                .unwrap_or(0)
+        } else {
+            0
+        };
         let mut catalog = self.catalog.write().unwrap_or_else(|e| e.into_inner());
         let in_force = catalog.entities_of(name).into_iter().collect();
-        if let (false, Err(refusal)) = (accept, guard.check(&parsed, &in_force)) {
+        let verdict = if first {
+            guard.check_first(&parsed, published)
+        } else {
+            guard.check(&parsed, &in_force)
+        };
+        if let (false, Err(refusal)) = (accept, verdict) {
             tracing::error!(feed = name, reason = %refusal, "feed reading refused; the previous content stays in force");
             self.refused
                 .with_label_values(&[name, refusal.reason()])

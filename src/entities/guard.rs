@@ -53,6 +53,15 @@ pub enum Refusal {
         /// The limit.
         max: f64,
     },
+    /// The first reading since the start has no entity while artifacts
+    /// are published: an empty file replaced the feed while the daemon was
+    /// down, and taking it would remove every artifact at the start-up
+    /// repair.
+    #[error("the first reading since the start has no entities while {artifacts} artifacts are published")]
+    EmptyAtStart {
+        /// Artifacts in the manifest.
+        artifacts: usize,
+    },
 }
 
 impl Refusal {
@@ -60,12 +69,22 @@ impl Refusal {
     pub fn reason(&self) -> &'static str {
         match self {
             Refusal::BadLines { .. } => "bad_lines",
-            Refusal::EntityDrop { .. } => "entity_drop",
+            Refusal::EntityDrop { .. } | Refusal::EmptyAtStart { .. } => "entity_drop",
         }
     }
 }
 
 impl FeedGuard {
+    /// Checks the first reading of a feed since the start, when nothing of
+    /// it is in force yet, against the number of published artifacts.
+    pub fn check_first(&self, reading: &ParsedFeed, artifacts: usize) -> Result<(), Refusal> {
+        if reading.ranges_by_entity.is_empty() && artifacts > 0 && self.max_entity_drop_ratio < 1.0
+        {
+            return Err(Refusal::EmptyAtStart { artifacts });
+        }
+        self.check(reading, &BTreeSet::new())
+    }
+
     /// Checks a reading against the entities of the content in force.
     pub fn check(
         &self,
@@ -124,8 +143,12 @@ mod tests {
         let moved = "prefix,country,asn\n192.0.2.0/24,DE,64500\n198.51.100.0/24,DE,64501\n";
         // Drops country:FR of four entities: a quarter, within 0.5.
         guard.check(&reading(moved), &in_force).unwrap();
-        // The first reading has nothing to drop.
-        guard.check(&reading(GOOD), &BTreeSet::new()).unwrap();
+        // The first reading has nothing to drop, unless it is empty while
+        // artifacts are published (the file was emptied while stopped).
+        guard.check_first(&reading(GOOD), 10).unwrap();
+        guard.check_first(&reading(""), 0).unwrap();
+        let first = guard.check_first(&reading(""), 10).unwrap_err();
+        assert_eq!(first, Refusal::EmptyAtStart { artifacts: 10 });
     }
 
     #[test]
