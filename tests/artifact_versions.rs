@@ -11,17 +11,7 @@ use groundcrew::feed::generate_ip2asn;
 use serde_json::{json, Value};
 
 fn wait_idle_all_ok(d: &Daemon, secs: u64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let (status, body) = d.call("GET", "/api/v1/entities?limit=10000", None);
-        assert_eq!(status, 200, "{body}");
-        let idle = d.call("GET", "/api/v1/panel", None).1["state"] == "idle";
-        if idle && body["total"].as_u64() > Some(0) && body["counts"]["ok"] == body["total"] {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "artifacts not all ok: {body}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    d.wait_artifacts_ok(secs, 10_000)
 }
 
 fn feed_version(d: &Daemon) -> String {

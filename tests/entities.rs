@@ -87,17 +87,7 @@ fn expected(text: &str) -> BTreeMap<String, Vec<u8>> {
 }
 
 fn wait_all_ok(d: &Daemon, secs: u64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let (status, body) = d.call("GET", "/api/v1/entities?limit=1", None);
-        assert_eq!(status, 200, "{body}");
-        let idle = d.call("GET", "/api/v1/panel", None).1["state"] == "idle";
-        if idle && body["total"].as_u64() > Some(0) && body["counts"]["ok"] == body["total"] {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "artifacts not all ok: {body}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    d.wait_artifacts_ok(secs, 1)
 }
 
 /// Targets of finished tasks with `trigger`, newest first.

@@ -55,18 +55,7 @@ fn start_all_ok() -> (tempfile::TempDir, Daemon) {
     )
     .unwrap();
     let d = Daemon::start_with_feeds(dir.path(), &["--config", config.to_str().unwrap()]);
-    {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let r = d.call("GET", "/api/v1/entities?status=ok&limit=1", None);
-            let idle = d.call("GET", "/api/v1/panel", None).1["state"] == "idle";
-            if idle && r.1["total"].as_u64() > Some(0) && r.1["counts"]["ok"] == r.1["total"] {
-                break;
-            }
-            assert!(Instant::now() < deadline, "not all ok: {}", r.1);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    d.wait_artifacts_ok(60, 1);
     (dir, d)
 }
 

@@ -160,6 +160,23 @@ impl Daemon {
     }
 
     /// Polls the panel until `cond` holds; panics after `secs`.
+    /// Waits until the daemon is idle and every artifact is `ok`; returns
+    /// the entity listing (`limit` entities of it).
+    pub fn wait_artifacts_ok(&self, secs: u64, limit: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let path = format!("/api/v1/entities?limit={limit}");
+        loop {
+            let (status, body) = self.call("GET", &path, None);
+            assert_eq!(status, 200, "{body}");
+            let idle = self.call("GET", "/api/v1/panel", None).1["state"] == "idle";
+            if idle && body["total"].as_u64() > Some(0) && body["counts"]["ok"] == body["total"] {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "artifacts not all ok: {body}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn wait_panel(&self, what: &str, secs: u64, cond: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
