@@ -386,18 +386,9 @@ impl Queue {
     /// Raises a pending task's priority to `priority` if that is higher,
     /// keeping its place among equals.
     fn raise(&mut self, id: TaskId, priority: Priority) {
-        let Some(entry) = self.pending.get_mut(&id) else {
-            return;
-        };
-        if priority <= entry.priority {
-            return;
+        if self.priority_of(id).is_some_and(|p| priority > p) {
+            self.set_priority(id, priority);
         }
-        if entry.state == EntryState::Ready {
-            let set = self.ready.get_mut(&entry.pool).expect("ready pool exists");
-            set.remove(&(Reverse(entry.priority), entry.seq, id));
-            set.insert((Reverse(priority), entry.seq, id));
-        }
-        entry.priority = priority;
     }
 
     /// Pending entity tasks of `kind` with their priorities, removed for a

@@ -305,6 +305,14 @@ enum Job {
     Remove(Remove, Reply<bool>),
 }
 
+/// A manifest record to write, the replies waiting on it, and the outcome
+/// they get once it is durable.
+type ToRecord = (
+    ArtifactRecord,
+    Vec<Reply<PublishOutcome>>,
+    fn(ArtifactRecord) -> PublishOutcome,
+);
+
 /// A publication whose content has been hashed, waiting for its batch.
 struct Pending {
     publish: Publish,
@@ -369,7 +377,11 @@ impl Worker {
         let started = Instant::now();
         let count = publications.len();
         let mut to_write = Vec::new();
-        let mut restamp = Vec::new();
+        // Manifest records to write, with the outcome each answers: the
+        // written ones, and unchanged ones restamped with their new source
+        // version (so that an artifact the current feeds still agree with
+        // is not listed stale), share one manifest write.
+        let mut to_record: Vec<ToRecord> = Vec::new();
         for pending in coalesce(publications) {
             match self.unchanged(&pending) {
                 Ok(Some(record)) => match &pending.publish.source_version {
@@ -378,7 +390,8 @@ impl Worker {
                             source_version: Some(version.clone()),
                             ..record
                         };
-                        restamp.push((record, pending.replies));
+                        let unchanged = PublishOutcome::Unchanged as fn(_) -> _;
+                        to_record.push((record, pending.replies, unchanged));
                     }
                     _ => self.answer_all(pending.replies, Ok(PublishOutcome::Unchanged(record))),
                 },
@@ -386,11 +399,11 @@ impl Worker {
                 Err(e) => self.answer_all(pending.replies, Err(e)),
             }
         }
-        self.restamp(restamp);
         let written = to_write.len();
         if !to_write.is_empty() {
-            self.write(to_write);
+            to_record.extend(self.write(to_write));
         }
+        self.record_durably(to_record);
         let seconds = started.elapsed().as_secs_f64();
         self.metrics.artifact_write_seconds.observe(seconds);
         tracing::debug!(count, written, seconds, "artifact batch done");
@@ -416,7 +429,9 @@ impl Worker {
         Ok(on_disk.then_some(record))
     }
 
-    fn write(&mut self, pending: Vec<Pending>) {
+    /// Publishes the files; returns the records of those written, for the
+    /// manifest (the failed ones are answered here).
+    fn write(&mut self, pending: Vec<Pending>) -> Vec<ToRecord> {
         let (meta, artifacts): (Vec<_>, Vec<_>) = pending
             .into_iter()
             .map(|p| {
@@ -444,7 +459,7 @@ impl Worker {
         let mut stored = Vec::new();
         for ((record, replies), result) in meta.into_iter().zip(results) {
             match result {
-                Ok(()) => stored.push((record, replies)),
+                Ok(()) => stored.push((record, replies, PublishOutcome::Written as fn(_) -> _)),
                 Err(source) => {
                     // The file may or may not be the new one; the next
                     // publication must not trust the old record to skip.
@@ -454,48 +469,26 @@ impl Worker {
                 }
             }
         }
-        if stored.is_empty() {
-            return;
-        }
-
-        let changes = stored
-            .iter()
-            .map(|(record, _)| ManifestChange::Put(record.clone()))
-            .collect();
-        let durable = self.block_on(self.manifest.write(changes));
-        for (record, replies) in stored {
-            let entity = record.entity.clone();
-            match &durable {
-                Ok(()) => {
-                    self.records.insert(entity, Some(record.clone()));
-                    self.answer_all(replies, Ok(PublishOutcome::Written(record)));
-                }
-                Err(source) => {
-                    self.records.remove(&entity);
-                    let source = source.clone();
-                    self.answer_all(replies, Err(PublishError::Manifest { entity, source }));
-                }
-            }
-        }
+        stored
     }
 
-    /// Records the new source version of unchanged artifacts, so that an
-    /// artifact the current feeds still agree with is not listed stale.
-    fn restamp(&mut self, unchanged: Vec<(ArtifactRecord, Vec<Reply<PublishOutcome>>)>) {
-        if unchanged.is_empty() {
+    /// Writes the records to the manifest in one write, then answers each
+    /// with its outcome, or with the manifest's error.
+    fn record_durably(&mut self, entries: Vec<ToRecord>) {
+        if entries.is_empty() {
             return;
         }
-        let changes = unchanged
+        let changes = entries
             .iter()
-            .map(|(record, _)| ManifestChange::Put(record.clone()))
+            .map(|(record, _, _)| ManifestChange::Put(record.clone()))
             .collect();
         let durable = self.block_on(self.manifest.write(changes));
-        for (record, replies) in unchanged {
+        for (record, replies, outcome) in entries {
             let entity = record.entity.clone();
             match &durable {
                 Ok(()) => {
                     self.records.insert(entity, Some(record.clone()));
-                    self.answer_all(replies, Ok(PublishOutcome::Unchanged(record)));
+                    self.answer_all(replies, Ok(outcome(record)));
                 }
                 Err(source) => {
                     self.records.remove(&entity);

@@ -5,7 +5,6 @@
 mod common;
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
@@ -17,15 +16,7 @@ use groundcrew_actors::{
 };
 
 async fn start_failing(registry: Registry, limit: usize) -> (Addr<Supervisor>, FailingStore) {
-    let store = FailingStore::new();
-    let sup = Supervisor::builder()
-        .registry(registry)
-        .store(Arc::new(store.clone()))
-        .pool("background", limit)
-        .start()
-        .await
-        .unwrap();
-    (sup, store)
+    start_on(registry, limit, FailingStore::new()).await
 }
 
 async fn try_submit(

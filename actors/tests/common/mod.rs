@@ -110,7 +110,15 @@ pub async fn wait_ended(store: &MemoryStore, id: TaskId) -> TaskRecord {
 
 /// A supervisor with the given kinds, pool `background` at `limit`.
 pub async fn start(registry: Registry, limit: usize) -> (Addr<Supervisor>, MemoryStore) {
-    let store = MemoryStore::new();
+    start_on(registry, limit, MemoryStore::new()).await
+}
+
+/// Like [`start`], on `store`.
+pub async fn start_on<S: TaskStore + Clone>(
+    registry: Registry,
+    limit: usize,
+    store: S,
+) -> (Addr<Supervisor>, S) {
     let sup = Supervisor::builder()
         .registry(registry)
         .store(Arc::new(store.clone()))
