@@ -143,7 +143,7 @@ pub(super) async fn delete(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = task_id(&id)?;
-    match state.supervisor.send(Cancel(id)).await? {
+    match state.supervisor.send(Cancel::new(id)).await? {
         Ok(reply) => {
             tracing::info!(caller = %caller.name, task = id.0, state = %reply.state, "task cancel requested");
             Ok(HttpResponse::Accepted().json(reply))
