@@ -88,8 +88,8 @@ pub use entity::{EntityName, EntityNameError, Target, MAX_ENTITY_LEN};
 pub use kind::{KindError, KindOptions, Registry, Task, TaskError, TaskResult, DEFAULT_POOL};
 pub use memory::MemoryStore;
 pub use message::{
-    AwaitRunEnd, Cancel, CancelError, CancelReply, LimitError, PanelSnapshot, SetLimit,
-    StoreHealth, Submit, SubmitError, SubmitOutcome, SubmitReply, DEFAULT_CANCEL_GRACE,
+    AwaitRunEnd, Cancel, CancelError, CancelReply, LimitError, PanelSnapshot, SetCancelGrace,
+    SetLimit, StoreHealth, Submit, SubmitError, SubmitOutcome, SubmitReply, DEFAULT_CANCEL_GRACE,
     MAX_WORKER_LIMIT,
 };
 pub use metrics::Metrics;

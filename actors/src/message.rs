@@ -120,7 +120,7 @@ impl Cancel {
 pub struct AwaitRunEnd(pub TaskId);
 
 /// What a [`Cancel`] did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CancelReply {
     /// The task.
     pub id: TaskId,
@@ -129,6 +129,10 @@ pub struct CancelReply {
     pub state: TaskState,
     /// Follow-ups canceled with it.
     pub canceled_follow_ups: Vec<TaskId>,
+    /// For a running task: seconds until it is stopped hard if it has not
+    /// stopped by then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_s: Option<f64>,
 }
 
 /// A [`Cancel`] that could not be done.
@@ -159,6 +163,18 @@ pub struct SetLimit {
     pub pool: String,
     /// New limit; 0 pauses the pool.
     pub limit: usize,
+}
+
+/// Changes a pool's cancel grace period: how long a canceled or timed-out
+/// execution gets to stop on its own before it is stopped hard. Applies to
+/// stops from then on.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), LimitError>")]
+pub struct SetCancelGrace {
+    /// The pool.
+    pub pool: String,
+    /// The new grace period.
+    pub grace: Duration,
 }
 
 /// Largest worker limit accepted.

@@ -38,6 +38,7 @@ mod env;
 mod error;
 mod load;
 mod locate;
+mod pool;
 mod redact;
 mod store;
 mod validate;
@@ -57,6 +58,7 @@ use crate::entities::{FeedGuard, FeedOrigin, FeedSource};
 use crate::feed::FeedFormat;
 
 pub use error::{ConfigError, Origin, Problem};
+pub use pool::PoolConfig;
 pub use store::{StoreConfig, StoreLocation, StoreParseError, DEFAULT_SQLITE_FILE};
 
 use load::Source;
@@ -73,9 +75,10 @@ pub struct Config {
     pub http: HttpConfig,
     /// The task journal's database; default `sqlite` in `data_dir`.
     pub store: StoreConfig,
-    /// Worker limit per pool; merged over `{background: 2}`.
+    /// Worker limit and cancel grace per pool; merged over
+    /// `{background: 2}`.
     #[serde(deserialize_with = "de::pools")]
-    pub pools: BTreeMap<String, usize>,
+    pub pools: BTreeMap<String, PoolConfig>,
     /// Admin API tokens; when empty, a generated token in the data
     /// directory is used and the listener must stay on loopback.
     pub tokens: Vec<Token>,
@@ -392,9 +395,7 @@ impl Config {
 
     /// Each pool and its worker limit, by name.
     pub fn pool_limits(&self) -> impl Iterator<Item = (&str, usize)> {
-        self.pools
-            .iter()
-            .map(|(name, limit)| (name.as_str(), *limit))
+        self.pools.iter().map(|(name, p)| (name.as_str(), p.limit))
     }
 
     /// The retention limits in the runtime's terms.

@@ -63,12 +63,16 @@ pub(super) fn check(config: &Config) -> Result<(), Refusal> {
 
 fn pools(config: &Config) -> Result<(), Refusal> {
     let at = KeyPath::parse("pools");
-    for (name, &limit) in &config.pools {
+    for (name, pool) in &config.pools {
         if !is_pool_name(name) {
             return Err((at.key(name), Problem::PoolName(name.clone())));
         }
-        if limit > MAX_WORKER_LIMIT {
-            return Err((at.key(name), Problem::Limit(LimitError::TooLarge(limit))));
+        if pool.limit > MAX_WORKER_LIMIT {
+            let key = match pool.long_form {
+                true => at.key(name).key("limit"),
+                false => at.key(name),
+            };
+            return Err((key, Problem::Limit(LimitError::TooLarge(pool.limit))));
         }
     }
     Ok(())

@@ -98,6 +98,7 @@ fn kinds(feeds: &Arc<Feeds>, config: &Config) -> Registry {
         let options = KindOptions {
             pool: kind.pool.clone(),
             max_attempts: kind.max_attempts,
+            timeout: Some(Duration::from_secs(kind.timeout_s)),
             ..KindOptions::default()
         };
         registry
@@ -180,8 +181,10 @@ pub(crate) async fn serve(
         .store(store.clone())
         .writer(writer)
         .metrics(metrics);
-    for (pool, limit) in config.pool_limits() {
-        builder = builder.pool(pool, limit);
+    for (name, pool) in &config.pools {
+        builder = builder
+            .pool(name, pool.limit)
+            .cancel_grace(name, pool.cancel_grace());
     }
     let supervisor = builder.start().await.map_err(ServeError::Supervisor)?;
     feeds.attach(supervisor.clone());

@@ -4,8 +4,8 @@
 use actix::{Actor, Context, Handler, ResponseFuture};
 
 use crate::message::{
-    Finished, LimitError, PanelSnapshot, Report, SetLimit, StoreHealth, Submit, SubmitError,
-    SubmitReply, MAX_WORKER_LIMIT,
+    Finished, LimitError, PanelSnapshot, Report, SetCancelGrace, SetLimit, StoreHealth, Submit,
+    SubmitError, SubmitReply, MAX_WORKER_LIMIT,
 };
 use crate::panel::StoreStatus;
 use crate::store::Change;
@@ -64,6 +64,23 @@ impl Handler<SetLimit> for Supervisor {
             .with_label_values(&[&msg.pool])
             .set(msg.limit as i64);
         self.admit(ctx);
+        Ok(())
+    }
+}
+
+impl Handler<SetCancelGrace> for Supervisor {
+    type Result = Result<(), LimitError>;
+
+    fn handle(&mut self, msg: SetCancelGrace, _ctx: &mut Self::Context) -> Self::Result {
+        let pool = self
+            .pools
+            .get_mut(&msg.pool)
+            .ok_or_else(|| LimitError::UnknownPool(msg.pool.clone()))?;
+        if pool.cancel_grace != msg.grace {
+            tracing::info!(pool = %msg.pool, from_s = pool.cancel_grace.as_secs_f64(),
+                to_s = msg.grace.as_secs_f64(), "cancel grace changed");
+            pool.cancel_grace = msg.grace;
+        }
         Ok(())
     }
 }

@@ -137,6 +137,7 @@ impl Handler<Cancel> for Supervisor {
                     id,
                     state: TaskState::Canceled,
                     canceled_follow_ups: Vec::new(),
+                    grace_s: None,
                 })
             });
         }
@@ -166,6 +167,7 @@ impl Handler<Cancel> for Supervisor {
                     id,
                     state: TaskState::Canceling,
                     canceled_follow_ups: follow_up.into_iter().collect(),
+                    grace_s: Some(grace.as_secs_f64()),
                 })
             });
         }
