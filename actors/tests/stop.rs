@@ -258,3 +258,53 @@ async fn a_publish_from_a_run_stopped_hard_is_refused() {
     assert_eq!(metric(&prometheus, "groundcrew_stale_runs_total"), 1.0);
     assert_eq!(metric(&prometheus, "groundcrew_task_hard_stops_total"), 1.0);
 }
+
+/// A run stopped hard after its timeout has lost its claim too.
+#[actix_rt::test]
+async fn a_publish_from_a_timed_out_run_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Arc::new(FsSink::open(dir.path()).unwrap());
+    let manifest = Arc::new(MemoryStore::new());
+    let writer = EntityWriter::start(sink, manifest.clone(), Metrics::unregistered().unwrap());
+    let (leak_tx, leak_rx) = oneshot::channel::<TaskContext>();
+    let leak_tx = std::sync::Mutex::new(Some(leak_tx));
+    let mut registry = Registry::new();
+    let options = KindOptions {
+        max_attempts: 1,
+        timeout: Some(Duration::from_millis(100)),
+        ..KindOptions::default()
+    };
+    registry
+        .register_with(
+            "slow",
+            move |ctx: TaskContext| {
+                let leak = leak_tx.lock().unwrap().take().expect("one run");
+                let _ = leak.send(ctx.clone());
+                oblivious(ctx)
+            },
+            options,
+        )
+        .unwrap();
+    let store = MemoryStore::new();
+    let sup = Supervisor::builder()
+        .registry(registry)
+        .store(Arc::new(store.clone()))
+        .writer(writer)
+        .pool("background", 1)
+        .cancel_grace("background", Duration::ZERO)
+        .start()
+        .await
+        .unwrap();
+    let t = submit(&sup, "slow", "asn:1").await;
+    let leaked = leak_rx.await.unwrap();
+    let r = wait_ended(&store, t.id).await;
+    assert_eq!(r.state, TaskState::Failed);
+    let entity: EntityName = "asn:1".parse().unwrap();
+    let late = leaked.publish(entity.clone(), "late\n", None).await;
+    assert!(
+        matches!(late, Err(PublishError::StaleRun { task, .. }) if task == t.id),
+        "{late:?}"
+    );
+    assert!(leaked.is_canceled(), "a refused run is told to stop");
+    assert_eq!(manifest.artifact(&entity).await.unwrap(), None);
+}
