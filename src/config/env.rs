@@ -21,7 +21,7 @@ const PREFIX: &str = "GROUNDCREW_";
 const CLIENT_VARIABLES: [&str; 2] = ["GROUNDCREW_TOKEN", "GROUNDCREW_URL"];
 
 /// Every key a variable can set; `pools.<name>` stands for any pool.
-pub(super) const KEYS: [&str; 20] = [
+pub(super) const KEYS: [&str; 22] = [
     "data_dir",
     "feeds",
     "feed_poll_ms",
@@ -30,6 +30,8 @@ pub(super) const KEYS: [&str; 20] = [
     "tokens",
     "pools.<name>",
     "pools.<name>.cancel_grace_s",
+    "builtin_kinds.artifact.timeout_s",
+    "builtin_kinds.test.timeout_s",
     "http.bind",
     "http.metrics_require_token",
     "http.max_body_bytes",
@@ -108,6 +110,12 @@ fn set(c: &mut Config, key: &str, raw: &str) -> Result<(), Option<Problem>> {
                 }));
             };
             pool.cancel_grace_s = grace;
+        }
+        ["builtin_kinds", "artifact", "timeout_s"] => {
+            c.builtin_kinds.artifact.timeout_s = optional_count(raw)?;
+        }
+        ["builtin_kinds", "test", "timeout_s"] => {
+            c.builtin_kinds.test.timeout_s = optional_count(raw)?;
         }
         ["http", "bind"] => c.http.bind = parse(raw, "socket address")?,
         ["http", "metrics_require_token"] => {

@@ -439,6 +439,24 @@ fn a_pool_takes_a_cancel_grace_in_its_long_form() {
 }
 
 #[test]
+fn builtin_kind_timeouts_default_to_none_and_zero_is_refused() {
+    let c = load(
+        "g.yaml",
+        "builtin_kinds:\n  artifact:\n    timeout_s: 600\n",
+    )
+    .unwrap();
+    assert_eq!(c.builtin_kinds.artifact.timeout_s, Some(600));
+    assert_eq!(c.builtin_kinds.test.timeout_s, None);
+    let e = load_err("g.yaml", "builtin_kinds:\n  test:\n    timeout_s: 0\n");
+    assert_eq!(
+        place(&e),
+        (Some(3), Some(5), Some("builtin_kinds.test.timeout_s"))
+    );
+    let e = load_err("g.yaml", "builtin_kinds:\n  refresh:\n    timeout_s: 5\n");
+    assert!(e.to_string().contains("refresh"), "{e}");
+}
+
+#[test]
 fn a_pool_grace_is_set_from_the_environment() {
     let vars = env(&[
         ("GROUNDCREW_POOLS__SLOW", "1"),

@@ -31,6 +31,15 @@ pub(super) fn check(config: &Config) -> Result<(), Refusal> {
     if config.feed_poll_ms == 0 {
         return Err((KeyPath::parse("feed_poll_ms"), Problem::Zero));
     }
+    for (name, kind) in [
+        ("artifact", &config.builtin_kinds.artifact),
+        ("test", &config.builtin_kinds.test),
+    ] {
+        if kind.timeout_s == Some(0) {
+            let key = format!("builtin_kinds.{name}.timeout_s");
+            return Err((KeyPath::parse(&key), Problem::Zero));
+        }
+    }
     if config.retention.prune_interval_s == 0 {
         return Err((KeyPath::parse("retention.prune_interval_s"), Problem::Zero));
     }

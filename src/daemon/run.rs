@@ -88,11 +88,20 @@ pub(crate) enum ServeError {
 /// takes effect at the next start.
 fn kinds(feeds: &Arc<Feeds>, config: &Config) -> Registry {
     let mut registry = Registry::new();
+    let builtin = |timeout| KindOptions {
+        timeout,
+        ..KindOptions::default()
+    };
+    let limits = &config.builtin_kinds;
     registry
-        .register(ARTIFACT_KIND, ArtifactKind::new(Arc::clone(feeds)))
+        .register_with(
+            ARTIFACT_KIND,
+            ArtifactKind::new(Arc::clone(feeds)),
+            builtin(limits.artifact.timeout()),
+        )
         .expect("built-in kind names are valid");
     registry
-        .register(TEST_KIND, TestKind)
+        .register_with(TEST_KIND, TestKind, builtin(limits.test.timeout()))
         .expect("built-in kind names are valid");
     for kind in &config.kinds {
         let options = KindOptions {
