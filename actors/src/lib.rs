@@ -89,8 +89,8 @@ pub use kind::{KindError, KindOptions, Registry, Task, TaskError, TaskResult, DE
 pub use memory::MemoryStore;
 pub use message::{
     AwaitRunEnd, Cancel, CancelError, CancelReply, LimitError, PanelSnapshot, SetCancelGrace,
-    SetLimit, StoreHealth, Submit, SubmitError, SubmitOutcome, SubmitReply, DEFAULT_CANCEL_GRACE,
-    MAX_WORKER_LIMIT,
+    SetLimit, StoreHealth, Submit, SubmitError, SubmitMany, SubmitOutcome, SubmitReply,
+    DEFAULT_CANCEL_GRACE, MAX_WORKER_LIMIT,
 };
 pub use metrics::Metrics;
 pub use panel::{Activity, Panel, PanelTask, PoolStatus, StoreStatus, Workers};

@@ -15,6 +15,24 @@ use crate::store::{Progress, StoreError};
 #[rtype(result = "Result<SubmitReply, SubmitError>")]
 pub struct Submit(pub TaskSpec);
 
+/// Submits many tasks as one mailbox message and one durable batch:
+/// answered per task, in order, once the batch is durable. Each request is
+/// coalesced as a [`Submit`] of it would be (a later one may merge into an
+/// earlier one of the same batch). A store write that fails refuses every
+/// request of the batch; nothing of it was accepted.
+///
+/// ```
+/// use groundcrew_actors::{SubmitMany, TaskSpec, Trigger};
+///
+/// let specs = ["asn:1", "asn:2"]
+///     .map(|t| TaskSpec::new("refresh", t.parse().unwrap(), Trigger::Operator));
+/// let batch = SubmitMany(specs.to_vec());
+/// assert_eq!(batch.0.len(), 2);
+/// ```
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Vec<Result<SubmitReply, SubmitError>>")]
+pub struct SubmitMany(pub Vec<TaskSpec>);
+
 /// What a [`Submit`] turned into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "outcome")]

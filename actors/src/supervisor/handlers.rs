@@ -5,7 +5,7 @@ use actix::{Actor, Context, Handler, ResponseFuture};
 
 use crate::message::{
     Finished, LimitError, PanelSnapshot, Report, SetCancelGrace, SetLimit, StoreHealth, Submit,
-    SubmitError, SubmitReply, MAX_WORKER_LIMIT,
+    SubmitError, SubmitMany, SubmitReply, MAX_WORKER_LIMIT,
 };
 use crate::panel::StoreStatus;
 use crate::store::Change;
@@ -43,6 +43,32 @@ impl Handler<Submit> for Supervisor {
         }
         self.flush(ctx);
         Box::pin(async move { answered.await.unwrap_or(Err(SubmitError::ShuttingDown)) })
+    }
+}
+
+impl Handler<SubmitMany> for Supervisor {
+    type Result = ResponseFuture<Vec<Result<SubmitReply, SubmitError>>>;
+
+    fn handle(&mut self, SubmitMany(specs): SubmitMany, ctx: &mut Self::Context) -> Self::Result {
+        let answers: Vec<_> = specs
+            .into_iter()
+            .map(|spec| {
+                let (answer, answered) = tokio::sync::oneshot::channel();
+                self.submit(spec, answer).map(|()| answered)
+            })
+            .collect();
+        // One flush: the requests share one store write.
+        self.flush(ctx);
+        Box::pin(async move {
+            let mut replies = Vec::with_capacity(answers.len());
+            for a in answers {
+                replies.push(match a {
+                    Ok(answered) => answered.await.unwrap_or(Err(SubmitError::ShuttingDown)),
+                    Err(e) => Err(e),
+                });
+            }
+            replies
+        })
     }
 }
 
