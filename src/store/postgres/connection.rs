@@ -38,6 +38,8 @@ use tokio_postgres::{Config, NoTls};
 const POOL_SIZE: usize = 8;
 /// How long opening one connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle time before TCP keepalive probes start.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 /// How long an operation waits for a free connection.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -125,6 +127,16 @@ pub(super) fn parse(url: &str) -> Result<Config, tokio_postgres::Error> {
     let mut config: Config = url.parse()?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    // A connection to a server that vanished without closing it (a cut
+    // network) is noticed in about a minute, not after TCP's two hours:
+    // the node lock lives on such a connection.
+    if config.get_keepalives_idle() > KEEPALIVE_IDLE {
+        config.keepalives_idle(KEEPALIVE_IDLE);
+    }
+    if config.get_keepalives_interval().is_none() {
+        config.keepalives_interval(Duration::from_secs(10));
+        config.keepalives_retries(3);
     }
     if config.get_application_name().is_none() {
         config.application_name("groundcrew");

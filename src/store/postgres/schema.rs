@@ -89,8 +89,9 @@ CREATE TABLE groundcrew.tasks (
 CREATE INDEX tasks_by_category ON groundcrew.tasks (category, id);
 CREATE INDEX tasks_by_finished_at ON groundcrew.tasks (finished_at)
     WHERE finished_at IS NOT NULL;
--- What a claim scans: queued work per pool in priority order.
-CREATE INDEX tasks_queued ON groundcrew.tasks (pool, priority, id)
+-- What a claim scans: queued work per pool, higher priority first, then
+-- first come first served.
+CREATE INDEX tasks_queued ON groundcrew.tasks (pool, priority DESC, id)
     WHERE state = 'queued';
 
 CREATE TABLE groundcrew.manifest (
