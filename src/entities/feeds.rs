@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use actix::Addr;
 use groundcrew_actors::{
-    EntityName, FsSink, Manifest, Submit, Supervisor, Target, TaskSpec, Trigger,
+    EntityName, FsSink, Manifest, SubmitMany, Supervisor, Target, TaskSpec, Trigger,
 };
 use prometheus::{IntCounterVec, IntGaugeVec, Opts};
 use serde::Serialize;
@@ -419,13 +419,19 @@ impl Feeds {
         } else {
             entities.into_iter().map(Target::Entity).collect()
         };
+        let specs = targets
+            .iter()
+            .map(|target| TaskSpec::new(ARTIFACT_KIND, target.clone(), trigger.clone()))
+            .collect();
+        let replies = supervisor
+            .send(SubmitMany(specs))
+            .await
+            .map_err(|_| FeedsError::Stopped)?;
         let mut queued = 0;
-        for target in targets {
-            let spec = TaskSpec::new(ARTIFACT_KIND, target.clone(), trigger.clone());
-            match supervisor.send(Submit(spec)).await {
-                Ok(Ok(_)) => queued += 1,
-                Ok(Err(e)) => tracing::warn!(%target, error = %e, "artifact task not queued"),
-                Err(_) => return Err(FeedsError::Stopped),
+        for (target, reply) in targets.iter().zip(replies) {
+            match reply {
+                Ok(_) => queued += 1,
+                Err(e) => tracing::warn!(%target, error = %e, "artifact task not queued"),
             }
         }
         Ok(queued)

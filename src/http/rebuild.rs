@@ -1,15 +1,14 @@
 //! `POST /api/v1/rebuild`: an operator asks for a full rebuild (`all`) or
 //! for a list of entities, with trigger `operator`.
 //!
-//! The first request is submitted alone: if the supervisor refuses it
-//! (unknown kind, bad params, shutting down) nothing was accepted and the
-//! whole call fails cleanly. The rest go in a bounded window of concurrent
-//! submits, since each one waits for its own store write; a later refusal
-//! (the daemon began shutting down mid-way) is reported per target.
+//! Every target goes to the supervisor in one [`SubmitMany`]: one mailbox
+//! message and one durable batch. A refusal that concerns the whole call
+//! (unknown kind, bad params, shutting down, a failed store write) refuses
+//! every target alike, so when the first is refused the call fails with its
+//! error; anything else is reported per target.
 
 use actix_web::{web, HttpResponse};
-use futures::{stream, StreamExt};
-use groundcrew_actors::{EntityName, Submit, SubmitReply, Supervisor, Target, TaskSpec, Trigger};
+use groundcrew_actors::{EntityName, SubmitMany, SubmitReply, Target, TaskSpec, Trigger};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -19,9 +18,6 @@ use super::{ApiError, ApiState};
 
 /// Most targets one rebuild may name.
 pub(super) const MAX_TARGETS: usize = 10_000;
-/// Submits in flight at once: enough to keep a group-committing store busy,
-/// few enough to keep the supervisor's mailbox short.
-const WINDOW: usize = 64;
 
 /// The body: exactly one of `all` and `targets`.
 #[derive(Debug, Deserialize)]
@@ -91,41 +87,31 @@ pub(super) async fn rebuild(
         .clone()
         .unwrap_or_else(|| state.rebuild_kind.clone());
     let params = body.params.clone();
-    let mut targets = body.targets()?.into_iter();
-    let spec = |target: Target| {
-        TaskSpec::new(kind.clone(), target, Trigger::Operator).with_params(params.clone())
-    };
-
-    let first = targets
-        .next()
-        .expect("targets() never returns an empty list");
-    let reply = state.supervisor.send(Submit(spec(first.clone()))).await??;
-    let mut tasks = vec![RebuildTask {
-        target: first,
-        result: TargetResult::Accepted(reply),
-    }];
-    let supervisor = &state.supervisor;
-    let rest: Vec<RebuildTask> = stream::iter(targets)
-        .map(|target| submit_one(supervisor, spec(target.clone()), target))
-        .buffered(WINDOW)
-        .collect()
-        .await;
-    tasks.extend(rest);
+    let targets = body.targets()?;
+    let specs = targets
+        .iter()
+        .map(|target| {
+            TaskSpec::new(kind.clone(), target.clone(), Trigger::Operator)
+                .with_params(params.clone())
+        })
+        .collect();
+    let mut replies = state.supervisor.send(SubmitMany(specs)).await?;
+    if let Some(Err(_)) = replies.first() {
+        return Err(replies.swap_remove(0).expect_err("matched an error").into());
+    }
+    let tasks: Vec<RebuildTask> = targets
+        .into_iter()
+        .zip(replies)
+        .map(|(target, reply)| RebuildTask {
+            target,
+            result: match reply {
+                Ok(reply) => TargetResult::Accepted(reply),
+                Err(e) => refused(e.into()),
+            },
+        })
+        .collect();
     tracing::info!(caller = %caller.name, kind = %kind, targets = tasks.len(), "rebuild requested");
     Ok(HttpResponse::Accepted().json(json!({ "tasks": tasks })))
-}
-
-async fn submit_one(
-    supervisor: &actix::Addr<Supervisor>,
-    spec: TaskSpec,
-    target: Target,
-) -> RebuildTask {
-    let result = match supervisor.send(Submit(spec)).await.map_err(ApiError::from) {
-        Ok(Ok(reply)) => TargetResult::Accepted(reply),
-        Ok(Err(e)) => refused(e.into()),
-        Err(e) => refused(e),
-    };
-    RebuildTask { target, result }
 }
 
 fn refused(e: ApiError) -> TargetResult {
