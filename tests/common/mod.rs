@@ -3,6 +3,8 @@
 //! it gently or with SIGKILL.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -41,7 +43,8 @@ impl Daemon {
         Self::start_with_env(data_dir, extra, &[])
     }
 
-    fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+    /// Like [`Daemon::start_with_feeds`], with extra environment variables.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         Self::launch(data_dir, extra, env, Stdio::inherit())
     }
 
@@ -52,8 +55,21 @@ impl Daemon {
         extra: &[&str],
         rust_log: &str,
     ) -> (Daemon, mpsc::Receiver<String>) {
-        let env = [("GROUNDCREW_FEEDS", "[]"), ("RUST_LOG", rust_log)];
-        let mut daemon = Self::launch(data_dir, extra, &env, Stdio::piped());
+        Self::start_with_env_logging(
+            data_dir,
+            extra,
+            &[("GROUNDCREW_FEEDS", "[]"), ("RUST_LOG", rust_log)],
+        )
+    }
+
+    /// Like [`Daemon::start_with_env`], with the daemon's log (its stderr)
+    /// as a channel of lines.
+    pub fn start_with_env_logging(
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Daemon, mpsc::Receiver<String>) {
+        let mut daemon = Self::launch(data_dir, extra, env, Stdio::piped());
         let stderr = daemon.child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
