@@ -18,7 +18,7 @@ use crate::auth::{self, TokenSet};
 use crate::config::{Config, Overrides, StoreLocation};
 use crate::entities::{watch_feeds, ArtifactKind, Feeds, ARTIFACT_KIND};
 use crate::http::{self, ApiState, Control, ReloadError};
-use crate::kinds::{CommandKind, TEST_KIND};
+use crate::kinds::{CommandKind, Isolation, IsolationError, TEST_KIND};
 use crate::store::SqliteStore;
 
 use super::reload::{ReloadControl, Reloader};
@@ -78,6 +78,9 @@ pub(crate) enum ServeError {
     /// Metrics could not be registered.
     #[error("cannot register metrics")]
     Metrics(#[source] prometheus::Error),
+    /// Command kinds cannot be isolated as configured.
+    #[error(transparent)]
+    Isolation(#[from] IsolationError),
     /// Waiting for signals or serving failed.
     #[error("i/o error while serving")]
     Io(#[source] std::io::Error),
@@ -86,7 +89,7 @@ pub(crate) enum ServeError {
 /// The task kinds the daemon runs: the built-in ones and the configured
 /// command kinds. The registry is fixed here, so a reloaded `kinds` key
 /// takes effect at the next start.
-fn kinds(feeds: &Arc<Feeds>, config: &Config) -> Registry {
+fn kinds(feeds: &Arc<Feeds>, config: &Config, isolation: &Isolation) -> Registry {
     let mut registry = Registry::new();
     registry
         .register(ARTIFACT_KIND, ArtifactKind::new(Arc::clone(feeds)))
@@ -103,7 +106,7 @@ fn kinds(feeds: &Arc<Feeds>, config: &Config) -> Registry {
         registry
             .register_with(
                 &kind.name,
-                CommandKind::new(kind, &config.data_dir),
+                CommandKind::new(kind, &config.data_dir, isolation.clone()),
                 options,
             )
             .expect("configuration validation refuses invalid and taken kind names");
@@ -175,8 +178,9 @@ pub(crate) async fn serve(
         .register_metrics(&registry)
         .map_err(ServeError::Metrics)?;
     feeds.load_all().await;
+    let isolation = Isolation::start(config.kinds_isolation, &config.data_dir)?;
     let mut builder = Supervisor::builder()
-        .registry(kinds(&feeds, &config))
+        .registry(kinds(&feeds, &config, &isolation))
         .store(store.clone())
         .writer(writer)
         .metrics(metrics);
@@ -267,6 +271,7 @@ pub(crate) async fn serve(
     repairing.abort();
     handle.stop(true).await;
     let _ = http.await;
+    isolation.shutdown();
     Ok(())
 }
 
