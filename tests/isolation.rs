@@ -173,6 +173,8 @@ fn escaped_children_die_when_the_task_succeeds(mode: &str) {
         "sleep 0.5\necho '{\"result\": {\"done\": true}}'",
     );
     let daemon = start(dir.path(), mode, &program);
+    let (_, system) = daemon.call("GET", "/api/v1/system", None);
+    assert_eq!(system["kinds_isolation"], mode, "{system}");
     let id = submit(&daemon);
     let t = wait_state(&daemon, id, "succeeded");
     assert_eq!(t["result"], json!({"done": true}), "{t:#}");
@@ -299,9 +301,12 @@ fn log_line(log: &mpsc::Receiver<String>, needle: &str) -> String {
 #[test]
 fn the_isolation_in_force_is_logged_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let (_daemon, log) = start_logging(dir.path(), "subreaper");
+    let (daemon, log) = start_logging(dir.path(), "subreaper");
     let line = log_line(&log, "subreaper");
     assert!(line.contains("configured"), "{line}");
+    let (status, system) = daemon.call("GET", "/api/v1/system", None);
+    assert_eq!(status, 200, "{system}");
+    assert_eq!(system["kinds_isolation"], "subreaper", "{system}");
 }
 
 /// The cgroup2 hierarchy made read-only for one daemon: a private mount

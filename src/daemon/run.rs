@@ -208,6 +208,7 @@ pub(crate) async fn serve(
         control: Arc::new(DaemonControl {
             reload: ReloadControl(reloader.clone()),
             stopping: stopping.clone(),
+            isolation: isolation.name(),
         }),
         rebuild_kind: ARTIFACT_KIND.into(),
         feeds: feeds.clone(),
@@ -280,6 +281,8 @@ struct DaemonControl {
     reload: ReloadControl,
     /// Set once SIGTERM/SIGINT arrived, before draining.
     stopping: Arc<AtomicBool>,
+    /// The isolation of command kinds in force.
+    isolation: &'static str,
 }
 
 impl Control for DaemonControl {
@@ -289,6 +292,10 @@ impl Control for DaemonControl {
 
     fn stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
+    }
+
+    fn kinds_isolation(&self) -> Option<&'static str> {
+        Some(self.isolation)
     }
 }
 
