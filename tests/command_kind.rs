@@ -251,7 +251,7 @@ fn timeout_kills_the_whole_process_group() {
     let pid = read_pid(&pid_file);
     let t = wait_ended(&daemon, id, 20);
     assert_eq!(t["state"], "failed", "{t:#}");
-    assert_eq!(t["error"], "command timed out after 1 s");
+    assert_eq!(t["error"], "timed out after 1 s");
     assert_gone_soon(pid);
 }
 
@@ -479,4 +479,141 @@ fn command_process_group_dies_with_a_killed_daemon() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A script that ignores SIGTERM, as its child does, and reports a stage
+/// once both run; it writes its group id (its own pid) to `$PGID_FILE`.
+const STUBBORN: &str = "trap '' TERM\n(trap '' TERM; sleep 300) &\necho $$ > \"$PGID_FILE\"\n\
+    echo '{\"stage\": \"stubborn\"}'\nwhile true; do sleep 1; done\n";
+
+fn start_stubborn(dir: &Path) -> (Daemon, PathBuf) {
+    let pgid_file = dir.join("group.pid");
+    let stubborn = script(dir, "stubborn.sh", STUBBORN);
+    let daemon = start(
+        dir,
+        &format!(
+            "  - name: stubborn\n    command: [{}]\n    env: {{PGID_FILE: {}}}\n",
+            stubborn.display(),
+            pgid_file.display()
+        ),
+    );
+    (daemon, pgid_file)
+}
+
+/// Issue 16: a command that ignores SIGTERM and has a child is stopped
+/// hard once the cancel's grace is over (here 1 s, shorter than the kind's
+/// own 2 s SIGTERM-to-SIGKILL step): `canceling` at once, `canceled` within
+/// 4 s, nothing of its group left; `wait=true` answers with the final state.
+#[test]
+fn cancel_with_a_grace_stops_a_command_that_ignores_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, pgid_file) = start_stubborn(dir.path());
+    let id = submit(&daemon, "stubborn", "all", Value::Null);
+    let pgid = read_pid(&pgid_file);
+    wait_task(&daemon, id, 20, |t| t["stage"] == "stubborn");
+
+    let asked = Instant::now();
+    let path = format!("/api/v1/tasks/{id}?grace_s=1&wait=true");
+    let (status, body) = daemon.call("DELETE", &path, None);
+    let waited = asked.elapsed();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "canceled", "{body}");
+    assert_eq!(body["grace_s"], 1.0, "{body}");
+    assert!(
+        waited >= Duration::from_secs(1),
+        "answered before the grace: {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(4), "took {waited:?}");
+    let t = task(&daemon, id);
+    assert_eq!(t["state"], "canceled", "{t:#}");
+    assert_eq!(
+        t["error"],
+        "canceled while running; stopped hard after the grace period"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !group_gone(pgid) {
+        assert!(Instant::now() < deadline, "group {pgid} outlived its task");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn cancel_without_wait_answers_canceling_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, pgid_file) = start_stubborn(dir.path());
+    let id = submit(&daemon, "stubborn", "all", Value::Null);
+    let pgid = read_pid(&pgid_file);
+    wait_task(&daemon, id, 20, |t| t["stage"] == "stubborn");
+    let (status, body) = daemon.call("DELETE", &format!("/api/v1/tasks/{id}?grace_s=1"), None);
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (202, Some("canceling")),
+        "{body}"
+    );
+    assert_eq!(task(&daemon, id)["state"], "canceling");
+    let t = wait_ended(&daemon, id, 4);
+    assert_eq!(t["state"], "canceled", "{t:#}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !group_gone(pgid) {
+        assert!(Instant::now() < deadline, "group {pgid} outlived its task");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn cancel_parameters_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, _) = start_stubborn(dir.path());
+    for (query, parameter) in [
+        ("grace_s=-1", "grace_s"),
+        ("grace_s=soon", "grace_s"),
+        ("grace_s=86401", "grace_s"),
+        ("wait=yes", "wait"),
+    ] {
+        let (status, body) = daemon.call("DELETE", &format!("/api/v1/tasks/1?{query}"), None);
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(
+            body["error"]["code"], "invalid_parameter",
+            "{query}: {body}"
+        );
+        assert_eq!(body["error"]["parameter"], parameter, "{query}: {body}");
+    }
+    // A queued task is canceled at once, so waiting is immediate.
+    let (status, body) = daemon.call(
+        "PUT",
+        "/api/v1/pools/background/limit",
+        Some(json!({"limit": 0})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let id = submit(&daemon, "stubborn", "all", Value::Null);
+    let (status, body) = daemon.call("DELETE", &format!("/api/v1/tasks/{id}?wait=true"), None);
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("canceled")),
+        "{body}"
+    );
+}
+
+#[test]
+fn cli_cancel_waits_for_the_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, pgid_file) = start_stubborn(dir.path());
+    let id = submit(&daemon, "stubborn", "all", Value::Null);
+    read_pid(&pgid_file);
+    wait_task(&daemon, id, 20, |t| t["stage"] == "stubborn");
+    let out = std::process::Command::new(common::binary())
+        .args(["cancel", &id.to_string(), "--wait", "--grace", "1"])
+        .args(["--url", &daemon.base, "--data-dir"])
+        .arg(&daemon.data_dir)
+        .env_remove("GROUNDCREW_TOKEN")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.trim(), format!("task #{id} canceled"));
+    assert_eq!(task(&daemon, id)["state"], "canceled");
 }

@@ -336,3 +336,37 @@ fn the_binary_serves_metrics_openapi_history_and_json_errors() {
         "{body}"
     );
 }
+
+/// Issue 16: in-process kinds have timeouts too. The built-in `test` kind
+/// with `builtin_kinds.test.timeout_s: 1` fails an attempt that runs longer
+/// (and retries it), and the pool's grace comes from the long form of
+/// `pools`.
+#[test]
+fn a_builtin_kind_past_its_timeout_fails_the_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("groundcrew.yaml");
+    std::fs::write(
+        &config,
+        "pools:\n  background: {limit: 1, cancel_grace_s: 1}\nbuiltin_kinds:\n  test:\n    timeout_s: 1\n",
+    )
+    .unwrap();
+    let daemon = Daemon::start(dir.path(), &["--config", config.to_str().unwrap()]);
+    let (status, body) = daemon.call(
+        "POST",
+        "/api/v1/tasks",
+        Some(json!({"kind": "test", "target": "asn:1", "params": {"times": 30, "round_ms": 1000}})),
+    );
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, t) = daemon.call("GET", &format!("/api/v1/tasks/{id}"), None);
+        if let Some(first) = t["errors"].as_array().and_then(|e| e.first()) {
+            assert_eq!(first["message"], "timed out after 1 s", "{t:#}");
+            assert_eq!(first["attempt"], 1, "{t:#}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no timeout: {t:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use common::{change_one_line, Daemon, SIGTERM};
 use groundcrew::feed::{build_artifacts, changed_entities, generate_ip2asn, parse, FeedFormat};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 /// A data directory with one ip2asn feed `geo` of `lines` generated lines.
 struct Setup {
@@ -287,6 +288,20 @@ fn operator_rebuild_of_all_regenerates_identical_content() {
         Some(before.len() as u64),
         "{all}"
     );
+    // Issue 16: each entity names the execution that wrote it, with its
+    // fencing token, and its hash is the SHA-256 of the file.
+    let listing = d.wait_artifacts_ok(60, 1000);
+    let entities = listing["entities"].as_array().unwrap();
+    assert_eq!(entities.len(), before.len());
+    for e in entities {
+        assert_eq!((&e["task"], &e["run"]), (&all["id"], &json!(1)), "{e}");
+        let content = &before[e["entity"].as_str().unwrap()];
+        let hash: String = Sha256::digest(content)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(e["hash"], hash.as_str(), "{e}");
+    }
 }
 
 #[test]

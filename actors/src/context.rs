@@ -172,7 +172,11 @@ impl TaskContext {
     ///
     /// # Cancel safety
     /// Dropping the future does not withdraw the publication: once sent, it
-    /// is carried out.
+    /// is carried out, unless this execution is stopped hard before the
+    /// writer gets to it: then it is refused as
+    /// [`StaleRun`](PublishError::StaleRun), as is anything an execution
+    /// sends once it no longer holds its task's claim (and the execution is
+    /// signaled to stop).
     pub async fn publish(
         &self,
         entity: EntityName,
@@ -183,10 +187,11 @@ impl TaskContext {
         let mut publish = Publish::new(entity, content).with_source(self.id(), self.run());
         publish.source_version = source_version;
         let entity = publish.entity.clone();
-        writer
+        let outcome = writer
             .send(publish)
             .await
-            .map_err(|_| PublishError::Closed { entity })?
+            .map_err(|_| PublishError::Closed { entity })?;
+        self.stop_if_stale(outcome)
     }
 
     /// Removes the artifact of `entity` through the entity writer; `true` if
@@ -197,10 +202,20 @@ impl TaskContext {
             entity: entity.clone(),
             source: Some((self.id(), self.run())),
         };
-        writer
+        let removed = writer
             .send(remove)
             .await
-            .map_err(|_| PublishError::Closed { entity })?
+            .map_err(|_| PublishError::Closed { entity })?;
+        self.stop_if_stale(removed)
+    }
+
+    /// A run whose write was refused as stale has lost its claim: it stops
+    /// itself, as if canceled, so that it does no further work.
+    fn stop_if_stale<T>(&self, result: Result<T, PublishError>) -> Result<T, PublishError> {
+        if let Err(PublishError::StaleRun { .. }) = &result {
+            self.inner.cancel.cancel();
+        }
+        result
     }
 
     fn writer(&self, entity: &EntityName) -> Result<&Addr<EntityWriter>, PublishError> {

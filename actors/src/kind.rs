@@ -136,6 +136,11 @@ pub struct KindOptions {
     pub backoff_base: Duration,
     /// Longest delay between attempts.
     pub backoff_max: Duration,
+    /// How long one execution may run. Past it the execution is signaled
+    /// as on a cancel and, after its pool's grace period, stopped hard; the
+    /// attempt fails with `timed out after N s` and is retried while
+    /// attempts remain. `None`: no limit.
+    pub timeout: Option<Duration>,
 }
 
 impl Default for KindOptions {
@@ -145,6 +150,7 @@ impl Default for KindOptions {
             max_attempts: 3,
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
+            timeout: None,
         }
     }
 }

@@ -67,6 +67,7 @@
 mod coalesce;
 mod context;
 mod entity;
+mod fence;
 mod kind;
 mod memory;
 mod message;
@@ -87,8 +88,9 @@ pub use entity::{EntityName, EntityNameError, Target, MAX_ENTITY_LEN};
 pub use kind::{KindError, KindOptions, Registry, Task, TaskError, TaskResult, DEFAULT_POOL};
 pub use memory::MemoryStore;
 pub use message::{
-    Cancel, CancelError, CancelReply, LimitError, PanelSnapshot, SetLimit, StoreHealth, Submit,
-    SubmitError, SubmitOutcome, SubmitReply, MAX_WORKER_LIMIT,
+    AwaitRunEnd, Cancel, CancelError, CancelReply, LimitError, PanelSnapshot, SetCancelGrace,
+    SetLimit, StoreHealth, Submit, SubmitError, SubmitOutcome, SubmitReply, DEFAULT_CANCEL_GRACE,
+    MAX_WORKER_LIMIT,
 };
 pub use metrics::Metrics;
 pub use panel::{Activity, Panel, PanelTask, PoolStatus, StoreStatus, Workers};

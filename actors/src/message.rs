@@ -1,5 +1,7 @@
 //! Every message the supervisor handles, and their replies and errors.
 
+use std::time::Duration;
+
 use actix::Message;
 use serde::{Deserialize, Serialize};
 
@@ -62,14 +64,63 @@ pub enum SubmitError {
     Store(#[source] StoreError),
 }
 
-/// Cancels a task: a pending one at once, a running one cooperatively.
-/// Canceling a running task also cancels the follow-up waiting behind it.
+/// How long a canceled execution gets to stop on its own before it is
+/// stopped hard, unless its pool or the cancel says otherwise.
+pub const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(10);
+
+/// Cancels a task: a pending one at once, a running one cooperatively, then
+/// hard once the grace period is over. Canceling a running task also
+/// cancels the follow-up waiting behind it.
+///
+/// A running task's execution is signaled at once ([`TaskContext::canceled`]
+/// completes); when it has not ended after the grace period (its pool's
+/// `cancel_grace`, or [`Cancel::with_grace`]), its future is dropped, which
+/// for an external command kills its process group. Canceling again with a
+/// shorter grace stops it sooner.
+///
+/// ```
+/// use std::time::Duration;
+/// use groundcrew_actors::{Cancel, TaskId};
+///
+/// let cancel = Cancel::new(TaskId(7)).with_grace(Duration::from_secs(1));
+/// assert_eq!(cancel.grace, Some(Duration::from_secs(1)));
+/// ```
+///
+/// [`TaskContext::canceled`]: crate::TaskContext::canceled
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Result<CancelReply, CancelError>")]
-pub struct Cancel(pub TaskId);
+pub struct Cancel {
+    /// The task.
+    pub id: TaskId,
+    /// Overrides the pool's grace period.
+    pub grace: Option<Duration>,
+}
+
+impl Cancel {
+    /// Cancels `id` with its pool's grace period.
+    pub fn new(id: TaskId) -> Self {
+        Self { id, grace: None }
+    }
+
+    /// Stops a running execution hard after `grace` instead.
+    pub fn with_grace(self, grace: Duration) -> Self {
+        Self {
+            grace: Some(grace),
+            ..self
+        }
+    }
+}
+
+/// Resolves once the task's current execution has ended and its outcome is
+/// durable, with the state it left the task in (`canceled`, `failed`,
+/// `succeeded`, or `queued` again for a retry or the next start); `None` at
+/// once when the task has no execution running.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Option<TaskState>")]
+pub struct AwaitRunEnd(pub TaskId);
 
 /// What a [`Cancel`] did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CancelReply {
     /// The task.
     pub id: TaskId,
@@ -78,6 +129,10 @@ pub struct CancelReply {
     pub state: TaskState,
     /// Follow-ups canceled with it.
     pub canceled_follow_ups: Vec<TaskId>,
+    /// For a running task: seconds until it is stopped hard if it has not
+    /// stopped by then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_s: Option<f64>,
 }
 
 /// A [`Cancel`] that could not be done.
@@ -108,6 +163,18 @@ pub struct SetLimit {
     pub pool: String,
     /// New limit; 0 pauses the pool.
     pub limit: usize,
+}
+
+/// Changes a pool's cancel grace period: how long a canceled or timed-out
+/// execution gets to stop on its own before it is stopped hard. Applies to
+/// stops from then on.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), LimitError>")]
+pub struct SetCancelGrace {
+    /// The pool.
+    pub pool: String,
+    /// The new grace period.
+    pub grace: Duration,
 }
 
 /// Largest worker limit accepted.

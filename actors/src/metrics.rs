@@ -24,6 +24,8 @@ pub struct Metrics {
     pub(crate) writer_mailbox: IntGauge,
     pub(crate) artifact_writes: IntCounterVec,
     pub(crate) artifact_write_seconds: Histogram,
+    pub(crate) stale_runs: IntCounterVec,
+    pub(crate) hard_stops: IntCounterVec,
 }
 
 const TASK_BUCKETS: &[f64] = &[
@@ -56,6 +58,8 @@ impl Metrics {
         registry.register(Box::new(m.writer_mailbox.clone()))?;
         registry.register(Box::new(m.artifact_writes.clone()))?;
         registry.register(Box::new(m.artifact_write_seconds.clone()))?;
+        registry.register(Box::new(m.stale_runs.clone()))?;
+        registry.register(Box::new(m.hard_stops.clone()))?;
         Ok(m)
     }
 
@@ -109,7 +113,7 @@ impl Metrics {
             artifact_writes: IntCounterVec::new(
                 Opts::new(
                     "groundcrew_artifact_writes_total",
-                    "Artifact publications by result: written, unchanged, removed, failed.",
+                    "Artifact publications by result: written, unchanged, removed, failed, refused (from a stale run).",
                 ),
                 &["result"],
             )?,
@@ -119,6 +123,20 @@ impl Metrics {
                     "Time to make one batch of artifact publications durable.",
                 )
                 .buckets(WRITE_BUCKETS.to_vec()),
+            )?,
+            stale_runs: IntCounterVec::new(
+                Opts::new(
+                    "groundcrew_stale_runs_total",
+                    "Writes refused because the execution sending them no longer held its task's claim, by what was refused: publish, remove.",
+                ),
+                &["write"],
+            )?,
+            hard_stops: IntCounterVec::new(
+                Opts::new(
+                    "groundcrew_task_hard_stops_total",
+                    "Executions stopped hard (their future dropped, their processes killed) at the end of a grace period, by why they were stopped: cancel, timeout, shutdown.",
+                ),
+                &["kind", "reason"],
             )?,
         })
     }

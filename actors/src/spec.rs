@@ -26,14 +26,21 @@ impl fmt::Debug for TaskId {
     }
 }
 
-/// Identifies one execution (attempt) of a task.
+/// Identifies one execution (claim) of a task: its fencing token.
 ///
 /// Every message a running task sends carries its run token, so that a
-/// report from an execution that is no longer current can be told apart and
-/// refused. Tokens of one task only grow.
+/// write from an execution that no longer holds the task's claim can be
+/// told apart and refused (see [`RunToken::after`]). Tokens of one task
+/// only grow, whatever happens to its attempts count.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct RunToken(pub u64);
+
+impl fmt::Display for RunToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
 
 /// Why a task was requested.
 ///

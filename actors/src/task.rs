@@ -1,6 +1,7 @@
 //! The task actor: one per execution. It runs the kind's future on a worker
-//! thread, turns a panic into a failure, and tells the supervisor how the
-//! execution ended.
+//! thread, turns a panic into a failure, drops the future when the
+//! supervisor stops it hard, and tells the supervisor how the execution
+//! ended.
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 
 use actix::{Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, WrapFuture};
 use futures::FutureExt;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::context::TaskContext;
@@ -24,6 +26,8 @@ use crate::supervisor::Supervisor;
 pub(crate) struct TaskActor {
     task: Arc<dyn Task>,
     context: Option<TaskContext>,
+    /// Once canceled, the execution's future is dropped (a hard stop).
+    abort: CancellationToken,
     supervisor: Addr<Supervisor>,
     span: tracing::Span,
 }
@@ -32,12 +36,14 @@ impl TaskActor {
     pub(crate) fn new(
         task: Arc<dyn Task>,
         context: TaskContext,
+        abort: CancellationToken,
         supervisor: Addr<Supervisor>,
         span: tracing::Span,
     ) -> Self {
         Self {
             task,
             context: Some(context),
+            abort,
             supervisor,
             span,
         }
@@ -51,14 +57,20 @@ impl Actor for TaskActor {
         let context = self.context.take().expect("task actor starts once");
         let (id, run) = (context.id(), context.run());
         let task = Arc::clone(&self.task);
+        let abort = self.abort.clone();
         let execution = async move {
             // `run` itself may panic before it hands back a future.
             let future = std::panic::catch_unwind(AssertUnwindSafe(|| task.run(context)))
                 .map_err(panic_failure)?;
-            AssertUnwindSafe(future)
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|payload| Err(panic_failure(payload)))
+            let run = AssertUnwindSafe(future).catch_unwind();
+            // `select!` drops the execution's future before it yields, so
+            // the run has ended (its processes killed) when the supervisor
+            // hears of it.
+            tokio::select! {
+                biased;
+                () = abort.cancelled() => Err(TaskError::fatal("stopped hard")),
+                r = run => r.unwrap_or_else(|payload| Err(panic_failure(payload))),
+            }
         }
         .instrument(self.span.clone());
         ctx.spawn(

@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use crate::entity::EntityName;
+use crate::fence::{Runs, WriterFence};
 use crate::metrics::Metrics;
 use crate::sink::{Artifact, ArtifactSink, SinkError};
 use crate::spec::{RunToken, TaskId};
@@ -150,6 +151,22 @@ pub enum PublishError {
         /// The entity.
         entity: EntityName,
     },
+    /// The execution that sent it no longer holds its task's claim (it was
+    /// stopped hard, or a later execution took over): nothing was written.
+    #[error(
+        "task {task} run {stale} no longer holds its claim (current run: {}); artifact of {entity} was not changed",
+        current.map_or_else(|| "none".to_owned(), |c| c.0.to_string())
+    )]
+    StaleRun {
+        /// The entity.
+        entity: EntityName,
+        /// The task.
+        task: TaskId,
+        /// The token the write carried.
+        stale: RunToken,
+        /// The token of the execution that holds the claim, if one does.
+        current: Option<RunToken>,
+    },
 }
 
 impl PublishError {
@@ -160,7 +177,9 @@ impl PublishError {
         match self {
             PublishError::Sink { source, .. } => matches!(source, SinkError::Io { .. }),
             PublishError::Manifest { .. } => true,
-            PublishError::Closed { .. } | PublishError::NoWriter { .. } => false,
+            PublishError::Closed { .. }
+            | PublishError::NoWriter { .. }
+            | PublishError::StaleRun { .. } => false,
         }
     }
 }
@@ -249,6 +268,7 @@ impl EntityWriter {
             // store backed by tokio I/O); the worker thread enters it.
             runtime: tokio::runtime::Handle::try_current().ok(),
             failures: FailureLog::default(),
+            fence: WriterFence::default(),
         };
         std::thread::Builder::new()
             .name("groundcrew-writer".into())
@@ -303,6 +323,23 @@ type Reply<T> = oneshot::Sender<Result<T, PublishError>>;
 enum Job {
     Publish(Publish, Reply<PublishOutcome>),
     Remove(Remove, Reply<bool>),
+    Fence(Arc<Runs>),
+}
+
+/// Hands the writer the supervisor's table of current claims: from then on
+/// a write from an execution that does not hold its task's claim is
+/// refused with [`PublishError::StaleRun`].
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Fence(pub(crate) Arc<Runs>);
+
+impl Handler<Fence> for EntityWriter {
+    type Result = ();
+
+    fn handle(&mut self, Fence(runs): Fence, _: &mut Self::Context) {
+        // A writer whose thread is gone refuses everything anyway.
+        let _ = self.jobs.send(Job::Fence(runs));
+    }
 }
 
 /// A manifest record to write, the replies waiting on it, and the outcome
@@ -329,6 +366,7 @@ struct Worker {
     records: HashMap<EntityName, Option<ArtifactRecord>>,
     runtime: Option<tokio::runtime::Handle>,
     failures: FailureLog,
+    fence: WriterFence,
 }
 
 impl Worker {
@@ -354,8 +392,22 @@ impl Worker {
         let mut publications = Vec::new();
         for job in jobs {
             match job {
-                Job::Publish(publish, reply) => publications.push((publish, reply)),
+                Job::Fence(runs) => self.fence.attach(runs),
+                Job::Publish(publish, reply) => {
+                    let (source, entity) = (publish.source, &publish.entity);
+                    match self.fence.check(source, entity, "publish", &self.metrics) {
+                        Ok(()) => publications.push((publish, reply)),
+                        Err(e) => self.answer(reply, Err(e), |_| "written"),
+                    }
+                }
                 Job::Remove(remove, reply) => {
+                    let checked =
+                        self.fence
+                            .check(remove.source, &remove.entity, "remove", &self.metrics);
+                    if let Err(e) = checked {
+                        self.answer(reply, Err(e), |_| "removed");
+                        continue;
+                    }
                     self.publish_all(std::mem::take(&mut publications));
                     tracing::debug!(
                         entity = %remove.entity,
@@ -563,6 +615,8 @@ impl Worker {
     ) {
         let label = match &result {
             Ok(value) => label(value),
+            // Counted and logged by the fence.
+            Err(PublishError::StaleRun { .. }) => "refused",
             Err(e) => {
                 if let Some(suppressed) = self.failures.due(std::time::Instant::now()) {
                     let cause = std::error::Error::source(e).map(ToString::to_string);
@@ -660,7 +714,7 @@ pub fn content_hash(content: &[u8]) -> String {
 fn job_bytes(job: &Job) -> usize {
     match job {
         Job::Publish(publish, _) => publish.content.len(),
-        Job::Remove(..) => 0,
+        Job::Remove(..) | Job::Fence(_) => 0,
     }
 }
 

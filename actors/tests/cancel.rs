@@ -18,7 +18,7 @@ async fn canceling_a_queued_task_removes_it_and_records_it_canceled() {
     gate.register(&mut registry, "refresh");
     let (sup, store) = start(registry, 0).await;
     let t = submit(&sup, "refresh", "asn:1").await;
-    let reply = sup.send(Cancel(t.id)).await.unwrap().unwrap();
+    let reply = sup.send(Cancel::new(t.id)).await.unwrap().unwrap();
     assert_eq!(reply.state, TaskState::Canceled);
     assert_eq!(panel(&sup).await.pending_total, 0);
     let r = store.get(t.id).await.unwrap().unwrap();
@@ -28,14 +28,14 @@ async fn canceling_a_queued_task_removes_it_and_records_it_canceled() {
     assert_eq!(again.outcome, SubmitOutcome::Queued);
     assert_ne!(again.id, t.id);
     assert!(matches!(
-        sup.send(Cancel(t.id)).await.unwrap(),
+        sup.send(Cancel::new(t.id)).await.unwrap(),
         Err(CancelError::AlreadyEnded {
             state: TaskState::Canceled,
             ..
         })
     ));
     assert!(matches!(
-        sup.send(Cancel(TaskId(999))).await.unwrap(),
+        sup.send(Cancel::new(TaskId(999))).await.unwrap(),
         Err(CancelError::NotFound(_))
     ));
 }
@@ -50,7 +50,7 @@ async fn canceling_a_running_task_ends_it_canceled_and_cancels_its_follow_up() {
     wait_panel(&sup, "running", |p| p.running.len() == 1).await;
     let f = submit(&sup, "refresh", "asn:1").await;
     assert!(matches!(f.outcome, SubmitOutcome::FollowUp { .. }));
-    let reply = sup.send(Cancel(t.id)).await.unwrap().unwrap();
+    let reply = sup.send(Cancel::new(t.id)).await.unwrap().unwrap();
     assert_eq!(reply.state, TaskState::Canceling);
     assert_eq!(reply.canceled_follow_ups, [f.id]);
     assert_eq!(wait_ended(&store, t.id).await.state, TaskState::Canceled);
@@ -74,7 +74,7 @@ async fn canceling_a_follow_up_leaves_the_running_task_alone() {
     wait_panel(&sup, "running", |p| p.running.len() == 1).await;
     let f = submit(&sup, "refresh", "asn:1").await;
     assert_eq!(
-        sup.send(Cancel(f.id)).await.unwrap().unwrap().state,
+        sup.send(Cancel::new(f.id)).await.unwrap().unwrap().state,
         TaskState::Canceled
     );
     gate.open(1);
@@ -113,7 +113,7 @@ async fn built_in_test_kind_honors_cancel_between_rounds() {
     .await;
     assert_eq!(p.running[0].progress.unwrap().total, 1000);
     assert_eq!(p.running[0].stage.as_deref(), Some("counting"));
-    sup.send(Cancel(t.id)).await.unwrap().unwrap();
+    sup.send(Cancel::new(t.id)).await.unwrap().unwrap();
     let r = wait_ended(&store, t.id).await;
     assert_eq!(r.state, TaskState::Canceled);
     assert!(r.progress.unwrap().done < 1000);
@@ -161,7 +161,7 @@ async fn a_canceled_task_that_returns_any_error_ends_canceled() {
     let b = submit(&sup, "fatal", "asn:1").await;
     wait_panel(&sup, "both running", |p| p.running.len() == 2).await;
     for id in [a.id, b.id] {
-        sup.send(Cancel(id)).await.unwrap().unwrap();
+        sup.send(Cancel::new(id)).await.unwrap().unwrap();
     }
     gate.open(2);
     for id in [a.id, b.id] {
@@ -191,7 +191,7 @@ async fn an_operator_cancel_stands_through_a_drain() {
     let (sup, store) = start(registry, 1).await;
     let t = submit(&sup, "flaky", "asn:1").await;
     wait_panel(&sup, "running", |p| p.running.len() == 1).await;
-    sup.send(Cancel(t.id)).await.unwrap().unwrap();
+    sup.send(Cancel::new(t.id)).await.unwrap().unwrap();
     let drain = sup.send(Drain {
         timeout: Duration::from_millis(10),
         grace: Duration::from_secs(10),
@@ -227,7 +227,7 @@ async fn a_running_task_is_canceling_until_its_run_has_ended() {
     let (sup, store) = start(registry, 1).await;
     let t = submit(&sup, "stubborn", "asn:1").await;
     wait_panel(&sup, "running", |p| p.running.len() == 1).await;
-    let reply = sup.send(Cancel(t.id)).await.unwrap().unwrap();
+    let reply = sup.send(Cancel::new(t.id)).await.unwrap().unwrap();
     assert_eq!(reply.state, TaskState::Canceling);
     // Durable before the answer, and shown on the panel.
     assert_eq!(
@@ -243,7 +243,7 @@ async fn a_running_task_is_canceling_until_its_run_has_ended() {
         "a canceling run still holds its worker"
     );
     // A second cancel confirms the same state.
-    let again = sup.send(Cancel(t.id)).await.unwrap().unwrap();
+    let again = sup.send(Cancel::new(t.id)).await.unwrap().unwrap();
     assert_eq!(again.state, TaskState::Canceling);
     release.add_permits(1);
     let ended = wait_ended(&store, t.id).await;

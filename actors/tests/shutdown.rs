@@ -86,8 +86,10 @@ async fn drain_cancels_work_past_the_deadline_and_queues_it_again() {
     assert_eq!(store.unfinished().await.unwrap().len(), 1);
 }
 
+/// Issue 16: an execution that ignores its cancellation is stopped hard at
+/// the end of the grace period (its future dropped) and queued again.
 #[actix_rt::test]
-async fn drain_gives_up_on_work_that_ignores_cancellation() {
+async fn drain_stops_hard_work_that_ignores_cancellation() {
     let mut registry = Registry::new();
     registry
         .register("stubborn", |_ctx: groundcrew_actors::TaskContext| async {
@@ -109,11 +111,44 @@ async fn drain_gives_up_on_work_that_ignores_cancellation() {
         report,
         DrainReport {
             completed: 0,
+            requeued: 1,
+            abandoned: 0
+        }
+    );
+    let r = store.get(t.id).await.unwrap().unwrap();
+    assert_eq!((r.state, r.attempts), (TaskState::Queued, 0));
+}
+
+/// A future that blocks its thread cannot be dropped: the drain gives up on
+/// it after the grace period, and it stays running in the store for the
+/// next start's recovery to queue again.
+#[actix_rt::test]
+async fn drain_abandons_work_that_blocks_its_thread() {
+    let mut registry = Registry::new();
+    registry
+        .register("blocking", |_ctx: groundcrew_actors::TaskContext| async {
+            std::thread::sleep(Duration::from_secs(3));
+            Ok(serde_json::Value::Null)
+        })
+        .unwrap();
+    let (sup, store) = start(registry, 1).await;
+    let t = submit(&sup, "blocking", "asn:1").await;
+    wait_panel(&sup, "running", |p| p.running.len() == 1).await;
+    let report = sup
+        .send(Drain {
+            timeout: Duration::from_millis(20),
+            grace: Duration::from_millis(50),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        report,
+        DrainReport {
+            completed: 0,
             requeued: 0,
             abandoned: 1
         }
     );
-    // Still running in the store: the next start's recovery queues it again.
     assert_eq!(
         store.get(t.id).await.unwrap().unwrap().state,
         TaskState::Running

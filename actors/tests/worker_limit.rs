@@ -67,7 +67,7 @@ fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 Op::Cancel(i) => {
                     if !ids.is_empty() {
                         let id = *ids.iter().nth(i % ids.len()).unwrap();
-                        let _ = sup.send(Cancel(id)).await.unwrap();
+                        let _ = sup.send(Cancel::new(id)).await.unwrap();
                     }
                 }
                 Op::SetLimit(l) => {

@@ -20,6 +20,12 @@ impl Client {
     /// The token comes from `--token`/`GROUNDCREW_TOKEN`, else from the
     /// generated token file in the data directory, if there is one.
     pub(crate) fn new(args: &ClientArgs) -> anyhow::Result<Self> {
+        Self::with_timeout(args, Duration::from_secs(30))
+    }
+
+    /// Like [`Client::new`], for requests the daemon may hold longer than
+    /// the usual 30 s (it bounds them itself).
+    pub(crate) fn with_timeout(args: &ClientArgs, timeout: Duration) -> anyhow::Result<Self> {
         let token = match &args.token {
             Some(t) => Some(t.clone()),
             None => {
@@ -36,7 +42,7 @@ impl Client {
         };
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
+            .timeout_global(Some(timeout))
             .build()
             .new_agent();
         Ok(Self {

@@ -1,6 +1,8 @@
 //! The one-shot CLI commands: each sends one request and prints the answer
 //! for a person (or as JSON with `--json`).
 
+use std::time::Duration;
+
 use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
 
@@ -129,15 +131,42 @@ pub(crate) fn submit(
     Ok(())
 }
 
-pub(crate) fn cancel(args: &ClientArgs, id: u64) -> anyhow::Result<()> {
-    let reply = Client::new(args)?.delete(&format!("/api/v1/tasks/{id}"))?;
+pub(crate) fn cancel(
+    args: &ClientArgs,
+    id: u64,
+    grace: Option<u64>,
+    wait: bool,
+) -> anyhow::Result<()> {
+    let mut query = Vec::new();
+    if let Some(g) = grace {
+        query.push(format!("grace_s={g}"));
+    }
+    if wait {
+        query.push("wait=true".to_owned());
+    }
+    let path = match query.is_empty() {
+        true => format!("/api/v1/tasks/{id}"),
+        false => format!("/api/v1/tasks/{id}?{}", query.join("&")),
+    };
+    // With --wait the daemon answers within the grace period and 5 s.
+    let client = match wait {
+        true => Client::with_timeout(args, Duration::from_secs(86_400 + 60))?,
+        false => Client::new(args)?,
+    };
+    let reply = client.delete(&path)?;
     if args.json {
         return print_json(&reply);
     }
     match reply["state"].as_str() {
         Some("canceled") => println!("task #{id} canceled"),
-        Some("canceling") => {
-            println!("task #{id} is canceling: signaled; canceled once its run has ended")
+        Some("canceling") => match reply["grace_s"].as_f64() {
+            Some(g) => println!(
+                "task #{id} is canceling: signaled; canceled once its run has ended (stopped hard after {g} s)"
+            ),
+            None => println!("task #{id} is canceling: signaled; canceled once its run has ended"),
+        },
+        Some(ended @ ("succeeded" | "failed")) => {
+            println!("task #{id} ended {ended} before it noticed the cancel")
         }
         _ if reply.is_null() => println!("task #{id} removed from history"),
         _ => print_json(&reply)?,

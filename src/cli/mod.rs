@@ -56,6 +56,14 @@ enum Command {
         client: ClientArgs,
         /// Task id.
         id: u64,
+        /// Seconds a running task gets to stop before it is stopped hard
+        /// (default: its pool's cancel_grace_s).
+        #[arg(long, value_name = "SECONDS")]
+        grace: Option<u64>,
+        /// Return only once the task has ended; fails if it is still
+        /// running after the grace period and 5 s more.
+        #[arg(long)]
+        wait: bool,
     },
     /// Rebuilds every entity (--all) or the named ones.
     Rebuild {
@@ -132,7 +140,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             target,
             params,
         } => commands::submit(&client, &kind, &target, params.as_deref()),
-        Command::Cancel { client, id } => commands::cancel(&client, id),
+        Command::Cancel {
+            client,
+            id,
+            grace,
+            wait,
+        } => commands::cancel(&client, id, grace, wait),
         Command::Rebuild {
             client,
             all,

@@ -11,17 +11,21 @@ use groundcrew_actors::DEFAULT_POOL;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
+use super::PoolConfig;
+
 /// The pools every configuration starts from.
-pub(super) fn default_pools() -> BTreeMap<String, usize> {
-    BTreeMap::from([(DEFAULT_POOL.to_owned(), 2)])
+pub(super) fn default_pools() -> BTreeMap<String, PoolConfig> {
+    BTreeMap::from([(DEFAULT_POOL.to_owned(), PoolConfig::with_limit(2))])
 }
 
 /// A `pools` map merged over [`default_pools`]: kinds without an explicit
 /// pool run in the default one, so a file that only adds a pool must not
 /// remove it.
-pub(super) fn pools<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, usize>, D::Error> {
+pub(super) fn pools<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, PoolConfig>, D::Error> {
     let mut pools = default_pools();
-    pools.extend(BTreeMap::<String, usize>::deserialize(d)?);
+    pools.extend(BTreeMap::<String, PoolConfig>::deserialize(d)?);
     Ok(pools)
 }
 

@@ -13,7 +13,7 @@ use std::str::FromStr;
 use crate::auth::Token;
 
 use super::de::parse_optional_count;
-use super::{Config, ConfigError, Origin, Problem};
+use super::{Config, ConfigError, Origin, PoolConfig, Problem};
 
 const PREFIX: &str = "GROUNDCREW_";
 
@@ -21,7 +21,7 @@ const PREFIX: &str = "GROUNDCREW_";
 const CLIENT_VARIABLES: [&str; 2] = ["GROUNDCREW_TOKEN", "GROUNDCREW_URL"];
 
 /// Every key a variable can set; `pools.<name>` stands for any pool.
-pub(super) const KEYS: [&str; 20] = [
+pub(super) const KEYS: [&str; 23] = [
     "data_dir",
     "feeds",
     "feed_poll_ms",
@@ -30,6 +30,9 @@ pub(super) const KEYS: [&str; 20] = [
     "store",
     "tokens",
     "pools.<name>",
+    "pools.<name>.cancel_grace_s",
+    "builtin_kinds.artifact.timeout_s",
+    "builtin_kinds.test.timeout_s",
     "http.bind",
     "http.metrics_require_token",
     "http.max_body_bytes",
@@ -96,7 +99,27 @@ fn set(c: &mut Config, key: &str, raw: &str) -> Result<(), Option<Problem>> {
         }
         ["feed_poll_ms"] => c.feed_poll_ms = parse(raw, "number of milliseconds")?,
         ["pools", name] if !name.is_empty() => {
-            c.pools.insert(name.to_owned(), parse(raw, "worker limit")?);
+            let limit = parse(raw, "worker limit")?;
+            c.pools
+                .entry(name.to_owned())
+                .and_modify(|p| p.limit = limit)
+                .or_insert_with(|| PoolConfig::with_limit(limit));
+        }
+        ["pools", name, "cancel_grace_s"] if !name.is_empty() => {
+            let grace = parse(raw, "number of seconds")?;
+            let Some(pool) = c.pools.get_mut(name) else {
+                return Err(Some(Problem::Parse {
+                    expected: "a pool configured in the file or by GROUNDCREW_POOLS__<NAME>",
+                    value: name.to_owned(),
+                }));
+            };
+            pool.cancel_grace_s = grace;
+        }
+        ["builtin_kinds", "artifact", "timeout_s"] => {
+            c.builtin_kinds.artifact.timeout_s = optional_count(raw)?;
+        }
+        ["builtin_kinds", "test", "timeout_s"] => {
+            c.builtin_kinds.test.timeout_s = optional_count(raw)?;
         }
         ["http", "bind"] => c.http.bind = parse(raw, "socket address")?,
         ["http", "metrics_require_token"] => {

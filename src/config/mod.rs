@@ -38,6 +38,7 @@ mod env;
 mod error;
 mod load;
 mod locate;
+mod pool;
 mod redact;
 mod store;
 mod validate;
@@ -48,6 +49,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use groundcrew_actors::Retention;
 use serde::Deserialize;
@@ -57,6 +59,7 @@ use crate::entities::{FeedGuard, FeedOrigin, FeedSource};
 use crate::feed::FeedFormat;
 
 pub use error::{ConfigError, Origin, Problem};
+pub use pool::PoolConfig;
 pub use store::{StoreConfig, StoreLocation, StoreParseError, DEFAULT_SQLITE_FILE};
 
 use load::Source;
@@ -73,9 +76,10 @@ pub struct Config {
     pub http: HttpConfig,
     /// The task journal's database; default `sqlite` in `data_dir`.
     pub store: StoreConfig,
-    /// Worker limit per pool; merged over `{background: 2}`.
+    /// Worker limit and cancel grace per pool; merged over
+    /// `{background: 2}`.
     #[serde(deserialize_with = "de::pools")]
-    pub pools: BTreeMap<String, usize>,
+    pub pools: BTreeMap<String, PoolConfig>,
     /// Admin API tokens; when empty, a generated token in the data
     /// directory is used and the listener must stay on loopback.
     pub tokens: Vec<Token>,
@@ -98,6 +102,8 @@ pub struct Config {
     /// How a command's processes are kept from outliving its task;
     /// default auto.
     pub kinds_isolation: KindsIsolation,
+    /// Limits of the built-in kinds.
+    pub builtin_kinds: BuiltinKindsConfig,
     /// Where each value came from, for error positions.
     #[serde(skip)]
     provenance: Provenance,
@@ -211,6 +217,33 @@ pub struct FeedConfig {
     pub max_entity_drop_ratio: Option<f64>,
 }
 
+/// Limits of the built-in kinds, `artifact` and `test`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BuiltinKindsConfig {
+    /// The kind that refreshes and rebuilds entity artifacts.
+    pub artifact: BuiltinKindConfig,
+    /// The operators' `test` kind.
+    pub test: BuiltinKindConfig,
+}
+
+/// One built-in kind's limits.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BuiltinKindConfig {
+    /// How long one execution may run before it is stopped and its attempt
+    /// fails; default `none` (no limit).
+    #[serde(deserialize_with = "de::optional_count")]
+    pub timeout_s: Option<u64>,
+}
+
+impl BuiltinKindConfig {
+    /// The timeout as the runtime takes it.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout_s.map(Duration::from_secs)
+    }
+}
+
 /// A task kind that runs an external command (see [`crate::kinds`]).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -300,6 +333,7 @@ impl Default for Config {
             feed_poll_ms: 1000,
             kinds: Vec::new(),
             kinds_isolation: KindsIsolation::Auto,
+            builtin_kinds: BuiltinKindsConfig::default(),
             provenance: Provenance::default(),
         }
     }
@@ -426,9 +460,7 @@ impl Config {
 
     /// Each pool and its worker limit, by name.
     pub fn pool_limits(&self) -> impl Iterator<Item = (&str, usize)> {
-        self.pools
-            .iter()
-            .map(|(name, limit)| (name.as_str(), *limit))
+        self.pools.iter().map(|(name, p)| (name.as_str(), p.limit))
     }
 
     /// The retention limits in the runtime's terms.

@@ -197,8 +197,8 @@ fn env_overrides_file() {
     ]);
     let c = Config::load(Some(&path), vars).unwrap();
     assert_eq!(c.http.bind, "127.0.0.1:9100".parse().unwrap());
-    assert_eq!(c.pools["background"], 4);
-    assert_eq!(c.pools["reports"], 3);
+    assert_eq!(c.pools["background"].limit, 4);
+    assert_eq!(c.pools["reports"].limit, 3);
     assert_eq!(c.data_dir, PathBuf::from("/data"));
     assert!(
         matches!(c.store_location(), StoreLocation::Postgres(url) if url.expose() == "postgres://gc:pw@db/gc")
@@ -402,6 +402,81 @@ fn pool_limit_too_large_names_nested_key_and_line() {
     assert_eq!(place(&e), (Some(1), Some(21), Some("pools.background")));
     let e = load_err("g.toml", "pools = { reports = 2, background = 5000 }\n");
     assert_eq!(place(&e), (Some(1), Some(24), Some("pools.background")));
+}
+
+/// Issue 16: a pool is a limit, or a map with the limit and the pool's
+/// cancel grace period (default 10 s).
+#[test]
+fn a_pool_takes_a_cancel_grace_in_its_long_form() {
+    let c = load(
+        "g.yaml",
+        "pools:\n  background: 3\n  slow: {limit: 1, cancel_grace_s: 60}\n  quick:\n    limit: 2\n",
+    )
+    .unwrap();
+    let pool = |name: &str| (c.pools[name].limit, c.pools[name].cancel_grace_s);
+    assert_eq!(pool("background"), (3, 10));
+    assert_eq!(pool("slow"), (1, 60));
+    assert_eq!(pool("quick"), (2, 10));
+    let t = load(
+        "g.toml",
+        "[pools]\nbackground = 3\nslow = { limit = 1, cancel_grace_s = 60 }\nquick = { limit = 2 }\n",
+    )
+    .unwrap();
+    assert_eq!(t.pools, c.pools);
+
+    let e = load_err("g.yaml", "pools:\n  slow:\n    limit: 5000\n");
+    assert_eq!(place(&e), (Some(3), Some(5), Some("pools.slow.limit")));
+    let e = load_err("g.yaml", "pools:\n  slow: {limit: 1, grace: 3}\n");
+    assert!(e.to_string().contains("grace"), "{e}");
+    let e = load_err("g.yaml", "pools:\n  slow: {cancel_grace_s: 3}\n");
+    assert!(e.to_string().contains("limit"), "{e}");
+    let e = load_err("g.yaml", "pools:\n  slow: fast\n");
+    assert!(
+        e.to_string()
+            .contains("a worker limit, or a map with limit and cancel_grace_s"),
+        "{e}"
+    );
+}
+
+#[test]
+fn builtin_kind_timeouts_default_to_none_and_zero_is_refused() {
+    let c = load(
+        "g.yaml",
+        "builtin_kinds:\n  artifact:\n    timeout_s: 600\n",
+    )
+    .unwrap();
+    assert_eq!(c.builtin_kinds.artifact.timeout_s, Some(600));
+    assert_eq!(c.builtin_kinds.test.timeout_s, None);
+    let e = load_err("g.yaml", "builtin_kinds:\n  test:\n    timeout_s: 0\n");
+    assert_eq!(
+        place(&e),
+        (Some(3), Some(5), Some("builtin_kinds.test.timeout_s"))
+    );
+    let e = load_err("g.yaml", "builtin_kinds:\n  refresh:\n    timeout_s: 5\n");
+    assert!(e.to_string().contains("refresh"), "{e}");
+}
+
+#[test]
+fn a_pool_grace_is_set_from_the_environment() {
+    let vars = env(&[
+        ("GROUNDCREW_POOLS__SLOW", "1"),
+        ("GROUNDCREW_POOLS__SLOW__CANCEL_GRACE_S", "45"),
+    ]);
+    let c = Config::load(None, vars).unwrap();
+    assert_eq!(
+        (c.pools["slow"].limit, c.pools["slow"].cancel_grace_s),
+        (1, 45)
+    );
+    let e = Config::load(
+        None,
+        env(&[("GROUNDCREW_POOLS__NOPE__CANCEL_GRACE_S", "4")]),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("GROUNDCREW_POOLS__NOPE__CANCEL_GRACE_S"),
+        "{e}"
+    );
 }
 
 #[test]

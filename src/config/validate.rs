@@ -31,6 +31,15 @@ pub(super) fn check(config: &Config) -> Result<(), Refusal> {
     if config.feed_poll_ms == 0 {
         return Err((KeyPath::parse("feed_poll_ms"), Problem::Zero));
     }
+    for (name, kind) in [
+        ("artifact", &config.builtin_kinds.artifact),
+        ("test", &config.builtin_kinds.test),
+    ] {
+        if kind.timeout_s == Some(0) {
+            let key = format!("builtin_kinds.{name}.timeout_s");
+            return Err((KeyPath::parse(&key), Problem::Zero));
+        }
+    }
     if config.retention.prune_interval_s == 0 {
         return Err((KeyPath::parse("retention.prune_interval_s"), Problem::Zero));
     }
@@ -63,12 +72,16 @@ pub(super) fn check(config: &Config) -> Result<(), Refusal> {
 
 fn pools(config: &Config) -> Result<(), Refusal> {
     let at = KeyPath::parse("pools");
-    for (name, &limit) in &config.pools {
+    for (name, pool) in &config.pools {
         if !is_pool_name(name) {
             return Err((at.key(name), Problem::PoolName(name.clone())));
         }
-        if limit > MAX_WORKER_LIMIT {
-            return Err((at.key(name), Problem::Limit(LimitError::TooLarge(limit))));
+        if pool.limit > MAX_WORKER_LIMIT {
+            let key = match pool.long_form {
+                true => at.key(name).key("limit"),
+                false => at.key(name),
+            };
+            return Err((key, Problem::Limit(LimitError::TooLarge(pool.limit))));
         }
     }
     Ok(())

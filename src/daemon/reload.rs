@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use actix::Addr;
 use futures::future::BoxFuture;
-use groundcrew_actors::{SetLimit, Supervisor};
+use groundcrew_actors::{SetCancelGrace, SetLimit, Supervisor};
 
 use crate::auth::{self, TokenSet};
 use crate::config::{Config, ConfigError, Overrides};
@@ -102,12 +102,18 @@ impl Reloader {
         } else {
             TokenSet::new(next.tokens.clone())
         };
-        for (pool, limit) in next.pool_limits() {
+        for (pool, settings) in &next.pools {
+            let grace = SetCancelGrace {
+                pool: pool.clone(),
+                grace: settings.cancel_grace(),
+            };
+            // An unknown pool is reported by the limit below.
+            let _ = self.supervisor.send(grace).await;
             let applied = self
                 .supervisor
                 .send(SetLimit {
-                    pool: pool.to_owned(),
-                    limit,
+                    pool: pool.clone(),
+                    limit: settings.limit,
                 })
                 .await;
             match applied {

@@ -91,16 +91,26 @@ pub(crate) enum ServeError {
 /// takes effect at the next start.
 fn kinds(feeds: &Arc<Feeds>, config: &Config, isolation: &Isolation) -> Registry {
     let mut registry = Registry::new();
+    let builtin = |timeout| KindOptions {
+        timeout,
+        ..KindOptions::default()
+    };
+    let limits = &config.builtin_kinds;
     registry
-        .register(ARTIFACT_KIND, ArtifactKind::new(Arc::clone(feeds)))
+        .register_with(
+            ARTIFACT_KIND,
+            ArtifactKind::new(Arc::clone(feeds)),
+            builtin(limits.artifact.timeout()),
+        )
         .expect("built-in kind names are valid");
     registry
-        .register(TEST_KIND, TestKind)
+        .register_with(TEST_KIND, TestKind, builtin(limits.test.timeout()))
         .expect("built-in kind names are valid");
     for kind in &config.kinds {
         let options = KindOptions {
             pool: kind.pool.clone(),
             max_attempts: kind.max_attempts,
+            timeout: Some(Duration::from_secs(kind.timeout_s)),
             ..KindOptions::default()
         };
         registry
@@ -184,8 +194,10 @@ pub(crate) async fn serve(
         .store(store.clone())
         .writer(writer)
         .metrics(metrics);
-    for (pool, limit) in config.pool_limits() {
-        builder = builder.pool(pool, limit);
+    for (name, pool) in &config.pools {
+        builder = builder
+            .pool(name, pool.limit)
+            .cancel_grace(name, pool.cancel_grace());
     }
     let supervisor = builder.start().await.map_err(ServeError::Supervisor)?;
     feeds.attach(supervisor.clone());

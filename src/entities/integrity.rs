@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use groundcrew_actors::{content_hash, ArtifactRecord, EntityName, Timestamp};
+use groundcrew_actors::{content_hash, ArtifactRecord, EntityName, RunToken, TaskId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::catalog::Expected;
@@ -58,6 +58,10 @@ pub struct EntityReport {
     pub written_at: Option<Timestamp>,
     /// Feed version it was built from.
     pub source_version: Option<String>,
+    /// The task whose execution wrote it.
+    pub task: Option<TaskId>,
+    /// That execution's run token (its fencing token).
+    pub run: Option<RunToken>,
 }
 
 /// Checks every entity. `path_of` gives an entity's artifact file. Reads
@@ -106,6 +110,8 @@ fn report(
         hash: r.as_ref().map(|r| r.hash.clone()),
         size: r.as_ref().map(|r| r.size),
         written_at: r.as_ref().map(|r| r.written_at),
+        task: r.as_ref().and_then(|r| r.task),
+        run: r.as_ref().and_then(|r| r.run),
         source_version: r.and_then(|r| r.source_version),
     }
 }

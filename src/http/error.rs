@@ -10,7 +10,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use groundcrew_actors::{
-    CancelError, EntityNameError, LimitError, StoreError, SubmitError, TaskId,
+    CancelError, EntityNameError, LimitError, StoreError, SubmitError, TaskId, TaskState,
 };
 use serde_json::{json, Map, Value};
 
@@ -100,6 +100,17 @@ pub enum ApiError {
     /// The request conflicts with the task's state (`409 conflict`).
     #[error("{0}")]
     Conflict(String),
+    /// A cancel with `wait=true` whose task had not ended when the wait
+    /// was over (`504 cancel_timeout`).
+    #[error("task {id} is still {state} {waited_s} s after the cancel")]
+    CancelTimeout {
+        /// The task.
+        id: TaskId,
+        /// The state it is stuck in.
+        state: TaskState,
+        /// How long the request waited.
+        waited_s: u64,
+    },
     /// The supervisor is draining or gone (`503 shutting_down`).
     #[error("not accepting requests: shutting down")]
     ShuttingDown,
@@ -165,6 +176,7 @@ impl ApiError {
             ApiError::RouteNotFound { .. } => "route_not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
+            ApiError::CancelTimeout { .. } => "cancel_timeout",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::StoreUnavailable => "store_unavailable",
             ApiError::Internal => "internal",
@@ -192,6 +204,10 @@ impl ApiError {
             }
             ApiError::TaskNotFound(id) => {
                 error.insert("id".into(), json!(id));
+            }
+            ApiError::CancelTimeout { id, state, .. } => {
+                error.insert("id".into(), json!(id));
+                error.insert("state".into(), json!(state));
             }
             ApiError::PoolNotFound(pool) => {
                 error.insert("pool".into(), json!(pool));
@@ -231,6 +247,7 @@ impl ResponseError for ApiError {
             | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::CancelTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::ShuttingDown | ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -419,6 +436,11 @@ mod tests {
             },
             ApiError::MethodNotAllowed { allow: Vec::new() },
             ApiError::Conflict(String::new()),
+            ApiError::CancelTimeout {
+                id: TaskId(1),
+                state: TaskState::Canceling,
+                waited_s: 1,
+            },
             ApiError::ShuttingDown,
             ApiError::StoreUnavailable,
             ApiError::Internal,
@@ -444,6 +466,7 @@ mod tests {
                 | ApiError::RouteNotFound { .. }
                 | ApiError::MethodNotAllowed { .. }
                 | ApiError::Conflict(_)
+                | ApiError::CancelTimeout { .. }
                 | ApiError::ShuttingDown
                 | ApiError::StoreUnavailable
                 | ApiError::Internal => {}

@@ -4,10 +4,12 @@
 //! A task's JSON is its [`TaskRecord`] plus `name` (`"<kind> <target>"`),
 //! the same name the panel shows. Ids are JSON numbers everywhere.
 
+use std::time::Duration;
+
 use actix_web::{web, HttpResponse};
 use groundcrew_actors::{
-    Cancel, CancelError, HistoryCategory, Priority, Submit, SubmitReply, Target, TaskId,
-    TaskRecord, TaskSpec, Trigger,
+    AwaitRunEnd, Cancel, CancelError, CancelReply, HistoryCategory, Priority, Submit, SubmitReply,
+    Target, TaskId, TaskRecord, TaskSpec, Trigger,
 };
 use serde::{Deserialize, Serialize};
 
@@ -131,8 +133,49 @@ pub(super) async fn show(
     Ok(HttpResponse::Ok().json(TaskView::from(record)))
 }
 
+/// Longest grace period a cancel may ask for: a day.
+const MAX_GRACE_S: u64 = 86_400;
+/// How much longer than the grace period `wait=true` waits for a stopped
+/// execution to report its end.
+const WAIT_BEYOND_GRACE: Duration = Duration::from_secs(5);
+
+/// The query of `DELETE /api/v1/tasks/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CancelQuery {
+    grace_s: Option<String>,
+    wait: Option<String>,
+}
+
+impl CancelQuery {
+    fn grace(&self) -> Result<Option<Duration>, ApiError> {
+        let Some(raw) = self.grace_s.as_deref() else {
+            return Ok(None);
+        };
+        let grace = number(Some(raw), "grace_s", 0)?;
+        if grace > MAX_GRACE_S {
+            return Err(invalid(
+                "grace_s",
+                format!("must be at most {MAX_GRACE_S}, got {grace}"),
+            ));
+        }
+        Ok(Some(Duration::from_secs(grace)))
+    }
+
+    fn wait(&self) -> Result<bool, ApiError> {
+        match self.wait.as_deref() {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(invalid("wait", format!("{other:?} is not true or false"))),
+        }
+    }
+}
+
 /// Cancels a pending task (202 with the supervisor's answer) or removes an
-/// ended one from the history (204).
+/// ended one from the history (204). A running task is `canceling` until
+/// its execution has ended; `grace_s` overrides its pool's grace period
+/// before the hard stop, and `wait=true` answers (200) only once it has
+/// ended, or 504 `cancel_timeout` after the grace period and 5 s more.
 ///
 /// The supervisor is asked first because it, not the store, knows which
 /// tasks are live: asking the store first would race with a task that ends
@@ -141,12 +184,23 @@ pub(super) async fn delete(
     Operator(caller): Operator,
     state: web::Data<ApiState>,
     id: web::Path<String>,
+    query: web::Query<CancelQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = task_id(&id)?;
-    match state.supervisor.send(Cancel(id)).await? {
+    let (grace, wait) = (query.grace()?, query.wait()?);
+    let mut cancel = Cancel::new(id);
+    if let Some(grace) = grace {
+        cancel = cancel.with_grace(grace);
+    }
+    match state.supervisor.send(cancel).await? {
         Ok(reply) => {
-            tracing::info!(caller = %caller.name, task = id.0, state = %reply.state, "task cancel requested");
-            Ok(HttpResponse::Accepted().json(reply))
+            tracing::info!(caller = %caller.name, task = id.0, state = %reply.state,
+                grace_s = reply.grace_s, "task cancel requested");
+            if !wait {
+                return Ok(HttpResponse::Accepted().json(reply));
+            }
+            let reply = await_end(&state, reply).await?;
+            Ok(HttpResponse::Ok().json(reply))
         }
         Err(CancelError::AlreadyEnded { .. }) => {
             if state.store.delete(id).await? {
@@ -165,6 +219,41 @@ pub(super) async fn delete(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Waits until a canceled task's execution has ended: the reply with its
+/// final state, or `CancelTimeout` naming the state it is stuck in.
+async fn await_end(state: &ApiState, mut reply: CancelReply) -> Result<CancelReply, ApiError> {
+    if reply.state.is_terminal() {
+        return Ok(reply);
+    }
+    let id = reply.id;
+    let limit = Duration::from_secs_f64(reply.grace_s.unwrap_or(0.0)) + WAIT_BEYOND_GRACE;
+    let ended = tokio::time::timeout(limit, state.supervisor.send(AwaitRunEnd(id))).await;
+    let ended = match ended {
+        Ok(ended) => ended?,
+        Err(_) => None,
+    };
+    reply.state = match ended {
+        Some(s) => s,
+        // Not running (any more): the store has its state.
+        None => {
+            state
+                .store
+                .get(id)
+                .await?
+                .ok_or(ApiError::TaskNotFound(id))?
+                .state
+        }
+    };
+    if !reply.state.is_terminal() {
+        return Err(ApiError::CancelTimeout {
+            id,
+            state: reply.state,
+            waited_s: limit.as_secs(),
+        });
+    }
+    Ok(reply)
 }
 
 /// The body of `POST /api/v1/tasks`.

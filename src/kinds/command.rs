@@ -42,8 +42,10 @@ const POLL: Duration = Duration::from_millis(50);
 /// Exit status 0 succeeds with the last `result` message (or `null`);
 /// [`EX_TEMPFAIL`] is a retryable failure; any other status, a signal, a
 /// malformed output line or an unreadable published file is a fatal one.
-/// Failures from the exit status quote the last 20 lines of stderr. A
-/// timeout is a retryable failure, `command timed out after N s`.
+/// Failures from the exit status quote the last 20 lines of stderr. Its
+/// `timeout_s` is the kind's timeout, enforced by the supervisor as for
+/// every kind: the execution is canceled and the attempt fails, retryable,
+/// with `timed out after N s`.
 ///
 /// # Cancel
 /// When the task is canceled, times out or writes a malformed line, the
@@ -51,7 +53,8 @@ const POLL: Duration = Duration::from_millis(50);
 /// When the program exits, whatever it left running in its group is
 /// killed: nothing outlives the execution. What left the group (`setsid`,
 /// a double fork) is killed with it by the daemon's [`Isolation`]. If the
-/// execution's future is dropped (the runtime abandoned it), the group is
+/// execution's future is dropped (a hard stop at the end of the pool's
+/// grace period, when that is shorter than [`KILL_GRACE`]), the group is
 /// killed on the spot.
 #[derive(Debug, Clone)]
 pub struct CommandKind {
@@ -64,7 +67,6 @@ struct Spec {
     program: PathBuf,
     args: Vec<String>,
     env: BTreeMap<String, String>,
-    timeout: Duration,
     isolation: Isolation,
 }
 
@@ -87,7 +89,6 @@ impl CommandKind {
                 program,
                 args: command.cloned().collect(),
                 env: config.env.clone(),
-                timeout: Duration::from_secs(config.timeout_s),
                 isolation,
             }),
         }
@@ -119,7 +120,6 @@ enum CommandError {
 
 /// Why supervision stopped before the command finished on its own.
 enum Stop {
-    TimedOut,
     Canceled,
     Failed(TaskError),
 }
@@ -141,7 +141,6 @@ impl Spec {
         };
         let params = serde_json::to_vec(ctx.params()).unwrap_or_default();
 
-        let deadline = Instant::now() + self.timeout;
         let mut feeding = pin!(feed(stdin, params));
         let mut output = pin!(read_output(&ctx, stdout, workdir.path()));
         let mut errors = pin!(read_stderr(&ctx, stderr));
@@ -164,7 +163,6 @@ impl Spec {
                     group.kill_leftovers();
                     enclosure.kill();
                 }
-                () = tokio::time::sleep_until(deadline) => break Some(Stop::TimedOut),
                 () = ctx.canceled() => break Some(Stop::Canceled),
             }
         };
@@ -172,10 +170,6 @@ impl Spec {
             group.terminate(&mut child).await;
             enclosure.release().await;
             return Err(match stop {
-                Stop::TimedOut => TaskError::retryable(format!(
-                    "command timed out after {} s",
-                    self.timeout.as_secs()
-                )),
                 Stop::Canceled => TaskError::Canceled,
                 Stop::Failed(e) => e,
             });

@@ -55,7 +55,8 @@
 //!   kind's `max_attempts`;
 //! - any other status or a signal: a fatal failure,
 //!   `command exited with status 3: <last stderr lines>`;
-//! - past `timeout_s`: a retryable failure, `command timed out after N s`;
+//! - past `timeout_s` (the kind's timeout, which the supervisor enforces
+//!   for every kind): a retryable failure, `timed out after N s`;
 //! - canceled: canceled.
 //!
 //! On timeout, cancel or a malformed line the group gets SIGTERM, then

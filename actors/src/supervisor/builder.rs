@@ -3,17 +3,19 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::{Actor, Addr, Arbiter};
 
 use crate::coalesce::Queue;
+use crate::fence::Runs;
 use crate::kind::Registry;
-use crate::message::MAX_WORKER_LIMIT;
+use crate::message::{DEFAULT_CANCEL_GRACE, MAX_WORKER_LIMIT};
 use crate::metrics::Metrics;
 use crate::recovery::recover;
 use crate::store::{StoreError, TaskStore};
 use crate::time::Timestamp;
-use crate::writer::EntityWriter;
+use crate::writer::{EntityWriter, Fence};
 
 use super::{Live, Pool, Supervisor};
 
@@ -24,6 +26,7 @@ pub struct SupervisorBuilder {
     store: Option<Arc<dyn TaskStore>>,
     metrics: Option<Metrics>,
     pools: BTreeMap<String, usize>,
+    cancel_grace: BTreeMap<String, Duration>,
     worker_threads: usize,
     writer: Option<Addr<EntityWriter>>,
 }
@@ -60,6 +63,7 @@ impl SupervisorBuilder {
             store: None,
             metrics: None,
             pools: BTreeMap::from([(crate::kind::DEFAULT_POOL.to_owned(), 2)]),
+            cancel_grace: BTreeMap::new(),
             worker_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             writer: None,
         }
@@ -86,6 +90,14 @@ impl SupervisorBuilder {
     /// Sets a pool's worker limit (pool `background` has limit 2 unless set).
     pub fn pool(mut self, name: impl Into<String>, limit: usize) -> Self {
         self.pools.insert(name.into(), limit.min(MAX_WORKER_LIMIT));
+        self
+    }
+
+    /// How long a canceled or timed-out execution in `pool` gets to stop on
+    /// its own before it is stopped hard (default
+    /// [`DEFAULT_CANCEL_GRACE`](crate::DEFAULT_CANCEL_GRACE)).
+    pub fn cancel_grace(mut self, pool: impl Into<String>, grace: Duration) -> Self {
+        self.cancel_grace.insert(pool.into(), grace);
         self
     }
 
@@ -168,9 +180,25 @@ impl SupervisorBuilder {
                     .with_label_values(&[&name])
                     .set(queue.pending_in(&name) as i64);
                 metrics.workers_active.with_label_values(&[&name]).set(0);
-                (name, Pool { limit, active: 0 })
+                let cancel_grace = self
+                    .cancel_grace
+                    .get(&name)
+                    .copied()
+                    .unwrap_or(DEFAULT_CANCEL_GRACE);
+                let pool = Pool {
+                    limit,
+                    active: 0,
+                    cancel_grace,
+                };
+                (name, pool)
             })
             .collect();
+        let runs = Arc::new(Runs::default());
+        if let Some(writer) = &self.writer {
+            // Ahead of every publication in the writer's mailbox: executions
+            // start only after this.
+            writer.do_send(Fence(Arc::clone(&runs)));
+        }
         Ok(Supervisor {
             registry: Arc::new(self.registry),
             store,
@@ -184,6 +212,7 @@ impl SupervisorBuilder {
             drain: None,
             writer: self.writer,
             journal: Default::default(),
+            runs,
         }
         .start())
     }

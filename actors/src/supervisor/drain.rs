@@ -1,8 +1,10 @@
 //! Graceful shutdown: [`Drain`] stops admission, lets running executions
 //! finish up to a deadline, then cancels the rest so that they are queued
-//! again for the next start. Nothing accepted is lost: queued tasks stay
-//! queued in the store, and an execution that ignores its cancellation stays
-//! `running` there, which the next start's recovery turns back into queued.
+//! again for the next start, stopping hard those that do not stop within
+//! the grace period. Nothing accepted is lost: queued tasks stay queued in
+//! the store, and an execution that still did not end (its future blocks its
+//! thread) stays `running` there, which the next start's recovery turns back
+//! into queued.
 
 use std::time::Duration;
 
@@ -13,10 +15,14 @@ use tokio::sync::oneshot;
 use crate::spec::{TaskId, TaskState};
 use crate::store::StoreError;
 
-use super::Supervisor;
+use super::{Stop, Supervisor};
+
+/// How long after the grace period a drain waits for executions stopped
+/// hard to report their end before it counts them abandoned.
+const ABANDON_AFTER: Duration = Duration::from_secs(1);
 
 /// Stops admitting, waits up to `timeout` for running executions, then
-/// signals the rest to cancel and waits up to `grace` more.
+/// signals the rest to cancel and stops them hard after `grace` more.
 ///
 /// Submits are refused with `ShuttingDown` from then on. Answered when no
 /// execution is running, or when the grace period is over, and only once
@@ -99,17 +105,17 @@ impl Supervisor {
         }
     }
 
-    fn cancel_for_shutdown(&mut self) {
-        for (id, live) in &mut self.live {
-            if let Some(execution) = live.execution.as_mut() {
-                if execution.cancel.is_cancelled() {
-                    // An operator's cancel stands: it ends canceled.
-                    continue;
-                }
-                tracing::info!(task = id.0, "canceling for shutdown");
-                execution.for_shutdown = true;
-                execution.cancel.cancel();
-            }
+    fn cancel_for_shutdown(&mut self, grace: Duration, ctx: &mut Context<Self>) {
+        let running: Vec<TaskId> = self
+            .live
+            .iter()
+            .filter(|(_, l)| l.execution.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in running {
+            tracing::info!(task = id.0, "canceling for shutdown");
+            // An operator's cancel stands: that task ends canceled.
+            self.stop_execution(id, Stop::Shutdown, grace, ctx);
         }
     }
 }
@@ -142,8 +148,13 @@ impl Handler<Drain> for Supervisor {
             .waiting
             .push(tx);
         if first {
-            ctx.run_later(msg.timeout, |act, _| act.cancel_for_shutdown());
-            ctx.run_later(msg.timeout + msg.grace, |act, _| {
+            let grace = msg.grace;
+            ctx.run_later(msg.timeout, move |act, ctx| {
+                act.cancel_for_shutdown(grace, ctx)
+            });
+            // Executions stopped hard at the end of the grace report their
+            // end at once; one that blocks its thread is abandoned.
+            ctx.run_later(msg.timeout + msg.grace + ABANDON_AFTER, |act, _| {
                 let abandoned = act.running_count();
                 if let Some(d) = act.drain.as_mut() {
                     d.report.abandoned = abandoned;

@@ -4,12 +4,11 @@
 use actix::{Actor, Context, Handler, ResponseFuture};
 
 use crate::message::{
-    Cancel, CancelError, CancelReply, Finished, LimitError, PanelSnapshot, Report, SetLimit,
-    StoreHealth, Submit, SubmitError, SubmitReply, MAX_WORKER_LIMIT,
+    Finished, LimitError, PanelSnapshot, Report, SetCancelGrace, SetLimit, StoreHealth, Submit,
+    SubmitError, SubmitReply, MAX_WORKER_LIMIT,
 };
 use crate::panel::StoreStatus;
-use crate::spec::TaskState;
-use crate::store::{Change, StoreError};
+use crate::store::Change;
 use crate::time::Timestamp;
 
 use super::Supervisor;
@@ -47,61 +46,6 @@ impl Handler<Submit> for Supervisor {
     }
 }
 
-impl Handler<Cancel> for Supervisor {
-    type Result = ResponseFuture<Result<CancelReply, CancelError>>;
-
-    fn handle(&mut self, Cancel(id): Cancel, ctx: &mut Self::Context) -> Self::Result {
-        if let Some(durable) = self.cancel_pending(id) {
-            self.flush(ctx);
-            return Box::pin(async move {
-                durable
-                    .await
-                    .unwrap_or(Err(StoreError::Closed))
-                    .map_err(CancelError::Store)?;
-                Ok(CancelReply {
-                    id,
-                    state: TaskState::Canceled,
-                    canceled_follow_ups: Vec::new(),
-                })
-            });
-        }
-        if let Some(live) = self.live.get_mut(&id).filter(|l| l.execution.is_some()) {
-            let execution = live.execution.as_ref().expect("filtered on an execution");
-            execution.cancel.cancel();
-            let mut changes = Vec::new();
-            if live.record.state == TaskState::Running {
-                // Canceling until the run has really ended (see `finish`).
-                live.record.state = TaskState::Canceling;
-                changes.push(Change::Put(Box::new(live.record.clone())));
-                tracing::info!(task = id.0, "running task signaled to cancel");
-            }
-            let follow_up = self.queue.follow_up_of(id);
-            let follow_up_durable = follow_up.and_then(|f| self.cancel_pending(f));
-            let durable = self.journal_durable(changes);
-            self.flush(ctx);
-            return Box::pin(async move {
-                for d in std::iter::once(durable).chain(follow_up_durable) {
-                    d.await
-                        .unwrap_or(Err(StoreError::Closed))
-                        .map_err(CancelError::Store)?;
-                }
-                Ok(CancelReply {
-                    id,
-                    state: TaskState::Canceling,
-                    canceled_follow_ups: follow_up.into_iter().collect(),
-                })
-            });
-        }
-        let lookup = self.store.get(id);
-        Box::pin(async move {
-            match lookup.await.map_err(CancelError::Store)? {
-                Some(r) => Err(CancelError::AlreadyEnded { id, state: r.state }),
-                None => Err(CancelError::NotFound(id)),
-            }
-        })
-    }
-}
-
 impl Handler<SetLimit> for Supervisor {
     type Result = Result<(), LimitError>;
 
@@ -120,6 +64,23 @@ impl Handler<SetLimit> for Supervisor {
             .with_label_values(&[&msg.pool])
             .set(msg.limit as i64);
         self.admit(ctx);
+        Ok(())
+    }
+}
+
+impl Handler<SetCancelGrace> for Supervisor {
+    type Result = Result<(), LimitError>;
+
+    fn handle(&mut self, msg: SetCancelGrace, _ctx: &mut Self::Context) -> Self::Result {
+        let pool = self
+            .pools
+            .get_mut(&msg.pool)
+            .ok_or_else(|| LimitError::UnknownPool(msg.pool.clone()))?;
+        if pool.cancel_grace != msg.grace {
+            tracing::info!(pool = %msg.pool, from_s = pool.cancel_grace.as_secs_f64(),
+                to_s = msg.grace.as_secs_f64(), "cancel grace changed");
+            pool.cancel_grace = msg.grace;
+        }
         Ok(())
     }
 }
@@ -148,7 +109,9 @@ impl Handler<Report> for Supervisor {
         let Some(live) = self.live.get_mut(&msg.id) else {
             return;
         };
-        if live.record.run != Some(msg.run) || live.execution.is_none() {
+        // Only the execution that holds the task's claim reports: not an
+        // earlier one, not one stopped hard.
+        if live.execution.is_none() || self.runs.check(msg.id, msg.run).is_err() {
             return;
         }
         if let Some(stage) = &msg.stage {

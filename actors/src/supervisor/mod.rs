@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::coalesce::{Decision, Queue};
 use crate::context::{ContextParts, TaskContext};
+use crate::fence::Runs;
 use crate::kind::{Registry, TaskError};
 use crate::message::{Finished, SubmitError, SubmitOutcome, SubmitReply};
 use crate::metrics::Metrics;
@@ -21,11 +22,13 @@ use crate::task::TaskActor;
 use crate::time::Timestamp;
 use crate::writer::EntityWriter;
 use journal::{Count, PendingSubmit, Undo};
+use stop::Stop;
 
 mod builder;
 mod drain;
 mod handlers;
 mod journal;
+mod stop;
 
 pub use builder::{StartError, SupervisorBuilder};
 pub use drain::{Drain, DrainReport};
@@ -37,9 +40,23 @@ pub use drain::{Drain, DrainReport};
 ///   or `follow_up` behind the running task of the same kind and target
 ///   (see the coalescing rules in the crate docs). Answered once durable.
 /// - [`Cancel`](crate::Cancel) → [`CancelReply`](crate::CancelReply): a pending task ends `canceled` at once; a
-///   running one is signaled and ends `canceled` at its next checkpoint,
-///   whatever error it returns then (it is not retried); the follow-up
-///   behind it is canceled too.
+///   running one becomes `canceling`, is signaled, and ends `canceled` once
+///   its execution has ended, whatever error it returns then (it is not
+///   retried): at its next checkpoint, or when it is stopped hard after the
+///   grace period. The follow-up behind it is canceled too.
+/// - [`AwaitRunEnd`](crate::AwaitRunEnd): resolves once the current execution has ended and
+///   its outcome is durable.
+///
+/// # Stopping executions
+/// A cancel, a kind's `timeout` and a [`Drain`] share one path: the
+/// execution is signaled, and after a grace period (the pool's
+/// `cancel_grace`, a cancel's own, or the drain's) its future is dropped,
+/// which ends its run wherever it is (an external command's process group
+/// is killed on drop). From the moment it is stopped hard, the run no
+/// longer holds its task's claim: the entity writer refuses whatever it
+/// still has in the writer's mailbox (see the fencing tokens in
+/// `fence.rs`). A future that never yields (blocking its worker thread)
+/// cannot be dropped; it stays `canceling` until it does.
 /// - [`SetLimit`](crate::SetLimit): raising a limit admits waiting work at once; lowering it
 ///   never stops a running task, it only stops admitting.
 /// - [`PanelSnapshot`](crate::PanelSnapshot) → [`Panel`](crate::Panel).
@@ -78,12 +95,16 @@ pub struct Supervisor {
     drain: Option<drain::DrainState>,
     /// Changes on their way to the store.
     journal: journal::Journal,
+    /// The claim each running task holds, shared with the entity writer.
+    runs: Arc<Runs>,
 }
 
 #[derive(Debug)]
 struct Pool {
     limit: usize,
     active: usize,
+    /// How long a stopped execution gets before it is stopped hard.
+    cancel_grace: Duration,
 }
 
 struct Live {
@@ -92,11 +113,17 @@ struct Live {
 }
 
 struct Execution {
+    /// Signals the execution to stop (cooperative).
     cancel: CancellationToken,
+    /// Drops the execution's future (hard stop).
+    abort: CancellationToken,
     started: Instant,
-    /// Canceled because the process is shutting down, not by an operator:
-    /// the task is queued again for the next start.
-    for_shutdown: bool,
+    /// Why the execution is being stopped, once it is.
+    stop: Option<Stop>,
+    /// Whether it was stopped hard.
+    stopped_hard: bool,
+    /// Callers of [`AwaitRunEnd`](crate::AwaitRunEnd).
+    waiters: Vec<tokio::sync::oneshot::Sender<TaskState>>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -148,7 +175,7 @@ impl Supervisor {
         let now = Timestamp::now();
         r.state = TaskState::Running;
         r.attempts += 1;
-        let run = RunToken(u64::from(r.attempts));
+        let run = RunToken::after(r.run);
         r.run = Some(run);
         r.started_at = Some(now);
         r.stage = None;
@@ -164,7 +191,7 @@ impl Supervisor {
             .observe(now.since(r.created_at).as_secs_f64());
         self.pools.get_mut(pool).expect("pool exists").active += 1;
 
-        let cancel = CancellationToken::new();
+        let (cancel, abort) = (CancellationToken::new(), CancellationToken::new());
         let kind = self
             .registry
             .get(&r.kind)
@@ -182,12 +209,25 @@ impl Supervisor {
             supervisor: ctx.address(),
             writer: self.writer.clone(),
         });
-        let actor = TaskActor::new(Arc::clone(&kind.task), context, ctx.address(), span);
+        let actor = TaskActor::new(
+            Arc::clone(&kind.task),
+            context,
+            abort.clone(),
+            ctx.address(),
+            span,
+        );
         live.execution = Some(Execution {
             cancel,
+            abort,
             started: Instant::now(),
-            for_shutdown: false,
+            stop: None,
+            stopped_hard: false,
+            waiters: Vec::new(),
         });
+        self.runs.claim(id, run);
+        if let Some(limit) = kind.options.timeout {
+            ctx.run_later(limit, move |act, ctx| act.time_out(id, run, limit, ctx));
+        }
         tracing::debug!(task = id.0, kind = %r.kind, target = %r.target, "task started");
         if self.workers.is_empty() {
             actor.start();
@@ -384,6 +424,7 @@ impl Supervisor {
         let Some(execution) = live.execution.take() else {
             return;
         };
+        self.runs.release(msg.id, msg.run);
         let (kind, pool) = (live.record.kind.clone(), live.record.pool.clone());
         self.pools.get_mut(&pool).expect("pool exists").active -= 1;
         self.metrics
@@ -398,29 +439,45 @@ impl Supervisor {
             .max_attempts;
         let r = &mut live.record;
         let now = Timestamp::now();
-        // Once signaled, any error is the cancellation's outcome, whatever
-        // the task made of it: never retried, never a failure.
-        let canceled = execution.cancel.is_cancelled();
-        let state = match msg.result {
-            Ok(result) => {
+        let waiters = execution.waiters;
+        // Once stopped, any error is the stop's outcome, whatever the task
+        // made of it: a cancel is never retried, never a failure.
+        let state = match (msg.result, execution.stop) {
+            (Ok(result), _) => {
                 r.result = Some(result);
                 r.error = None;
                 TaskState::Succeeded
             }
-            Err(_) if execution.for_shutdown => {
+            (Err(_), Some(Stop::Shutdown)) => {
                 self.requeue_for_restart(msg.id);
+                stop::notify(waiters, TaskState::Queued);
                 self.drain_progress(ctx);
                 return;
             }
-            Err(TaskError::Canceled) => {
+            (Err(e), Some(Stop::Cancel)) => {
+                r.error = Some(match e {
+                    _ if execution.stopped_hard => {
+                        "canceled while running; stopped hard after the grace period".to_owned()
+                    }
+                    TaskError::Canceled => "canceled while running".to_owned(),
+                    TaskError::Failed { message, .. } => {
+                        format!("canceled while running; it ended with: {message}")
+                    }
+                });
+                TaskState::Canceled
+            }
+            (Err(TaskError::Canceled), None) => {
                 r.error = Some("canceled while running".to_owned());
                 TaskState::Canceled
             }
-            Err(TaskError::Failed { message, .. }) if canceled => {
-                r.error = Some(format!("canceled while running; it ended with: {message}"));
-                TaskState::Canceled
-            }
-            Err(TaskError::Failed { message, retryable }) => {
+            (Err(e), stop) => {
+                let (message, retryable) = match (e, stop) {
+                    (_, Some(Stop::Timeout(limit))) => {
+                        (format!("timed out after {} s", limit.as_secs_f64()), true)
+                    }
+                    (TaskError::Failed { message, retryable }, _) => (message, retryable),
+                    (TaskError::Canceled, _) => unreachable!("matched above"),
+                };
                 r.errors.push(AttemptError {
                     attempt: r.attempts,
                     at: now,
@@ -429,19 +486,26 @@ impl Supervisor {
                 r.error = Some(message);
                 if retryable && r.attempts < max_attempts && self.drain.is_none() {
                     self.schedule_retry(msg.id, ctx);
+                    stop::notify(waiters, TaskState::Queued);
                     self.admit(ctx);
                     return;
                 }
                 TaskState::Failed
             }
         };
-        self.end_execution(msg.id, state, now);
+        self.end_execution(msg.id, state, now, waiters);
         self.drain_progress(ctx);
         self.admit(ctx);
     }
 
     /// Records a task's terminal state and promotes its follow-up.
-    fn end_execution(&mut self, id: TaskId, state: TaskState, now: Timestamp) {
+    fn end_execution(
+        &mut self,
+        id: TaskId,
+        state: TaskState,
+        now: Timestamp,
+        waiters: Vec<tokio::sync::oneshot::Sender<TaskState>>,
+    ) {
         let mut record = self.live.remove(&id).expect("finished task is live").record;
         record.state = state;
         record.finished_at = Some(now);
@@ -456,7 +520,16 @@ impl Supervisor {
         }
         let mut changes = vec![Change::Put(Box::new(record))];
         changes.extend(self.release_key(id));
-        self.journal(changes);
+        if waiters.is_empty() {
+            self.journal(changes);
+        } else {
+            let durable = self.journal_durable(changes);
+            actix::spawn(async move {
+                if let Ok(Ok(())) = durable.await {
+                    stop::notify(waiters, state);
+                }
+            });
+        }
     }
 
     /// Marks the execution of `id` ended in the queue; the follow-up behind
