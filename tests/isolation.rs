@@ -140,6 +140,26 @@ fn wait_started(markers: &[String; 2]) {
     }
 }
 
+/// The task group a cgroup-mode run's sleeper is in; `None` in subreaper
+/// mode.
+fn task_group(mode: &str, markers: &[String; 2]) -> Option<PathBuf> {
+    (mode == "cgroup").then(|| {
+        let group = cgroup_dir_of(processes_with(&markers[0])[0]);
+        let name = group.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with("task-"), "{}", group.display());
+        group
+    })
+}
+
+/// Waits until the run's task group (if any) is removed.
+fn wait_removed(group: Option<PathBuf>) {
+    if let Some(group) = group {
+        wait_for(&format!("removed: {}", group.display()), 20, || {
+            !group.exists()
+        });
+    }
+}
+
 fn wait_gone(markers: &[String; 2]) {
     for m in markers {
         wait_for(&format!("gone: sleep {m}"), 20, || {
@@ -155,11 +175,13 @@ fn escaped_children_die_when_the_task_is_canceled(mode: &str) {
     let daemon = start(dir.path(), mode, &program);
     let id = submit(&daemon);
     wait_started(&markers);
+    let group = task_group(mode, &markers);
     wait_state(&daemon, id, "running");
     let (status, body) = daemon.call("DELETE", &format!("/api/v1/tasks/{id}"), None);
     assert_eq!(status, 202, "{body}");
     wait_state(&daemon, id, "canceled");
     wait_gone(&markers);
+    wait_removed(group);
 }
 
 fn escaped_children_die_when_the_task_succeeds(mode: &str) {
@@ -179,6 +201,52 @@ fn escaped_children_die_when_the_task_succeeds(mode: &str) {
     let t = wait_state(&daemon, id, "succeeded");
     assert_eq!(t["result"], json!({"done": true}), "{t:#}");
     wait_gone(&markers);
+}
+
+/// A run that ignores SIGTERM is stopped hard after a 1 s grace (shorter
+/// than the kind's own SIGTERM-to-SIGKILL step): its execution is dropped,
+/// and what escaped its group dies all the same.
+fn escaped_children_die_when_a_run_is_stopped_hard(mode: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let markers = [marker(), marker()];
+    let program = escaping_script(dir.path(), &markers, "sleep 300");
+    let body = std::fs::read_to_string(&program).unwrap().replacen(
+        "#!/bin/sh\n",
+        "#!/bin/sh\ntrap '' TERM\n",
+        1,
+    );
+    std::fs::write(&program, body).unwrap();
+    let daemon = start(dir.path(), mode, &program);
+    let id = submit(&daemon);
+    wait_started(&markers);
+    let group = task_group(mode, &markers);
+    wait_state(&daemon, id, "running");
+    let path = format!("/api/v1/tasks/{id}?grace_s=1&wait=true");
+    let (status, body) = daemon.call("DELETE", &path, None);
+    assert_eq!(
+        (status, &body["state"]),
+        (200, &json!("canceled")),
+        "{body}"
+    );
+    let t = wait_state(&daemon, id, "canceled");
+    assert!(
+        t["error"].as_str().unwrap().contains("stopped hard"),
+        "{t:#}"
+    );
+    wait_gone(&markers);
+    wait_removed(group);
+}
+
+#[test]
+fn subreaper_kills_escaped_children_of_a_run_stopped_hard() {
+    escaped_children_die_when_a_run_is_stopped_hard("subreaper");
+}
+
+#[test]
+fn cgroup_kills_escaped_children_of_a_run_stopped_hard() {
+    if cgroup_tests_run("cgroup_kills_escaped_children_of_a_run_stopped_hard") {
+        escaped_children_die_when_a_run_is_stopped_hard("cgroup");
+    }
 }
 
 #[test]
@@ -247,7 +315,7 @@ fn a_cgroup_left_by_a_killed_daemon_is_killed_at_the_next_start() {
     );
     std::fs::write(&program, body).unwrap();
     let daemon = start(dir.path(), "cgroup", &program);
-    submit(&daemon);
+    let id = submit(&daemon);
     wait_started(&markers);
     daemon.kill9();
     // The daemon took the script along (PR_SET_PDEATHSIG), not the
@@ -269,9 +337,15 @@ fn a_cgroup_left_by_a_killed_daemon_is_killed_at_the_next_start() {
         "the sleeper died with the daemon; nothing left to prove"
     );
 
-    let _daemon = start(dir.path(), "cgroup", &program);
+    let daemon = start(dir.path(), "cgroup", &program);
     wait_gone(&markers);
     assert!(!group.exists(), "{} was not removed", group.display());
+    // Interrupted on its only attempt: not run again.
+    let t = wait_state(&daemon, id, "failed");
+    assert!(
+        t["error"].as_str().unwrap().contains("interrupted"),
+        "{t:#}"
+    );
 }
 
 fn start_logging(dir: &Path, mode: &str) -> (Daemon, mpsc::Receiver<String>) {
