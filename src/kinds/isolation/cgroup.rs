@@ -38,6 +38,9 @@ use tokio::process::{Child, Command};
 /// next start to remove.
 const EMPTY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long dropping a run's group may block waiting for it to empty.
+const ABANDON_WAIT: Duration = Duration::from_millis(100);
+
 /// How often a killed group is checked for being empty.
 const POLL: Duration = Duration::from_millis(20);
 
@@ -225,10 +228,22 @@ impl Group {
         std::mem::forget(self);
     }
 
-    /// For an execution abandoned mid-run: kills now, removes from a
-    /// thread once empty.
+    /// For an execution abandoned mid-run: kills now and removes the group
+    /// once empty, from a thread if that takes longer than a moment.
     pub(super) fn abandon(self) {
         self.kill();
+        // A killed group usually empties within milliseconds: waiting that
+        // long here (a hard stop is rare) removes it before a daemon exit
+        // right after could leave it to the next start.
+        let deadline = Instant::now() + ABANDON_WAIT;
+        while self.populated() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if !self.populated() {
+            self.remove();
+            std::mem::forget(self);
+            return;
+        }
         let group = Group {
             path: self.path.clone(),
             base: self.base.clone(),
