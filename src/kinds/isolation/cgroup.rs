@@ -495,14 +495,16 @@ mod tests {
         }
         assert_eq!(count(), 3, "the shell and its two sleeps");
         group.kill_frozen();
-        shell.wait().unwrap();
         while group.populated() && Instant::now() < deadline {
             std::thread::sleep(POLL);
         }
+        // Dropping the group (on failure too) kills what is left and
+        // removes it.
         assert!(
             !group.populated(),
             "processes left in {}",
             group.path.display()
         );
+        shell.wait().unwrap();
     }
 }
