@@ -9,20 +9,28 @@
 //! ```
 //!
 //! A backend that needs something kept alive beside the store (a temporary
-//! directory) uses `guarded` and returns `(store, guard)`.
+//! directory) uses `guarded` and returns `(store, guard)`; one that may be
+//! missing on a developer's machine (a PostgreSQL server) uses `optional`
+//! and returns `None` to skip.
 
-use groundcrew::store::SqliteStore;
+mod common;
+
+use common::pg::PgCluster;
+use groundcrew::store::{PostgresStore, SqliteStore};
 use groundcrew_actors::MemoryStore;
 
 /// Instantiates every test of [`suite`] for one backend, in a module named
 /// after it.
 macro_rules! conformance_tests {
     // Checked first: `guarded || ...` would also parse as an expression.
-    ($backend:ident, guarded $factory:expr) => {
+    ($backend:ident, optional $factory:expr) => {
         conformance_tests!(@module $backend, $factory);
     };
+    ($backend:ident, guarded $factory:expr) => {
+        conformance_tests!(@module $backend, || Some(($factory)()));
+    };
     ($backend:ident, $factory:expr) => {
-        conformance_tests!(@module $backend, || (($factory)(), ()));
+        conformance_tests!(@module $backend, || Some((($factory)(), ())));
     };
     (@module $backend:ident, $factory:expr) => {
         mod $backend {
@@ -48,7 +56,9 @@ macro_rules! conformance_tests {
             async fn $test() {
                 // The guard outlives the store: the store is moved into the
                 // test and dropped when it returns.
-                let (store, _guard) = ($factory)();
+                let Some((store, _guard)) = ($factory)() else {
+                    return;
+                };
                 crate::suite::$test(store).await;
             }
         )*
@@ -65,6 +75,15 @@ conformance_tests!(
 );
 
 conformance_tests!(memory, MemoryStore::new);
+
+// One server per test binary, one database per test.
+conformance_tests!(
+    postgres,
+    optional || {
+        let url = PgCluster::shared()?.create_database();
+        Some((PostgresStore::open(&url).expect("open store"), ()))
+    }
+);
 
 mod suite {
     //! The behaviours, generic over the backend.

@@ -3,10 +3,10 @@
 //! reloads its configuration on SIGHUP, and drains on SIGTERM/SIGINT.
 //!
 //! ```text
-//!  config ─▶ SqliteStore ─┬─▶ EntityWriter ─▶ FsSink (<data>/artifacts)
-//!                         └─▶ Supervisor (kinds: test, …)
-//!                                  ▲
-//!  admin API (actix-web) ──────────┘   signals: HUP → reload, TERM/INT → drain
+//!  config ─▶ SqliteStore or PostgresStore ─┬─▶ EntityWriter ─▶ FsSink (<data>/artifacts)
+//!                                          └─▶ Supervisor (kinds: test, …)
+//!                                                   ▲
+//!  admin API (actix-web) ───────────────────────────┘   signals: HUP → reload, TERM/INT → drain
 //! ```
 
 mod reload;

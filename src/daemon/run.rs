@@ -9,8 +9,8 @@ use actix::Addr;
 use actix_web::{App, HttpServer};
 use futures::future::BoxFuture;
 use groundcrew_actors::{
-    Drain, EntityWriter, FsSink, KindOptions, Metrics, Registry, Supervisor, TaskStore, TestKind,
-    Timestamp, Trigger,
+    Drain, EntityWriter, FsSink, KindOptions, Manifest, Metrics, Registry, Supervisor, TaskStore,
+    TestKind, Timestamp, Trigger,
 };
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -19,7 +19,7 @@ use crate::config::{Config, Overrides, StoreLocation};
 use crate::entities::{watch_feeds, ArtifactKind, Feeds, ARTIFACT_KIND};
 use crate::http::{self, ApiState, Control, ReloadError};
 use crate::kinds::{CommandKind, Isolation, IsolationError, TEST_KIND};
-use crate::store::SqliteStore;
+use crate::store::{PostgresStore, SqliteStore};
 
 use super::reload::{ReloadControl, Reloader};
 
@@ -48,9 +48,9 @@ pub(crate) enum ServeError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] crate::store::OpenError),
-    /// The configured store kind is not available in this build.
-    #[error("store {0} is not supported by this build; use sqlite")]
-    UnsupportedStore(&'static str),
+    /// The PostgreSQL store could not be opened, or another node holds it.
+    #[error(transparent)]
+    Postgres(#[from] crate::store::PostgresOpenError),
     /// The admin token file could not be read or created.
     #[error("cannot read or create admin token file {path}")]
     TokenFile {
@@ -159,10 +159,7 @@ pub(crate) async fn serve(
         path: config.data_dir.clone(),
         source,
     })?;
-    let store = match config.store_location() {
-        StoreLocation::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
-        StoreLocation::Postgres(_) => return Err(ServeError::UnsupportedStore("postgres")),
-    };
+    let (store, manifest) = open_store(config.store_location())?;
     let tokens = Arc::new(RwLock::new(tokens(&config)?));
     let registry = prometheus::Registry::new();
     let metrics = Metrics::register(&registry).map_err(ServeError::Metrics)?;
@@ -180,10 +177,10 @@ pub(crate) async fn serve(
         sink = sink.with_extension(ext);
     }
     let sink = Arc::new(sink);
-    let writer = EntityWriter::start(sink.clone(), store.clone(), metrics.clone());
+    let writer = EntityWriter::start(sink.clone(), manifest.clone(), metrics.clone());
     // Feeds are read before the supervisor starts: a recovered artifact
     // task must see the feeds' content, not an empty catalog.
-    let feeds = Arc::new(Feeds::new(config.feed_sources(), store.clone(), sink));
+    let feeds = Arc::new(Feeds::new(config.feed_sources(), manifest, sink));
     feeds
         .register_metrics(&registry)
         .map_err(ServeError::Metrics)?;
@@ -341,9 +338,30 @@ async fn wait_for_shutdown(reloader: &Reloader) -> Result<(), ServeError> {
     }
 }
 
+/// The task journal and the manifest, one object behind both.
+type Stores = (Arc<dyn TaskStore>, Arc<dyn Manifest>);
+
+/// Opens the configured store: the task journal and the manifest are the
+/// same object. On PostgreSQL the daemon takes the database's node lock,
+/// so that a second daemon on it refuses to start.
+fn open_store(location: StoreLocation) -> Result<Stores, ServeError> {
+    match location {
+        StoreLocation::Sqlite(path) => {
+            let store = Arc::new(SqliteStore::open(path)?);
+            Ok((store.clone(), store))
+        }
+        StoreLocation::Postgres(url) => {
+            let store = PostgresStore::open(url.expose())?;
+            store.claim_node()?;
+            let store = Arc::new(store);
+            Ok((store.clone(), store))
+        }
+    }
+}
+
 /// Removes finished history beyond the retention limits, on the configured
 /// interval (re-read after every round so that a reload takes effect).
-async fn prune_forever(store: Arc<SqliteStore>, reloader: Arc<Reloader>) {
+async fn prune_forever(store: Arc<dyn TaskStore>, reloader: Arc<Reloader>) {
     loop {
         let config = reloader.current();
         tokio::time::sleep(Duration::from_secs(config.retention.prune_interval_s)).await;

@@ -5,6 +5,9 @@
 //! Every backend passes the same conformance suite
 //! (`tests/store_conformance.rs`).
 
+mod postgres;
 mod sqlite;
+mod state;
 
+pub use postgres::{PostgresOpenError, PostgresStore};
 pub use sqlite::{check_writable, OpenError, SqliteStore, DEFAULT_MAX_BATCH};

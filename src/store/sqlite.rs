@@ -55,6 +55,7 @@ use tokio::sync::oneshot;
 
 use self::guard::{IdReservation, OpenedFiles};
 use self::writer::{Health, Message, Op, Writer};
+use super::state::category_name;
 
 pub use self::guard::check_writable;
 
@@ -460,15 +461,6 @@ impl Manifest for SqliteStore {
             let records = stmt.query_map([], rows::artifact_from_row)?;
             records.collect()
         })
-    }
-}
-
-/// The value of the schema's generated `category` column for a category.
-fn category_name(category: HistoryCategory) -> &'static str {
-    match category {
-        HistoryCategory::Pending => "pending",
-        HistoryCategory::Failed => "failed",
-        HistoryCategory::Finished => "finished",
     }
 }
 

@@ -3,6 +3,8 @@
 //! it gently or with SIGKILL.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -41,7 +43,8 @@ impl Daemon {
         Self::start_with_env(data_dir, extra, &[])
     }
 
-    fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+    /// Like [`Daemon::start_with_feeds`], with extra environment variables.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         Self::launch(data_dir, extra, env, Stdio::inherit())
     }
 
@@ -52,8 +55,21 @@ impl Daemon {
         extra: &[&str],
         rust_log: &str,
     ) -> (Daemon, mpsc::Receiver<String>) {
-        let env = [("GROUNDCREW_FEEDS", "[]"), ("RUST_LOG", rust_log)];
-        let mut daemon = Self::launch(data_dir, extra, &env, Stdio::piped());
+        Self::start_with_env_logging(
+            data_dir,
+            extra,
+            &[("GROUNDCREW_FEEDS", "[]"), ("RUST_LOG", rust_log)],
+        )
+    }
+
+    /// Like [`Daemon::start_with_env`], with the daemon's log (its stderr)
+    /// as a channel of lines.
+    pub fn start_with_env_logging(
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Daemon, mpsc::Receiver<String>) {
+        let mut daemon = Self::launch(data_dir, extra, env, Stdio::piped());
         let stderr = daemon.child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -160,18 +176,26 @@ impl Daemon {
     }
 
     /// Polls the panel until `cond` holds; panics after `secs`.
-    /// Waits until the daemon is idle and every artifact is `ok`; returns
-    /// the entity listing (`limit` entities of it).
+    /// Waits until the daemon is idle and every artifact is `ok`, twice in
+    /// a row 100 ms apart (work queued at start may arrive in more than one
+    /// batch); returns the entity listing (`limit` entities of it).
     pub fn wait_artifacts_ok(&self, secs: u64, limit: u64) -> Value {
         let deadline = Instant::now() + Duration::from_secs(secs);
         let path = format!("/api/v1/entities?limit={limit}");
+        let mut settled = false;
         loop {
             let (status, body) = self.call("GET", &path, None);
             assert_eq!(status, 200, "{body}");
             let idle = self.call("GET", "/api/v1/panel", None).1["state"] == "idle";
             if idle && body["total"].as_u64() > Some(0) && body["counts"]["ok"] == body["total"] {
-                return body;
+                if settled {
+                    return body;
+                }
+                settled = true;
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
             }
+            settled = false;
             assert!(Instant::now() < deadline, "artifacts not all ok: {body}");
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -16,6 +16,8 @@ pub struct FailingStore {
     pub fail: Arc<AtomicBool>,
     /// Writes refused so far.
     pub refused: Arc<AtomicUsize>,
+    /// Writes taken so far.
+    pub written: Arc<AtomicUsize>,
 }
 
 impl FailingStore {
@@ -30,6 +32,11 @@ impl FailingStore {
     pub fn refused(&self) -> usize {
         self.refused.load(Ordering::SeqCst)
     }
+
+    #[allow(dead_code)]
+    pub fn written(&self) -> usize {
+        self.written.load(Ordering::SeqCst)
+    }
 }
 
 impl TaskStore for FailingStore {
@@ -42,6 +49,7 @@ impl TaskStore for FailingStore {
             self.refused.fetch_add(1, Ordering::SeqCst);
             return future::ready(Err(StoreError::Backend("disk full (injected)".into()))).boxed();
         }
+        self.written.fetch_add(1, Ordering::SeqCst);
         TaskStore::write(&self.inner, changes)
     }
 

@@ -7,10 +7,12 @@
 
 use groundcrew_actors::{
     ArtifactRecord, EntityName, Priority, Progress, RunToken, Target, TaskId, TaskRecord,
-    TaskState, Timestamp, Trigger,
+    Timestamp, Trigger,
 };
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, Row};
+
+use crate::store::state::parse_state;
 
 /// The task columns in the order [`task_from_row`] reads them.
 pub(super) const TASK_COLUMNS: &str = "id, kind, target, trigger, triggers, params, priority, \
@@ -141,29 +143,6 @@ pub(super) fn artifact_from_row(row: &Row<'_>) -> rusqlite::Result<ArtifactRecor
     })
 }
 
-/// Every state, for decoding by name.
-const STATES: [TaskState; 7] = [
-    TaskState::Queued,
-    TaskState::Running,
-    TaskState::Canceling,
-    TaskState::Succeeded,
-    TaskState::Failed,
-    TaskState::Canceled,
-    TaskState::Merged,
-];
-
-/// A state name this build does not know.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown task state {0:?}")]
-struct UnknownState(String);
-
-fn parse_state(name: &str) -> Result<TaskState, UnknownState> {
-    STATES
-        .into_iter()
-        .find(|s| s.as_str() == name)
-        .ok_or_else(|| UnknownState(name.to_owned()))
-}
-
 fn parse<T, E>(row: &Row<'_>, i: usize, f: impl FnOnce(&str) -> Result<T, E>) -> rusqlite::Result<T>
 where
     E: std::error::Error + Send + Sync + 'static,
@@ -178,17 +157,4 @@ fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> rusqlite::Result<String> 
 
 fn from_json<T: serde::de::DeserializeOwned>(row: &Row<'_>, i: usize) -> rusqlite::Result<T> {
     parse(row, i, |text| serde_json::from_str(text))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_state_decodes_from_its_name() {
-        for state in STATES {
-            assert_eq!(parse_state(state.as_str()).unwrap(), state);
-        }
-        assert!(parse_state("paused").is_err());
-    }
 }

@@ -356,7 +356,7 @@ mod tests {
                         |r| r.get(0),
                     )
                     .unwrap();
-                assert_eq!(sql, super::super::category_name(category), "{state}");
+                assert_eq!(sql, crate::store::state::category_name(category), "{state}");
             }
         }
     }

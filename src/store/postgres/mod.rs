@@ -1,0 +1,408 @@
+//! The task journal and artifact manifest on PostgreSQL, for `store:
+//! postgres://…`.
+//!
+//! # Durability
+//! A write's [`Durable`] resolves once the statement holding it committed
+//! (with the server's `synchronous_commit`, on by default: after the WAL
+//! flush). All writes, including `delete` and `prune`, go through one
+//! writer task in call order, which commits whatever has queued up as one
+//! statement (see `writer.rs`).
+//!
+//! # Runtime
+//! Connections run on a current-thread tokio runtime on a thread the store
+//! owns (see `connection.rs`); the futures the store returns may be polled
+//! anywhere, including actix's single-threaded arbiters.
+//!
+//! # A server that goes away
+//! A dropped connection or a restarting server fails the writes of that
+//! moment with [`StoreError::Backend`] and nothing else: a failed batch
+//! changed nothing, the supervisor writes it again, and the pool connects
+//! again (with backoff) when the server is back. [`TaskStore::writable`]
+//! reports the last outcome, and the node lock's state (see `node.rs`).
+//!
+//! # One node
+//! [`PostgresStore::claim_node`] takes a lock that a second daemon on the
+//! same database cannot get: several nodes need claims and leases, which
+//! are not built yet.
+//!
+//! # Shutdown
+//! Dropping the store commits every write handed over before, then stops
+//! its runtime thread and closes the connections; the drop waits for that.
+//!
+//! # Phase 2: several nodes (design, not built)
+//! Today the runtime owns the queue in memory and journals to the store;
+//! with several nodes the database owns it and each node's supervisor
+//! becomes a cache of what it claimed. Patterns follow River (claims with
+//! `SKIP LOCKED`, a rescuer for stuck jobs) and graphile-worker (claims
+//! that record who holds a job and since when), with a lease in place of
+//! their fixed stuck-job timeouts. The sketch, per step:
+//!
+//! **Claim** (batched, per pool, woken by `LISTEN groundcrew_tasks` with a
+//! 5 s poll as fallback). `run_tokens` gives each execution a new token:
+//! the lease epoch, used as the fencing token.
+//! ```sql
+//! WITH free AS (
+//!   SELECT id FROM groundcrew.tasks
+//!    WHERE state = 'queued' AND pool = $pool AND waiting_behind IS NULL
+//!      AND (run_after IS NULL OR run_after <= now())
+//!    ORDER BY priority DESC, id          -- index tasks_queued
+//!    LIMIT $free_workers
+//!    FOR UPDATE SKIP LOCKED)
+//! UPDATE groundcrew.tasks t
+//!    SET state = 'running', attempts = t.attempts + 1,
+//!        run = nextval('groundcrew.run_tokens'), node = $node,
+//!        started_at = now(), lease_expires_at = now() + $lease
+//!   FROM free WHERE t.id = free.id
+//! RETURNING t.*;
+//! ```
+//! A cluster-wide pool limit takes `pg_advisory_xact_lock(hashtext('pool:'
+//! || $pool))` first and claims at most `limit - count(running in pool)`;
+//! without the lock two nodes would both see the same free slots.
+//!
+//! **Lease** (every `lease_s / 3`, one statement per node, with the node's
+//! row in a `groundcrew.nodes (node, heartbeat_at, workers)` table for the
+//! panel): `UPDATE tasks SET lease_expires_at = now() + $lease WHERE node =
+//! $node AND state IN ('running', 'canceling') RETURNING id, run`. A task the
+//! node runs that is missing from the answer was rescued: cancel it locally
+//! and count `groundcrew_stale_runs_total`.
+//!
+//! **Rescue** (any node, every `lease_s / 2`): expired leases go back to the
+//! queue, or fail at `max_attempts`, and a `NOTIFY` wakes the claimers:
+//! ```sql
+//! WITH lost AS (
+//!   SELECT id FROM groundcrew.tasks
+//!    WHERE state IN ('running', 'canceling') AND lease_expires_at < now()
+//!    FOR UPDATE SKIP LOCKED)
+//! UPDATE groundcrew.tasks t SET state = 'queued', node = NULL,
+//!        lease_expires_at = NULL, run_after = now() + $backoff,
+//!        errors = t.errors || jsonb_build_object('attempt', t.attempts,
+//!                 'message', 'lease expired on node ' || t.node)
+//!   FROM lost WHERE t.id = lost.id RETURNING t.id;
+//! ```
+//!
+//! **Fencing.** Every write of an execution names `(id, run)` and holds
+//! only while the lease does; a node that froze past its lease changes
+//! nothing. Completions go in batches, like today's journal:
+//! ```sql
+//! UPDATE groundcrew.tasks t SET state = c.state, result = c.result, ...,
+//!        node = NULL, lease_expires_at = NULL, finished_at = now()
+//!   FROM unnest($ids, $runs, $states, ...) AS c(id, run, state, ...)
+//!  WHERE t.id = c.id AND t.run = c.run AND t.node = $node
+//!    AND t.state IN ('running', 'canceling') AND t.lease_expires_at > now()
+//! RETURNING t.id;   -- ids missing from the answer were stale
+//! ```
+//! Progress reports already carry the run token (`Change::Report`).
+//! Publication checks the same predicate in the transaction that records
+//! the artifact, under `pg_advisory_xact_lock(hashtext('publish:' ||
+//! $sink))`, so publication stays serialized cluster-wide; a PostgreSQL
+//! sink (content, hash, run) commits the content in that transaction too.
+//!
+//! **Coalescing in the schema.** Once every state change is one SQL
+//! statement (claim, complete, rescue, enqueue) instead of a replay of the
+//! in-memory journal, plain partial unique indexes hold at every
+//! statement: `(kind, target) WHERE state = 'queued' AND waiting_behind IS
+//! NULL`, the same for follow-ups (`waiting_behind IS NOT NULL`), and
+//! `WHERE state IN ('running', 'canceling')`. A completion releases its
+//! follow-up in the same statement (`UPDATE ... SET waiting_behind = NULL
+//! WHERE waiting_behind = $id`).
+//!
+//! **Enqueue** is a SQL function `groundcrew.enqueue(kind, target, params,
+//! trigger, priority, pool)`, so an embedding application can enqueue in
+//! its own transaction (transactional enqueue). It takes
+//! `pg_advisory_xact_lock_shared(hashtext($kind))` for an entity and the
+//! exclusive form for `all`, so that an `all` and the entity refreshes it
+//! absorbs never interleave; then: a queued `all` of the kind absorbs an
+//! entity request (`merged` + 1); an `all` marks the kind's queued entity
+//! tasks `merged` into itself; otherwise `INSERT ... ON CONFLICT (kind,
+//! target) WHERE state = 'queued' AND waiting_behind IS NULL DO UPDATE SET
+//! merged = merged + 1, priority = greatest(...), triggers = ...`, with
+//! `waiting_behind` set to the running task of the key if there is one
+//! (the follow-up); `NOTIFY groundcrew_tasks, pool` at the end (delivered
+//! at commit).
+//!
+//! **What goes.** The node lock ([`PostgresStore::claim_node`]) and start-up
+//! recovery of "interrupted" tasks (the rescuer does it per lease). The
+//! `TaskStore` trait gains `claim`, `heartbeat` and a fenced `complete`;
+//! the schema already has `node`, `lease_expires_at` and `run_tokens`.
+
+mod connection;
+mod ids;
+mod manifest;
+mod node;
+mod rows;
+mod schema;
+mod tasks;
+mod writer;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+use futures::future::BoxFuture;
+use groundcrew_actors::{Durable, StoreError};
+use tokio::sync::{mpsc, oneshot};
+
+use self::connection::{Backoff, Driver};
+use self::ids::Ids;
+use self::node::{LockError, NodeLock};
+use self::writer::{Health, Message, Op, Writer};
+
+/// Why [`PostgresStore::open`] or [`PostgresStore::claim_node`] failed.
+/// No variant shows the URL's password: servers are named as
+/// `postgres://user@host:port/database`.
+#[derive(Debug, thiserror::Error)]
+pub enum PostgresOpenError {
+    /// The URL is not a valid PostgreSQL connection string.
+    #[error("invalid PostgreSQL url")]
+    Url(#[source] tokio_postgres::Error),
+    /// The server could not be reached or refused the login.
+    #[error("cannot connect to PostgreSQL {target}")]
+    Connect {
+        /// The server.
+        target: String,
+        /// What went wrong.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Bringing the database to the current schema failed; it keeps its
+    /// old version.
+    #[error("cannot migrate PostgreSQL {target} to schema version {version}")]
+    Migrate {
+        /// The server.
+        target: String,
+        /// The version it was being migrated to.
+        version: i32,
+        /// What the server said.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The database was migrated by a newer groundcrew. It was not modified.
+    #[error(
+        "PostgreSQL {target} has groundcrew schema version {found}, newer than version \
+         {supported} this build supports"
+    )]
+    TooNew {
+        /// The server.
+        target: String,
+        /// Its schema version.
+        found: i32,
+        /// The newest version this build knows.
+        supported: i32,
+    },
+    /// Another daemon holds the database's node lock.
+    #[error(
+        "another groundcrew node holds PostgreSQL {target}{}: several nodes on one database \
+         are not supported yet",
+        holder.map(|pid| format!(" (its server process {pid} has the node lock)")).unwrap_or_default()
+    )]
+    Locked {
+        /// The server.
+        target: String,
+        /// The server process of the connection that holds the lock.
+        holder: Option<i32>,
+    },
+    /// The store's runtime thread could not be started.
+    #[error("cannot start the PostgreSQL store's runtime thread")]
+    Thread(#[source] std::io::Error),
+    /// The store's runtime stopped during open.
+    #[error("the PostgreSQL store's runtime stopped while opening")]
+    Stopped,
+}
+
+/// A [`TaskStore`](groundcrew_actors::TaskStore) and
+/// [`Manifest`](groundcrew_actors::Manifest) on one PostgreSQL database,
+/// with group commit.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use groundcrew::store::PostgresStore;
+/// use groundcrew_actors::{HistoryCategory, TaskStore};
+///
+/// let store = PostgresStore::open("postgres://gc:secret@db.internal/groundcrew")?;
+/// let page = TaskStore::list(&store, HistoryCategory::Failed, 50, 0).await?;
+/// println!("{} failed tasks", page.total);
+/// # Ok(()) }
+/// ```
+///
+/// # Failure
+/// A batch that fails fails every write in it with [`StoreError::Backend`]
+/// and changes nothing; the store keeps serving and reconnects when the
+/// server is back. If the writer task is gone, writes fail with
+/// [`StoreError::Closed`].
+pub struct PostgresStore {
+    target: String,
+    config: tokio_postgres::Config,
+    pool: Pool,
+    writer: mpsc::UnboundedSender<Message>,
+    ids: Ids,
+    commits: Arc<AtomicU64>,
+    health: Arc<Health>,
+    node: Arc<NodeLock>,
+    // Last: dropping it stops the connections.
+    driver: Driver,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` and migrates it.
+    ///
+    /// Blocks until the server answered; a database whose schema is newer
+    /// than this build is refused unchanged.
+    pub fn open(url: &str) -> Result<Self, PostgresOpenError> {
+        Self::open_with_max_batch(url, crate::store::DEFAULT_MAX_BATCH)
+    }
+
+    /// Like [`open`](Self::open), with at most `max_batch` write calls per
+    /// batch (`1`: one statement per write, the baseline for benchmarks).
+    pub fn open_with_max_batch(url: &str, max_batch: usize) -> Result<Self, PostgresOpenError> {
+        let config = connection::parse(url).map_err(PostgresOpenError::Url)?;
+        let target = connection::describe(&config);
+        let driver = Driver::start().map_err(PostgresOpenError::Thread)?;
+        let pool = {
+            // The pool's timeouts need the runtime it will run on.
+            let _entered = driver.handle().enter();
+            connection::pool(config.clone()).map_err(|e| PostgresOpenError::Connect {
+                target: target.clone(),
+                source: Box::new(e),
+            })?
+        };
+        let prepared = driver
+            .wait(prepare(pool.clone(), target.clone()))
+            .ok_or(PostgresOpenError::Stopped)??;
+        let (first, size) = prepared;
+        tracing::info!(target = %target, "task store on PostgreSQL");
+
+        let (sender, inbox) = mpsc::unbounded_channel();
+        let commits = Arc::new(AtomicU64::new(0));
+        let health = Arc::new(Health::default());
+        let node = Arc::new(NodeLock::default());
+        let writer = Writer {
+            pool: pool.clone(),
+            inbox,
+            max_batch: max_batch.max(1),
+            commits: Arc::clone(&commits),
+            health: Arc::clone(&health),
+            node: Arc::clone(&node),
+            target: target.clone(),
+            backoff: Backoff::default(),
+        };
+        driver.handle().spawn(writer.run());
+        Ok(PostgresStore {
+            ids: Ids::new(first, size, pool.clone(), driver.handle().clone()),
+            target,
+            config,
+            pool,
+            writer: sender,
+            commits,
+            health,
+            node,
+            driver,
+        })
+    }
+
+    /// Takes the database for this node: fails with
+    /// [`PostgresOpenError::Locked`] while another store holds it. From
+    /// then on, writes fail whenever the lock is not held (see `node.rs`).
+    pub fn claim_node(&self) -> Result<(), PostgresOpenError> {
+        let claimed = node::claim(
+            self.config.clone(),
+            Arc::clone(&self.node),
+            self.target.clone(),
+        );
+        match self.driver.wait(claimed) {
+            None => Err(PostgresOpenError::Stopped),
+            Some(Ok(())) => Ok(()),
+            Some(Err(LockError::Held(holder))) => Err(PostgresOpenError::Locked {
+                target: self.target.clone(),
+                holder,
+            }),
+            Some(Err(LockError::Connect(source))) => Err(PostgresOpenError::Connect {
+                target: self.target.clone(),
+                source: Box::new(source),
+            }),
+        }
+    }
+
+    /// The server, as logs may name it (no password).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Batches committed since open: shows how well group commit batches.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Hands an op to the writer now (so call order is channel order) and
+    /// returns a future for its outcome.
+    fn submit(&self, op: Op) -> BoxFuture<'static, Result<u64, StoreError>> {
+        let (reply, outcome) = oneshot::channel();
+        let sent = self.writer.send(Message::Apply(op, reply));
+        Box::pin(async move {
+            sent.map_err(|_| StoreError::Closed)?;
+            outcome.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn durable(&self, op: Op) -> Durable {
+        let done = self.submit(op);
+        Box::pin(async move { done.await.map(drop) })
+    }
+
+    /// Runs a read on the store's runtime with a pooled connection.
+    fn read<T, F, Fut>(&self, what: &'static str, f: F) -> BoxFuture<'static, Result<T, StoreError>>
+    where
+        T: Send + 'static,
+        F: FnOnce(deadpool_postgres::Object) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<T, rows::RowError>> + Send,
+    {
+        let (pool, target) = (self.pool.clone(), self.target.clone());
+        let done = self.driver.spawn(async move {
+            let fail = |e: &dyn std::error::Error| {
+                StoreError::Backend(format!(
+                    "{what} on PostgreSQL {target} failed: {}",
+                    crate::entities::error_chain(e)
+                ))
+            };
+            let client = pool.get().await.map_err(|e| fail(&e))?;
+            f(client).await.map_err(|e| fail(&e))
+        });
+        Box::pin(async move { done.await? })
+    }
+}
+
+/// Migrates and reserves the first block of ids.
+async fn prepare(pool: Pool, target: String) -> Result<(u64, u64), PostgresOpenError> {
+    let connect = |e: deadpool_postgres::PoolError| PostgresOpenError::Connect {
+        target: target.clone(),
+        source: Box::new(e),
+    };
+    let mut client = pool.get().await.map_err(connect)?;
+    schema::migrate(&mut client, &target).await?;
+    drop(client);
+    let size = ids::block_size(&pool).await.map_err(connect)?;
+    let first = ids::fetch(&pool).await.map_err(connect)?;
+    Ok((first, size))
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("target", &self.target)
+            .field("commits", &self.commits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        let (done, closed) = oneshot::channel();
+        if self.writer.send(Message::Close(done)).is_ok() {
+            // Wait on the store's runtime: the caller may be inside a
+            // runtime of its own, where blocking on `closed` would panic.
+            self.driver.wait(async move {
+                let _ = closed.await;
+            });
+        }
+    }
+}
