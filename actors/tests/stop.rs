@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use groundcrew_actors::{
     AwaitRunEnd, Cancel, EntityName, EntityWriter, FsSink, KindOptions, Manifest, MemoryStore,
-    Metrics, PublishError, Registry, Supervisor, TaskContext, TaskState, TaskStore,
+    Metrics, PublishError, Registry, Supervisor, SupervisorBuilder, TaskContext, TaskState,
+    TaskStore,
 };
 use tokio::sync::oneshot;
 
@@ -18,6 +19,14 @@ async fn oblivious(_ctx: TaskContext) -> groundcrew_actors::TaskResult {
     loop {
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
+}
+
+/// A supervisor builder for `registry` on `store`, pool `background` at 1.
+fn one_worker(registry: Registry, store: &MemoryStore) -> SupervisorBuilder {
+    Supervisor::builder()
+        .registry(registry)
+        .store(Arc::new(store.clone()))
+        .pool("background", 1)
 }
 
 fn metric(registry: &prometheus::Registry, name: &str) -> f64 {
@@ -97,10 +106,7 @@ async fn the_pool_grace_applies_when_the_cancel_names_none() {
     let mut registry = Registry::new();
     registry.register("oblivious", oblivious).unwrap();
     let store = MemoryStore::new();
-    let sup = Supervisor::builder()
-        .registry(registry)
-        .store(Arc::new(store.clone()))
-        .pool("background", 1)
+    let sup = one_worker(registry, &store)
         .cancel_grace("background", Duration::from_millis(100))
         .start()
         .await
@@ -127,10 +133,7 @@ async fn a_task_past_its_timeout_fails_and_is_retried_while_attempts_remain() {
         .register_with("oblivious", oblivious, options)
         .unwrap();
     let store = MemoryStore::new();
-    let sup = Supervisor::builder()
-        .registry(registry)
-        .store(Arc::new(store.clone()))
-        .pool("background", 1)
+    let sup = one_worker(registry, &store)
         .cancel_grace("background", Duration::from_millis(100))
         .start()
         .await
@@ -213,12 +216,9 @@ async fn a_publish_from_a_run_stopped_hard_is_refused() {
         )
         .unwrap();
     let store = MemoryStore::new();
-    let sup = Supervisor::builder()
-        .registry(registry)
-        .store(Arc::new(store.clone()))
+    let sup = one_worker(registry, &store)
         .writer(writer)
         .metrics(metrics)
-        .pool("background", 1)
         .start()
         .await
         .unwrap();
@@ -286,11 +286,8 @@ async fn a_publish_from_a_timed_out_run_is_refused() {
         )
         .unwrap();
     let store = MemoryStore::new();
-    let sup = Supervisor::builder()
-        .registry(registry)
-        .store(Arc::new(store.clone()))
+    let sup = one_worker(registry, &store)
         .writer(writer)
-        .pool("background", 1)
         .cancel_grace("background", Duration::ZERO)
         .start()
         .await
