@@ -125,6 +125,7 @@ async fn state(limit: usize, metrics_require_token: bool) -> (web::Data<ApiState
             feeds.attach(supervisor.clone());
             Arc::new(feeds)
         },
+        panel_feed: Default::default(),
     });
     (
         state,
@@ -395,6 +396,44 @@ async fn panel_event_stream_sends_the_panel_at_once_and_again_on_change() {
     call(&app, post("/api/v1/tasks", long_task("country:DE"))).await;
     let changed = panel_data(&next_chunk(body.as_mut()).await);
     assert_eq!(changed["state"], "active");
+}
+
+/// Issue 19: every stream shares one snapshot, and streams are capped:
+/// the one beyond the cap gets 503 `too_many_streams`, and a place freed
+/// by a closed stream can be taken again. Streams opened together all see
+/// the same change.
+#[actix_web::test]
+async fn panel_event_streams_share_one_snapshot_and_are_capped() {
+    const CAP: usize = 256;
+    let (app, _h) = start(1, false).await;
+    let mut open = Vec::new();
+    for _ in 0..CAP {
+        let response = test::call_service(&app, get("/api/v1/panel/events").to_request()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        open.push(Box::pin(response.into_body()));
+    }
+    let refused = call(&app, get("/api/v1/panel/events")).await;
+    error_of(
+        &refused,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too_many_streams",
+    );
+    for body in open.iter_mut().take(3) {
+        assert_eq!(
+            panel_data(&next_chunk(body.as_mut()).await)["state"],
+            "idle"
+        );
+    }
+    call(&app, post("/api/v1/tasks", long_task("country:DE"))).await;
+    for body in open.iter_mut().take(3) {
+        assert_eq!(
+            panel_data(&next_chunk(body.as_mut()).await)["state"],
+            "active"
+        );
+    }
+    open.pop();
+    let again = test::call_service(&app, get("/api/v1/panel/events").to_request()).await;
+    assert_eq!(again.status(), StatusCode::OK);
 }
 
 /// The next chunk of a streamed body, waiting at most five seconds.

@@ -221,6 +221,7 @@ pub(crate) async fn serve(
         }),
         rebuild_kind: ARTIFACT_KIND.into(),
         feeds: feeds.clone(),
+        panel_feed: Default::default(),
     });
     let max_body = config.http.max_body_bytes;
     let server = HttpServer::new(move || {

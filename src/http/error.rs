@@ -111,6 +111,10 @@ pub enum ApiError {
         /// How long the request waited.
         waited_s: u64,
     },
+    /// As many panel event streams are open as the daemon serves
+    /// (`503 too_many_streams`).
+    #[error("too many panel event streams are open; poll GET /api/v1/panel instead")]
+    TooManyStreams,
     /// The supervisor is draining or gone (`503 shutting_down`).
     #[error("not accepting requests: shutting down")]
     ShuttingDown,
@@ -177,6 +181,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::CancelTimeout { .. } => "cancel_timeout",
+            ApiError::TooManyStreams => "too_many_streams",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::StoreUnavailable => "store_unavailable",
             ApiError::Internal => "internal",
@@ -248,7 +253,9 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::CancelTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::ShuttingDown | ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyStreams | ApiError::ShuttingDown | ApiError::StoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -441,6 +448,7 @@ mod tests {
                 state: TaskState::Canceling,
                 waited_s: 1,
             },
+            ApiError::TooManyStreams,
             ApiError::ShuttingDown,
             ApiError::StoreUnavailable,
             ApiError::Internal,
@@ -467,6 +475,7 @@ mod tests {
                 | ApiError::MethodNotAllowed { .. }
                 | ApiError::Conflict(_)
                 | ApiError::CancelTimeout { .. }
+                | ApiError::TooManyStreams
                 | ApiError::ShuttingDown
                 | ApiError::StoreUnavailable
                 | ApiError::Internal => {}

@@ -4,7 +4,7 @@
 //! # Protocol
 //! The stream opens with `retry: 2000` and an `event: panel` whose `data`
 //! is the panel JSON (the same document as `GET /api/v1/panel`, pending
-//! list capped at [`PENDING_LIMIT`]). After that, an `event: panel` is sent
+//! list capped at 200 tasks). After that, an `event: panel` is sent
 //! whenever the panel changes, and a `: keep-alive` comment after
 //! [`KEEP_ALIVE`] without any, so that proxies and idle timeouts leave the
 //! connection open.
@@ -14,9 +14,10 @@
 //! as `?token=`; see [`super::auth::authorize_header_or_query`].
 //!
 //! # Cost
-//! Each open stream asks the supervisor for a snapshot every [`POLL`] and
-//! compares its JSON with the last one sent. A handful of operator pages
-//! is cheap; this is not meant for hundreds of subscribers.
+//! Every stream shares one snapshot (see `panel_feed.rs`): the supervisor
+//! builds one panel per [`POLL`] however many streams are open, and each
+//! change is encoded once. At most 256 streams are open at once; beyond,
+//! `503 too_many_streams`.
 //!
 //! # End
 //! The stream ends when its token is no longer in force (a reload removed
@@ -25,27 +26,24 @@
 //! HTTP server's graceful stop is never held open by a browser tab.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use futures::{stream, StreamExt};
-use groundcrew_actors::PanelSnapshot;
 use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
 
 use super::auth::{authorize_header_or_query, still_grants};
+use super::panel_feed::{SubscribeError, Subscription, POLL};
 use super::{ApiError, ApiState};
 use crate::auth::{Role, Secret};
 
-/// How often each stream looks at the panel.
-const POLL: Duration = Duration::from_millis(250);
 /// Longest silence before a keep-alive comment.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Reconnection delay suggested to the client, in milliseconds.
 const RETRY_MS: u64 = 2000;
-/// Most pending tasks listed per event; `pending_total` counts them all.
-const PENDING_LIMIT: usize = 200;
 
 pub(super) async fn stream(
     req: HttpRequest,
@@ -55,17 +53,21 @@ pub(super) async fn stream(
     if state.control.stopping() {
         return Err(ApiError::ShuttingDown);
     }
-    // The first snapshot is taken before answering, so that a supervisor
+    // The first snapshot is there before answering, so that a supervisor
     // that is gone shows as a status code rather than an empty stream.
-    let first = snapshot(&state).await?;
+    let mut subscription = match state.panel_feed.subscribe(&state.supervisor).await {
+        Ok(s) => s,
+        Err(SubscribeError::Full) => return Err(ApiError::TooManyStreams),
+        Err(SubscribeError::Gone) => return Err(ApiError::ShuttingDown),
+    };
+    let first: Arc<str> = subscription.panel.borrow_and_update().clone();
     let head = Bytes::from(format!("retry: {RETRY_MS}\n{}", event(&first)));
     let mut tick = interval_at(Instant::now() + POLL, POLL);
-    // A slow client must not cause a burst of snapshots to catch up.
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let feed = Feed {
         state,
         token,
-        last: first,
+        subscription,
         last_write: Instant::now(),
         tick,
     };
@@ -82,11 +84,12 @@ pub(super) async fn stream(
 /// One stream's state between chunks.
 struct Feed {
     state: web::Data<ApiState>,
-    /// The token the stream was opened with, checked again on every poll.
+    /// The token the stream was opened with, checked again on every tick.
     token: Secret,
-    /// The panel JSON last sent.
-    last: String,
+    /// The shared panel; dropping it closes this stream's place.
+    subscription: Subscription,
     last_write: Instant,
+    /// Re-checks the token and the keep-alive between changes.
     tick: Interval,
 }
 
@@ -95,37 +98,32 @@ impl Feed {
     /// keep-alive. `None` ends the stream.
     async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
         loop {
-            self.tick.tick().await;
+            let changed = tokio::select! {
+                changed = self.subscription.panel.changed() => Some(changed),
+                _ = self.tick.tick() => None,
+            };
             // A reload that removed the token ends its stream: revoking a
             // token must not leave a panel feed open to its holder.
             if self.state.control.stopping() || !still_grants(&self.state, &self.token, Role::Read)
             {
                 return None;
             }
-            let panel = snapshot(&self.state).await.ok()?;
-            if panel != self.last {
-                let chunk = Bytes::from(event(&panel));
-                self.last = panel;
-                self.last_write = Instant::now();
-                return Some((Ok(chunk), self));
-            }
-            if self.last_write.elapsed() >= KEEP_ALIVE {
-                self.last_write = Instant::now();
-                return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), self));
+            match changed {
+                // The poller ended: the supervisor is gone.
+                Some(Err(_)) => return None,
+                Some(Ok(())) => {
+                    let panel = self.subscription.panel.borrow_and_update().clone();
+                    self.last_write = Instant::now();
+                    return Some((Ok(Bytes::from(event(&panel))), self));
+                }
+                None if self.last_write.elapsed() >= KEEP_ALIVE => {
+                    self.last_write = Instant::now();
+                    return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), self));
+                }
+                None => {}
             }
         }
     }
-}
-
-/// The panel as compact JSON: one line, as an SSE `data` field needs.
-async fn snapshot(state: &ApiState) -> Result<String, ApiError> {
-    let panel = state
-        .supervisor
-        .send(PanelSnapshot {
-            pending_limit: PENDING_LIMIT,
-        })
-        .await?;
-    serde_json::to_string(&panel).map_err(|e| ApiError::internal("panel encoding failed", &e))
 }
 
 fn event(panel_json: &str) -> String {

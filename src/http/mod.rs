@@ -43,12 +43,15 @@ mod events;
 mod feeds;
 mod json;
 mod panel;
+mod panel_feed;
 mod pools;
 mod rebuild;
 mod submit;
 mod system;
 mod tasks;
 mod whoami;
+
+pub use panel_feed::PanelFeed;
 
 pub use error::ApiError;
 
@@ -71,6 +74,8 @@ pub struct ApiState {
     pub rebuild_kind: String,
     /// The feeds and their entities' artifacts.
     pub feeds: Arc<Feeds>,
+    /// The panel snapshot every event stream shares.
+    pub panel_feed: PanelFeed,
 }
 
 impl fmt::Debug for ApiState {
