@@ -206,3 +206,37 @@ fn postgres_restarted_mid_run_loses_no_accepted_task_and_admits_again() {
     assert_no_password(&log);
     assert!(!system.to_string().contains(PASSWORD), "{system}");
 }
+
+fn healthz(d: &Daemon) -> u16 {
+    try_call(&d.base, None, "GET", "/healthz", None)
+        .map(|(status, _)| status)
+        .unwrap_or(0)
+}
+
+fn wait_healthz(d: &Daemon, want: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while healthz(d) != want {
+        assert!(Instant::now() < deadline, "/healthz never answered {want}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn healthz_fails_while_postgres_is_down_and_recovers_by_itself() {
+    let Some(pg) = PgCluster::start() else { return };
+    let url = pg.create_database();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_with_env(
+        dir.path(),
+        &[],
+        &[("GROUNDCREW_FEEDS", "[]"), ("GROUNDCREW_STORE", &url)],
+    );
+    assert_eq!(healthz(&d), 200);
+    pg.stop();
+    wait_healthz(&d, 503);
+    pg.start_again();
+    // Nothing is written meanwhile: the store notices by itself.
+    wait_healthz(&d, 200);
+    let (status, reply) = d.call("POST", "/api/v1/tasks", Some(test_task(1)));
+    assert_eq!(status, 202, "{reply}");
+}
