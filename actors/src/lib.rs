@@ -88,9 +88,9 @@ pub use entity::{EntityName, EntityNameError, Target, MAX_ENTITY_LEN};
 pub use kind::{KindError, KindOptions, Registry, Task, TaskError, TaskResult, DEFAULT_POOL};
 pub use memory::MemoryStore;
 pub use message::{
-    AwaitRunEnd, Cancel, CancelError, CancelReply, LimitError, PanelSnapshot, SetCancelGrace,
-    SetLimit, StoreHealth, Submit, SubmitError, SubmitMany, SubmitOutcome, SubmitReply,
-    DEFAULT_CANCEL_GRACE, MAX_WORKER_LIMIT,
+    AwaitRunEnd, Cancel, CancelError, CancelReply, LimitError, PanelSnapshot, Rebuild,
+    SetCancelGrace, SetLimit, StoreHealth, Submit, SubmitError, SubmitMany, SubmitOutcome,
+    SubmitReply, DEFAULT_CANCEL_GRACE, FULL_REBUILD_ABOVE, MAX_WORKER_LIMIT,
 };
 pub use metrics::Metrics;
 pub use panel::{Activity, Panel, PanelTask, PoolStatus, StoreStatus, Workers};

@@ -5,15 +5,81 @@ use std::time::Duration;
 use actix::Message;
 use serde::{Deserialize, Serialize};
 
+use crate::entity::{EntityName, Target};
 use crate::kind::TaskResult;
 use crate::panel::{Panel, StoreStatus};
-use crate::spec::{RunToken, TaskId, TaskSpec, TaskState};
+use crate::spec::{RunToken, TaskId, TaskSpec, TaskState, Trigger};
 use crate::store::{Progress, StoreError};
 
 /// Requests work. Answered once the request is durable in the store.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<SubmitReply, SubmitError>")]
 pub struct Submit(pub TaskSpec);
+
+/// Rebuilds are one task per entity up to this many entities, and one full
+/// rebuild (`all`) beyond: past it, one pass over everything is cheaper.
+pub const FULL_REBUILD_ABOVE: usize = 1000;
+
+/// Asks for a rebuild with `kind`: of everything, or of the named entities,
+/// as one [`SubmitMany`]. The rules an operator's rebuild follows live here,
+/// so that an embedding daemon sends this message rather than rebuilding
+/// them: more than [`FULL_REBUILD_ABOVE`] entities become one `all`, and
+/// requests carry the trigger given (`operator` from [`Rebuild::new`]), whose
+/// priority they get. Answered per target, in order.
+///
+/// ```
+/// use groundcrew_actors::{Rebuild, Target, Trigger};
+///
+/// let entities = (0..2000).map(|i| format!("asn:{i}").parse().unwrap());
+/// let rebuild = Rebuild::new("refresh", entities.collect());
+/// assert_eq!(rebuild.targets(), vec![Target::All]);
+/// assert_eq!(rebuild.trigger, Trigger::Operator);
+/// ```
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Vec<(Target, Result<SubmitReply, SubmitError>)>")]
+pub struct Rebuild {
+    /// The kind that rebuilds.
+    pub kind: String,
+    /// The entities; empty: everything.
+    pub entities: Vec<EntityName>,
+    /// Parameters for every task.
+    pub params: serde_json::Value,
+    /// Why.
+    pub trigger: Trigger,
+}
+
+impl Rebuild {
+    /// An operator's rebuild of `entities` (empty: everything).
+    pub fn new(kind: impl Into<String>, entities: Vec<EntityName>) -> Self {
+        Self {
+            kind: kind.into(),
+            entities,
+            params: serde_json::Value::Null,
+            trigger: Trigger::Operator,
+        }
+    }
+
+    /// The targets it submits.
+    pub fn targets(&self) -> Vec<Target> {
+        if self.entities.is_empty() || self.entities.len() > FULL_REBUILD_ABOVE {
+            vec![Target::All]
+        } else {
+            self.entities.iter().cloned().map(Target::Entity).collect()
+        }
+    }
+
+    /// The requests it makes, one per target.
+    pub(crate) fn specs(&self) -> Vec<(Target, TaskSpec)> {
+        self.targets()
+            .into_iter()
+            .map(|target| {
+                let spec = TaskSpec::new(self.kind.clone(), target.clone(), self.trigger.clone())
+                    .with_params(self.params.clone());
+                (target, spec)
+            })
+            .collect()
+    }
+}
 
 /// Submits many tasks as one mailbox message and one durable batch:
 /// answered per task, in order, once the batch is durable. Each request is

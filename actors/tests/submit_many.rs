@@ -87,3 +87,27 @@ async fn a_refused_request_does_not_refuse_the_rest() {
     assert!(replies[0].is_ok() && replies[2].is_ok(), "{replies:?}");
     assert!(matches!(&replies[1], Err(SubmitError::UnknownKind(k)) if k == "nope"));
 }
+
+#[actix_rt::test]
+async fn a_rebuild_follows_the_operator_rules() {
+    use groundcrew_actors::{Priority, Rebuild, Target, FULL_REBUILD_ABOVE};
+    let (sup, store) = start_paused().await;
+    let few: Vec<_> = ["asn:1", "asn:2"].map(|e| e.parse().unwrap()).to_vec();
+    let replies = sup.send(Rebuild::new("refresh", few)).await.unwrap();
+    let targets: Vec<String> = replies.iter().map(|(t, _)| t.to_string()).collect();
+    assert_eq!(targets, ["asn:1", "asn:2"]);
+    let id = replies[0].1.as_ref().unwrap().id;
+    let r = store.get(id).await.unwrap().unwrap();
+    assert_eq!(
+        (r.trigger, r.priority),
+        (Trigger::Operator, Priority::INTERACTIVE)
+    );
+
+    let many = (0..=FULL_REBUILD_ABOVE)
+        .map(|i| format!("asn:{}", i + 10).parse().unwrap())
+        .collect();
+    let replies = sup.send(Rebuild::new("refresh", many)).await.unwrap();
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].0, Target::All);
+    assert!(replies[0].1.is_ok(), "{replies:?}");
+}

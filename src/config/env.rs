@@ -21,11 +21,12 @@ const PREFIX: &str = "GROUNDCREW_";
 const CLIENT_VARIABLES: [&str; 2] = ["GROUNDCREW_TOKEN", "GROUNDCREW_URL"];
 
 /// Every key a variable can set; `pools.<name>` stands for any pool.
-pub(super) const KEYS: [&str; 22] = [
+pub(super) const KEYS: [&str; 23] = [
     "data_dir",
     "feeds",
     "feed_poll_ms",
     "kinds",
+    "kinds_isolation",
     "store",
     "tokens",
     "pools.<name>",
@@ -93,6 +94,9 @@ fn set(c: &mut Config, key: &str, raw: &str) -> Result<(), Option<Problem>> {
         ["tokens"] => c.tokens = tokens(raw)?,
         ["feeds"] => c.feeds = Some(flow_list(raw, "feed list")?),
         ["kinds"] => c.kinds = flow_list(raw, "kind list")?,
+        ["kinds_isolation"] => {
+            c.kinds_isolation = parse(raw, "kinds isolation (auto, cgroup or subreaper)")?
+        }
         ["feed_poll_ms"] => c.feed_poll_ms = parse(raw, "number of milliseconds")?,
         ["pools", name] if !name.is_empty() => {
             let limit = parse(raw, "worker limit")?;

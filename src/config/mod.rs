@@ -99,6 +99,9 @@ pub struct Config {
     pub feed_poll_ms: u64,
     /// Kinds that run an external command; default none.
     pub kinds: Vec<KindConfig>,
+    /// How a command's processes are kept from outliving its task;
+    /// default auto.
+    pub kinds_isolation: KindsIsolation,
     /// Limits of the built-in kinds.
     pub builtin_kinds: BuiltinKindsConfig,
     /// Where each value came from, for error positions.
@@ -166,6 +169,23 @@ pub enum LogFormat {
     Pretty,
     /// One JSON object per line, for a log collector.
     Json,
+}
+
+/// How the processes a command kind starts are kept from outliving its
+/// task (see [`crate::kinds`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KindsIsolation {
+    /// A cgroup when a writable cgroup2 hierarchy is found, else a
+    /// subreaper.
+    #[default]
+    Auto,
+    /// A cgroup v2 group per task run; the daemon refuses to start when
+    /// none can be created.
+    Cgroup,
+    /// The daemon is the child subreaper of its commands and kills the
+    /// orphans of a task by their `GROUNDCREW_TASK_ID`.
+    Subreaper,
 }
 
 /// Graceful shutdown on SIGTERM.
@@ -312,6 +332,7 @@ impl Default for Config {
             feeds: None,
             feed_poll_ms: 1000,
             kinds: Vec::new(),
+            kinds_isolation: KindsIsolation::Auto,
             builtin_kinds: BuiltinKindsConfig::default(),
             provenance: Provenance::default(),
         }
@@ -361,6 +382,19 @@ impl Default for ShutdownConfig {
         ShutdownConfig {
             drain_timeout_s: 30,
             cancel_grace_s: 5,
+        }
+    }
+}
+
+impl FromStr for KindsIsolation {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "auto" => Ok(KindsIsolation::Auto),
+            "cgroup" => Ok(KindsIsolation::Cgroup),
+            "subreaper" => Ok(KindsIsolation::Subreaper),
+            _ => Err(()),
         }
     }
 }

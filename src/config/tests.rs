@@ -548,6 +548,7 @@ fn other_validation_errors_name_their_keys() {
         ("http:\n  max_body_bytes: 0\n", "http.max_body_bytes"),
         ("data_dir: /x\n\nstore: notes.txt\n", "store"),
         ("log:\n  format: xml\n", "log.format"),
+        ("pools:\n  a: 1\nkinds_isolation: jail\n", "kinds_isolation"),
     ] {
         let e = load_err("g.yaml", text);
         assert_eq!(e.key(), Some(key), "{e}");
@@ -779,4 +780,18 @@ fn feed_guard_ratios_are_read_and_checked_naming_the_key_and_line() {
         "{message}"
     );
     assert_eq!(place(&e).0, Some(5), "{message}");
+}
+
+#[test]
+fn kinds_isolation_from_file_and_environment() {
+    assert_eq!(Config::default().kinds_isolation, KindsIsolation::Auto);
+    let c = load("g.yaml", "kinds_isolation: subreaper\n").unwrap();
+    assert_eq!(c.kinds_isolation, KindsIsolation::Subreaper);
+    let c = load("g.toml", "kinds_isolation = \"cgroup\"\n").unwrap();
+    assert_eq!(c.kinds_isolation, KindsIsolation::Cgroup);
+    let c = Config::load(None, env(&[("GROUNDCREW_KINDS_ISOLATION", "cgroup")])).unwrap();
+    assert_eq!(c.kinds_isolation, KindsIsolation::Cgroup);
+    let e = Config::load(None, env(&[("GROUNDCREW_KINDS_ISOLATION", "jail")])).unwrap_err();
+    assert!(e.to_string().contains("GROUNDCREW_KINDS_ISOLATION"), "{e}");
+    assert!(e.to_string().contains("jail"), "{e}");
 }

@@ -18,7 +18,7 @@ use crate::auth::{self, TokenSet};
 use crate::config::{Config, Overrides, StoreLocation};
 use crate::entities::{watch_feeds, ArtifactKind, Feeds, ARTIFACT_KIND};
 use crate::http::{self, ApiState, Control, ReloadError};
-use crate::kinds::{CommandKind, TEST_KIND};
+use crate::kinds::{CommandKind, Isolation, IsolationError, TEST_KIND};
 use crate::store::{PostgresStore, SqliteStore};
 
 use super::reload::{ReloadControl, Reloader};
@@ -78,6 +78,9 @@ pub(crate) enum ServeError {
     /// Metrics could not be registered.
     #[error("cannot register metrics")]
     Metrics(#[source] prometheus::Error),
+    /// Command kinds cannot be isolated as configured.
+    #[error(transparent)]
+    Isolation(#[from] IsolationError),
     /// Waiting for signals or serving failed.
     #[error("i/o error while serving")]
     Io(#[source] std::io::Error),
@@ -86,7 +89,7 @@ pub(crate) enum ServeError {
 /// The task kinds the daemon runs: the built-in ones and the configured
 /// command kinds. The registry is fixed here, so a reloaded `kinds` key
 /// takes effect at the next start.
-fn kinds(feeds: &Arc<Feeds>, config: &Config) -> Registry {
+fn kinds(feeds: &Arc<Feeds>, config: &Config, isolation: &Isolation) -> Registry {
     let mut registry = Registry::new();
     let builtin = |timeout| KindOptions {
         timeout,
@@ -113,7 +116,7 @@ fn kinds(feeds: &Arc<Feeds>, config: &Config) -> Registry {
         registry
             .register_with(
                 &kind.name,
-                CommandKind::new(kind, &config.data_dir),
+                CommandKind::new(kind, &config.data_dir, isolation.clone()),
                 options,
             )
             .expect("configuration validation refuses invalid and taken kind names");
@@ -182,8 +185,9 @@ pub(crate) async fn serve(
         .register_metrics(&registry)
         .map_err(ServeError::Metrics)?;
     feeds.load_all().await;
+    let isolation = Isolation::start(config.kinds_isolation, &config.data_dir)?;
     let mut builder = Supervisor::builder()
-        .registry(kinds(&feeds, &config))
+        .registry(kinds(&feeds, &config, &isolation))
         .store(store.clone())
         .writer(writer)
         .metrics(metrics);
@@ -213,6 +217,7 @@ pub(crate) async fn serve(
         control: Arc::new(DaemonControl {
             reload: ReloadControl(reloader.clone()),
             stopping: stopping.clone(),
+            isolation: isolation.name(),
         }),
         rebuild_kind: ARTIFACT_KIND.into(),
         feeds: feeds.clone(),
@@ -276,6 +281,7 @@ pub(crate) async fn serve(
     repairing.abort();
     handle.stop(true).await;
     let _ = http.await;
+    isolation.shutdown();
     Ok(())
 }
 
@@ -284,6 +290,8 @@ struct DaemonControl {
     reload: ReloadControl,
     /// Set once SIGTERM/SIGINT arrived, before draining.
     stopping: Arc<AtomicBool>,
+    /// The isolation of command kinds in force.
+    isolation: &'static str,
 }
 
 impl Control for DaemonControl {
@@ -293,6 +301,10 @@ impl Control for DaemonControl {
 
     fn stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
+    }
+
+    fn kinds_isolation(&self) -> Option<&'static str> {
+        Some(self.isolation)
     }
 }
 

@@ -9,9 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use actix::Addr;
-use groundcrew_actors::{
-    EntityName, FsSink, Manifest, SubmitMany, Supervisor, Target, TaskSpec, Trigger,
-};
+use groundcrew_actors::{EntityName, FsSink, Manifest, Rebuild, Supervisor, Trigger};
 use prometheus::{IntCounterVec, IntGaugeVec, Opts};
 use serde::Serialize;
 
@@ -19,11 +17,6 @@ use super::catalog::{Catalog, Expected, FeedStatus};
 use super::integrity::{self, EntityReport};
 use super::ARTIFACT_KIND;
 use crate::feed::{feed_version, parse, FeedFormat, SAMPLE_FEED};
-
-/// Above this many entities to refresh, one full rebuild is queued instead
-/// of a task per entity: cheaper to queue, and the writer skips unchanged
-/// artifacts anyway.
-const FULL_REBUILD_ABOVE: usize = 1000;
 
 /// Where a feed's content comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -407,28 +400,27 @@ impl Feeds {
     }
 
     /// Queues artifact tasks for `entities`: one per entity, or a single
-    /// full rebuild when there are many.
+    /// full rebuild when there are many ([`Rebuild`]'s rule: cheaper to
+    /// queue, and the writer skips unchanged artifacts anyway).
     pub async fn refresh(
         &self,
         entities: BTreeSet<EntityName>,
         trigger: Trigger,
     ) -> Result<usize, FeedsError> {
         let supervisor = self.supervisor.get().ok_or(FeedsError::Stopped)?;
-        let targets: Vec<Target> = if entities.len() > FULL_REBUILD_ABOVE {
-            vec![Target::All]
-        } else {
-            entities.into_iter().map(Target::Entity).collect()
+        if entities.is_empty() {
+            return Ok(0);
+        }
+        let rebuild = Rebuild {
+            trigger,
+            ..Rebuild::new(ARTIFACT_KIND, entities.into_iter().collect())
         };
-        let specs = targets
-            .iter()
-            .map(|target| TaskSpec::new(ARTIFACT_KIND, target.clone(), trigger.clone()))
-            .collect();
         let replies = supervisor
-            .send(SubmitMany(specs))
+            .send(rebuild)
             .await
             .map_err(|_| FeedsError::Stopped)?;
         let mut queued = 0;
-        for (target, reply) in targets.iter().zip(replies) {
+        for (target, reply) in replies {
             match reply {
                 Ok(_) => queued += 1,
                 Err(e) => tracing::warn!(%target, error = %e, "artifact task not queued"),

@@ -94,6 +94,12 @@ pub trait Control: Send + Sync + 'static {
     fn stopping(&self) -> bool {
         false
     }
+
+    /// How command kinds are isolated (`cgroup` or `subreaper`), for
+    /// `GET /api/v1/system`; `None` where no daemon set it up.
+    fn kinds_isolation(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Why a configuration reload was refused. Serialized into the `400`
@@ -155,6 +161,7 @@ pub const ROUTES: &[ApiRoute] = &[
         r.to(events::stream)
     }),
     route(Method::GET, "/api/v1/whoami", |r| r.to(whoami::show)),
+    route(Method::GET, "/api/v1/system", |r| r.to(system::show)),
     route(Method::GET, "/api/v1/tasks", |r| r.to(tasks::list)),
     route(Method::POST, "/api/v1/tasks", |r| r.to(tasks::submit)),
     route(Method::GET, "/api/v1/tasks/{id}", |r| r.to(tasks::show)),

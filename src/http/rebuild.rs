@@ -1,14 +1,15 @@
 //! `POST /api/v1/rebuild`: an operator asks for a full rebuild (`all`) or
 //! for a list of entities, with trigger `operator`.
 //!
-//! Every target goes to the supervisor in one [`SubmitMany`]: one mailbox
-//! message and one durable batch. A refusal that concerns the whole call
+//! The request goes to the supervisor as one [`Rebuild`]: one mailbox
+//! message and one durable batch, with the rebuild rules of the actors
+//! crate (more than 1,000 entities become one `all`). A refusal that concerns the whole call
 //! (unknown kind, bad params, shutting down, a failed store write) refuses
 //! every target alike, so when the first is refused the call fails with its
 //! error; anything else is reported per target.
 
 use actix_web::{web, HttpResponse};
-use groundcrew_actors::{EntityName, SubmitMany, SubmitReply, Target, TaskSpec, Trigger};
+use groundcrew_actors::{EntityName, Rebuild, SubmitReply, Target};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -48,10 +49,11 @@ enum TargetResult {
 }
 
 impl RebuildBody {
-    fn targets(self) -> Result<Vec<Target>, ApiError> {
+    /// The entities named; empty for `all`.
+    fn entities(self) -> Result<Vec<EntityName>, ApiError> {
         let bad = |m: &str| Err(ApiError::InvalidRequest(m.to_owned()));
         match (self.all, self.targets) {
-            (Some(true), None) => Ok(vec![Target::All]),
+            (Some(true), None) => Ok(Vec::new()),
             (Some(false), None) => {
                 bad("\"all\" must be true; to rebuild some entities, name them in \"targets\"")
             }
@@ -66,11 +68,7 @@ impl RebuildBody {
             // explicit request into a full rebuild.
             (None, Some(t)) => t
                 .iter()
-                .map(|s| {
-                    EntityName::new(s)
-                        .map(Target::Entity)
-                        .map_err(ApiError::from)
-                })
+                .map(|s| EntityName::new(s).map_err(ApiError::from))
                 .collect(),
         }
     }
@@ -87,21 +85,17 @@ pub(super) async fn rebuild(
         .clone()
         .unwrap_or_else(|| state.rebuild_kind.clone());
     let params = body.params.clone();
-    let targets = body.targets()?;
-    let specs = targets
-        .iter()
-        .map(|target| {
-            TaskSpec::new(kind.clone(), target.clone(), Trigger::Operator)
-                .with_params(params.clone())
-        })
-        .collect();
-    let mut replies = state.supervisor.send(SubmitMany(specs)).await?;
-    if let Some(Err(_)) = replies.first() {
-        return Err(replies.swap_remove(0).expect_err("matched an error").into());
+    let rebuild = Rebuild {
+        params,
+        ..Rebuild::new(kind.clone(), body.entities()?)
+    };
+    let mut replies = state.supervisor.send(rebuild).await?;
+    if let Some((_, Err(_))) = replies.first() {
+        let (_, first) = replies.swap_remove(0);
+        return Err(first.expect_err("matched an error").into());
     }
-    let tasks: Vec<RebuildTask> = targets
+    let tasks: Vec<RebuildTask> = replies
         .into_iter()
-        .zip(replies)
         .map(|(target, reply)| RebuildTask {
             target,
             result: match reply {
@@ -130,17 +124,14 @@ mod tests {
 
     #[test]
     fn exactly_one_of_all_and_targets_is_required() {
-        assert_eq!(
-            body(json!({"all": true})).targets().unwrap(),
-            vec![Target::All]
-        );
+        assert_eq!(body(json!({"all": true})).entities().unwrap(), vec![]);
         for bad in [
             json!({}),
             json!({"all": false}),
             json!({"all": true, "targets": ["country:DE"]}),
             json!({"targets": []}),
         ] {
-            assert_eq!(body(bad).targets().unwrap_err().code(), "invalid_request");
+            assert_eq!(body(bad).entities().unwrap_err().code(), "invalid_request");
         }
     }
 
@@ -157,12 +148,12 @@ mod tests {
     #[test]
     fn targets_must_be_entity_names_and_bounded() {
         let e = body(json!({"targets": ["country:DE", "../etc"]}))
-            .targets()
+            .entities()
             .unwrap_err();
         assert_eq!(e.code(), "invalid_target");
         assert!(e.to_string().contains("../etc"));
-        assert!(body(json!({"targets": ["all"]})).targets().is_err());
+        assert!(body(json!({"targets": ["all"]})).entities().is_err());
         let many: Vec<String> = (0..=MAX_TARGETS).map(|i| format!("asn:{i}")).collect();
-        assert!(body(json!({ "targets": many })).targets().is_err());
+        assert!(body(json!({ "targets": many })).entities().is_err());
     }
 }

@@ -1,5 +1,6 @@
 //! Routes about the daemon itself rather than its tasks: liveness, the
-//! Prometheus scrape, configuration reload and the OpenAPI document.
+//! Prometheus scrape, configuration reload, what is in force (`system`) and
+//! the OpenAPI document.
 
 use actix_web::http::header::ContentType;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -8,7 +9,7 @@ use serde_json::json;
 
 use groundcrew_actors::StoreHealth;
 
-use super::auth::{authorize, Operator};
+use super::auth::{authorize, Operator, Reader};
 use super::{ApiError, ApiState};
 use crate::auth::Role;
 
@@ -68,4 +69,12 @@ pub(super) async fn openapi() -> HttpResponse {
     HttpResponse::Ok()
         .content_type(ContentType::json())
         .body(OPENAPI)
+}
+
+/// The daemon's version and the isolation its command kinds run under.
+pub(super) async fn show(_: Reader, state: web::Data<ApiState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "kinds_isolation": state.control.kinds_isolation(),
+    }))
 }

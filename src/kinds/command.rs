@@ -18,6 +18,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::time::Instant;
 
+use super::isolation::{Enclosure, Isolation};
 use super::output::read_output;
 use super::stderr::read_stderr;
 use crate::config::KindConfig;
@@ -50,9 +51,11 @@ const POLL: Duration = Duration::from_millis(50);
 /// When the task is canceled, times out or writes a malformed line, the
 /// whole process group gets SIGTERM and, [`KILL_GRACE`] later, SIGKILL.
 /// When the program exits, whatever it left running in its group is
-/// killed: nothing outlives the execution. If the execution's future is
-/// dropped (a hard stop at the end of the pool's grace period, when that is
-/// shorter than [`KILL_GRACE`]), the group is killed on the spot.
+/// killed: nothing outlives the execution. What left the group (`setsid`,
+/// a double fork) is killed with it by the daemon's [`Isolation`]. If the
+/// execution's future is dropped (a hard stop at the end of the pool's
+/// grace period, when that is shorter than [`KILL_GRACE`]), the group is
+/// killed on the spot.
 #[derive(Debug, Clone)]
 pub struct CommandKind {
     spec: Arc<Spec>,
@@ -64,13 +67,15 @@ struct Spec {
     program: PathBuf,
     args: Vec<String>,
     env: BTreeMap<String, String>,
+    isolation: Isolation,
 }
 
 impl CommandKind {
     /// The kind described by `config`; a relative program path containing
     /// a slash is resolved against `data_dir` like every other configured
-    /// path (a bare name is looked up on `PATH`).
-    pub fn new(config: &KindConfig, data_dir: &Path) -> Self {
+    /// path (a bare name is looked up on `PATH`). Its runs are enclosed
+    /// by `isolation`.
+    pub fn new(config: &KindConfig, data_dir: &Path, isolation: Isolation) -> Self {
         let mut command = config.command.iter();
         let program = PathBuf::from(command.next().map_or("", String::as_str));
         let program = if program.is_relative() && program.components().count() > 1 {
@@ -84,6 +89,7 @@ impl CommandKind {
                 program,
                 args: command.cloned().collect(),
                 env: config.env.clone(),
+                isolation,
             }),
         }
     }
@@ -126,7 +132,7 @@ impl Spec {
             .prefix("groundcrew-task-")
             .tempdir()
             .map_err(CommandError::WorkDir)?;
-        let mut child = self.spawn(&ctx, workdir.path())?;
+        let (mut child, enclosure) = self.spawn(&ctx, workdir.path())?;
         let mut group = Group::of(&child);
         let (stdin, stdout, stderr) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take());
@@ -155,25 +161,28 @@ impl Spec {
                     status = Some(s.map_err(CommandError::Wait)?);
                     // Leftovers would hold stdout open and outlive the task.
                     group.kill_leftovers();
+                    enclosure.kill();
                 }
                 () = ctx.canceled() => break Some(Stop::Canceled),
             }
         };
         if let Some(stop) = stop {
             group.terminate(&mut child).await;
+            enclosure.release().await;
             return Err(match stop {
                 Stop::Canceled => TaskError::Canceled,
                 Stop::Failed(e) => e,
             });
         }
         group.disarm();
+        enclosure.release().await;
         match (status, result, tail) {
             (Some(status), Some(result), Some(tail)) => outcome(status, result, tail),
             _ => unreachable!("the loop ends early only with a stop"),
         }
     }
 
-    fn spawn(&self, ctx: &TaskContext, workdir: &Path) -> Result<Child, CommandError> {
+    fn spawn(&self, ctx: &TaskContext, workdir: &Path) -> Result<(Child, Enclosure), CommandError> {
         let mut command = Command::new(&self.program);
         command
             .args(&self.args)
@@ -226,10 +235,12 @@ impl Spec {
                 Ok(())
             });
         }
-        command.spawn().map_err(|source| CommandError::Spawn {
-            program: self.program.clone(),
-            source,
-        })
+        self.isolation
+            .spawn(ctx.id(), &mut command)
+            .map_err(|source| CommandError::Spawn {
+                program: self.program.clone(),
+                source,
+            })
     }
 }
 

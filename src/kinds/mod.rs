@@ -18,6 +18,9 @@
 //!   execution.
 //! - **Process group**: its own, so that signals reach every process it
 //!   starts.
+//! - **Isolation**: a cgroup of its own per run, or the daemon as its
+//!   subreaper (`kinds_isolation`, see [`Isolation`]): what leaves the
+//!   process group is killed at the run's end all the same.
 //!
 //! # Output protocol
 //! Stdout carries one JSON object per line, each with exactly one key:
@@ -65,6 +68,7 @@
 //! grace with the group still running.
 
 mod command;
+mod isolation;
 mod output;
 mod protocol;
 #[cfg(test)]
@@ -73,6 +77,7 @@ mod report;
 mod stderr;
 
 pub use command::{CommandKind, EX_TEMPFAIL, KILL_GRACE};
+pub use isolation::{CgroupUnavailable, Isolation, IsolationError};
 
 /// Kind names the daemon registers itself; configured kinds cannot use them.
 pub const BUILT_IN_KINDS: [&str; 2] = [crate::entities::ARTIFACT_KIND, TEST_KIND];

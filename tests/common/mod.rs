@@ -176,18 +176,26 @@ impl Daemon {
     }
 
     /// Polls the panel until `cond` holds; panics after `secs`.
-    /// Waits until the daemon is idle and every artifact is `ok`; returns
-    /// the entity listing (`limit` entities of it).
+    /// Waits until the daemon is idle and every artifact is `ok`, twice in
+    /// a row 100 ms apart (work queued at start may arrive in more than one
+    /// batch); returns the entity listing (`limit` entities of it).
     pub fn wait_artifacts_ok(&self, secs: u64, limit: u64) -> Value {
         let deadline = Instant::now() + Duration::from_secs(secs);
         let path = format!("/api/v1/entities?limit={limit}");
+        let mut settled = false;
         loop {
             let (status, body) = self.call("GET", &path, None);
             assert_eq!(status, 200, "{body}");
             let idle = self.call("GET", "/api/v1/panel", None).1["state"] == "idle";
             if idle && body["total"].as_u64() > Some(0) && body["counts"]["ok"] == body["total"] {
-                return body;
+                if settled {
+                    return body;
+                }
+                settled = true;
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
             }
+            settled = false;
             assert!(Instant::now() < deadline, "artifacts not all ok: {body}");
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -3,9 +3,12 @@
 
 use actix::{Actor, Context, Handler, ResponseFuture};
 
+use crate::entity::Target;
+use crate::spec::TaskSpec;
+
 use crate::message::{
-    Finished, LimitError, PanelSnapshot, Report, SetCancelGrace, SetLimit, StoreHealth, Submit,
-    SubmitError, SubmitMany, SubmitReply, MAX_WORKER_LIMIT,
+    Finished, LimitError, PanelSnapshot, Rebuild, Report, SetCancelGrace, SetLimit, StoreHealth,
+    Submit, SubmitError, SubmitMany, SubmitReply, MAX_WORKER_LIMIT,
 };
 use crate::panel::StoreStatus;
 use crate::store::Change;
@@ -50,6 +53,30 @@ impl Handler<SubmitMany> for Supervisor {
     type Result = ResponseFuture<Vec<Result<SubmitReply, SubmitError>>>;
 
     fn handle(&mut self, SubmitMany(specs): SubmitMany, ctx: &mut Self::Context) -> Self::Result {
+        Box::pin(self.submit_many(specs, ctx))
+    }
+}
+
+impl Handler<Rebuild> for Supervisor {
+    type Result = ResponseFuture<Vec<(Target, Result<SubmitReply, SubmitError>)>>;
+
+    fn handle(&mut self, msg: Rebuild, ctx: &mut Self::Context) -> Self::Result {
+        let (targets, specs): (Vec<_>, Vec<_>) = msg.specs().into_iter().unzip();
+        tracing::info!(kind = %msg.kind, entities = msg.entities.len(), tasks = targets.len(),
+            trigger = %msg.trigger, "rebuild requested");
+        let replies = self.submit_many(specs, ctx);
+        Box::pin(async move { targets.into_iter().zip(replies.await).collect() })
+    }
+}
+
+impl Supervisor {
+    /// Applies every request and flushes once, so that they share one
+    /// store write; resolves with the answers in order.
+    fn submit_many(
+        &mut self,
+        specs: Vec<TaskSpec>,
+        ctx: &mut Context<Self>,
+    ) -> impl std::future::Future<Output = Vec<Result<SubmitReply, SubmitError>>> + 'static {
         let answers: Vec<_> = specs
             .into_iter()
             .map(|spec| {
@@ -57,9 +84,8 @@ impl Handler<SubmitMany> for Supervisor {
                 self.submit(spec, answer).map(|()| answered)
             })
             .collect();
-        // One flush: the requests share one store write.
         self.flush(ctx);
-        Box::pin(async move {
+        async move {
             let mut replies = Vec::with_capacity(answers.len());
             for a in answers {
                 replies.push(match a {
@@ -68,7 +94,7 @@ impl Handler<SubmitMany> for Supervisor {
                 });
             }
             replies
-        })
+        }
     }
 }
 
