@@ -969,3 +969,56 @@ async fn daemon_routes_beside_the_api_keep_their_own_limits() {
     let reply = call(&app, post("/api/v1/tasks", big)).await;
     error_of(&reply, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
 }
+
+/// Issue 19: `POST /api/v1/tasks` takes an array as one durable batch,
+/// answered per request in order.
+#[actix_web::test]
+async fn a_batch_submit_is_answered_per_request() {
+    let (app, _h) = start(1, false).await;
+    let batch = json!([
+        long_task("country:DE"),
+        long_task("country:FR"),
+        long_task("country:FR"),
+        {"kind": "nope", "target": "asn:1"},
+    ]);
+    let reply = call(&app, post("/api/v1/tasks", batch)).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+    let tasks = reply.body["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 4);
+    assert_eq!(tasks[0]["outcome"], "queued");
+    assert_eq!(tasks[1]["outcome"], "queued");
+    assert_eq!(
+        (&tasks[2]["outcome"], &tasks[2]["id"]),
+        (&json!("merged"), &tasks[1]["id"])
+    );
+    assert_eq!(tasks[3]["error"]["code"], "unknown_kind");
+    let id = tasks[1]["id"].as_u64().unwrap();
+    let task = call(&app, get(&format!("/api/v1/tasks/{id}"))).await;
+    assert_eq!(task.body["merged"], 1);
+}
+
+#[actix_web::test]
+async fn a_batch_with_a_malformed_item_accepts_nothing() {
+    let (app, _h) = start(0, false).await;
+    let batch = json!([long_task("country:DE"), long_task("../etc")]);
+    let reply = call(&app, post("/api/v1/tasks", batch)).await;
+    let error = error_of(&reply, StatusCode::BAD_REQUEST, "invalid_request");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("request [1]: "),
+        "{error}"
+    );
+    let bad_field = json!([{"kind": "test", "target": "asn:1", "colour": "red"}]);
+    let reply = call(&app, post("/api/v1/tasks", bad_field)).await;
+    error_of(&reply, StatusCode::BAD_REQUEST, "invalid_json");
+    let reply = call(&app, post("/api/v1/tasks", json!([]))).await;
+    error_of(&reply, StatusCode::BAD_REQUEST, "invalid_request");
+    let panel = call(&app, get("/api/v1/panel")).await.body;
+    assert_eq!(panel["pending_total"], 0, "{panel}");
+    // Every item refused: the call fails with the first refusal.
+    let all_unknown = json!([{"kind": "nope", "target": "asn:1"}]);
+    let reply = call(&app, post("/api/v1/tasks", all_unknown)).await;
+    error_of(&reply, StatusCode::BAD_REQUEST, "unknown_kind");
+}

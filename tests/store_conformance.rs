@@ -41,6 +41,7 @@ macro_rules! conformance_tests {
                 put_then_get_round_trips_every_field,
                 unacknowledged_writes_apply_in_call_order,
                 report_applies_only_to_the_matching_running_execution,
+                a_put_from_an_older_claim_is_not_applied,
                 history_pages_are_newest_first_with_category_totals,
                 delete_removes_only_terminal_tasks,
                 prune_removes_terminal_tasks_by_age_and_by_count,
@@ -280,6 +281,42 @@ mod suite {
         let stored = get(&store, 1).await.unwrap();
         assert_eq!(stored.stage.as_deref(), Some("current"));
         assert_eq!(stored.progress, Some(Progress { done: 1, total: 2 }));
+    }
+
+    /// Issue 16: the store fences completions too. A put that carries an
+    /// older run token than the stored record (the end of a run that lost
+    /// its claim) is not applied; a put of the same or a later claim is,
+    /// in one batch or across batches.
+    pub(crate) async fn a_put_from_an_older_claim_is_not_applied<S: TaskStore + Manifest>(
+        store: S,
+    ) {
+        let claim = |run: Option<u64>, state| TaskRecord {
+            run: run.map(RunToken),
+            ..task(1, "country:DE", state)
+        };
+        put(&store, [claim(None, TaskState::Queued)]).await;
+        put(&store, [claim(Some(1), TaskState::Running)]).await;
+        // A start and its end in one batch.
+        put(
+            &store,
+            [
+                claim(Some(2), TaskState::Running),
+                claim(Some(2), TaskState::Succeeded),
+            ],
+        )
+        .await;
+        assert_eq!(get(&store, 1).await.unwrap().state, TaskState::Succeeded);
+        put(&store, [claim(Some(3), TaskState::Running)]).await;
+        // The stale run 2 ends after run 3 took the claim: dropped.
+        put(&store, [claim(Some(2), TaskState::Failed)]).await;
+        put(&store, [claim(None, TaskState::Queued)]).await;
+        let stored = get(&store, 1).await.unwrap();
+        assert_eq!(
+            (stored.state, stored.run),
+            (TaskState::Running, Some(RunToken(3)))
+        );
+        put(&store, [claim(Some(3), TaskState::Canceled)]).await;
+        assert_eq!(get(&store, 1).await.unwrap().state, TaskState::Canceled);
     }
 
     pub(crate) async fn history_pages_are_newest_first_with_category_totals<

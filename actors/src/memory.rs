@@ -65,7 +65,12 @@ impl MemoryStore {
     fn apply(tasks: &mut BTreeMap<TaskId, TaskRecord>, change: Change) {
         match change {
             Change::Put(record) => {
-                tasks.insert(record.id, *record);
+                let older = tasks
+                    .get(&record.id)
+                    .is_some_and(|stored| stored.run.is_some() && record.run < stored.run);
+                if !older {
+                    tasks.insert(record.id, *record);
+                }
             }
             Change::Report {
                 id,

@@ -155,7 +155,10 @@ impl TaskRecord {
 /// One change to the task journal.
 #[derive(Clone, Debug)]
 pub enum Change {
-    /// Insert or replace the whole record.
+    /// Insert or replace the whole record, unless the stored record holds
+    /// a later claim (a larger run token): a put from an older claim, e.g.
+    /// the completion of a run that lost its claim, is not applied. A run
+    /// token never goes back, so the runtime's own puts always apply.
     Put(Box<TaskRecord>),
     /// A running execution's latest stage and progress. Only applies while
     /// the stored record is running with the same run token; a report from a

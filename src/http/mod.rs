@@ -45,6 +45,7 @@ mod json;
 mod panel;
 mod pools;
 mod rebuild;
+mod submit;
 mod system;
 mod tasks;
 mod whoami;
@@ -163,7 +164,7 @@ pub const ROUTES: &[ApiRoute] = &[
     route(Method::GET, "/api/v1/whoami", |r| r.to(whoami::show)),
     route(Method::GET, "/api/v1/system", |r| r.to(system::show)),
     route(Method::GET, "/api/v1/tasks", |r| r.to(tasks::list)),
-    route(Method::POST, "/api/v1/tasks", |r| r.to(tasks::submit)),
+    route(Method::POST, "/api/v1/tasks", |r| r.to(submit::submit)),
     route(Method::GET, "/api/v1/tasks/{id}", |r| r.to(tasks::show)),
     route(Method::DELETE, "/api/v1/tasks/{id}", |r| {
         r.to(tasks::delete)

@@ -1,5 +1,5 @@
-//! `/api/v1/tasks`: task history from the store, submitting new work, and
-//! `DELETE`, which cancels a pending task or removes an ended one.
+//! `/api/v1/tasks`: task history from the store, and `DELETE`, which
+//! cancels a task or removes an ended one (submitting is in `submit.rs`).
 //!
 //! A task's JSON is its [`TaskRecord`] plus `name` (`"<kind> <target>"`),
 //! the same name the panel shows. Ids are JSON numbers everywhere.
@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
 use groundcrew_actors::{
-    AwaitRunEnd, Cancel, CancelError, CancelReply, HistoryCategory, Priority, Submit, SubmitReply,
-    Target, TaskId, TaskRecord, TaskSpec, Trigger,
+    AwaitRunEnd, Cancel, CancelError, CancelReply, HistoryCategory, TaskId, TaskRecord,
 };
 use serde::{Deserialize, Serialize};
 
@@ -254,38 +253,6 @@ async fn await_end(state: &ApiState, mut reply: CancelReply) -> Result<CancelRep
         });
     }
     Ok(reply)
-}
-
-/// The body of `POST /api/v1/tasks`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct SubmitBody {
-    kind: String,
-    target: String,
-    #[serde(default)]
-    params: serde_json::Value,
-    #[serde(default = "api_trigger")]
-    trigger: Trigger,
-    priority: Option<Priority>,
-}
-
-fn api_trigger() -> Trigger {
-    Trigger::Api
-}
-
-pub(super) async fn submit(
-    Operator(caller): Operator,
-    state: web::Data<ApiState>,
-    body: web::Json<SubmitBody>,
-) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
-    let target = Target::parse(&body.target)?;
-    let mut spec = TaskSpec::new(body.kind, target, body.trigger).with_params(body.params);
-    spec.priority = body.priority;
-    let reply: SubmitReply = state.supervisor.send(Submit(spec.clone())).await??;
-    tracing::info!(caller = %caller.name, kind = %spec.kind, target = %spec.target,
-        task = reply.id.0, outcome = ?reply.outcome, "task submitted");
-    Ok(HttpResponse::Accepted().json(reply))
 }
 
 #[cfg(test)]

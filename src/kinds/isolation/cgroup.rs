@@ -199,11 +199,14 @@ pub(super) struct Group {
 impl Group {
     /// Kills every process in the group.
     pub(super) fn kill(&self) {
-        if write(&self.path.join("cgroup.kill"), "1").is_ok() {
-            return;
+        if write(&self.path.join("cgroup.kill"), "1").is_err() {
+            self.kill_frozen();
         }
-        // Before Linux 5.14: freeze, so that nothing forks while the list
-        // is read, kill each, thaw.
+    }
+
+    /// Before Linux 5.14 (no `cgroup.kill`): freeze, so that nothing forks
+    /// while the list is read, kill each, thaw.
+    fn kill_frozen(&self) {
         let _ = write(&self.path.join("cgroup.freeze"), "1");
         if let Ok(procs) = fs::read_to_string(self.path.join("cgroup.procs")) {
             for pid in procs.lines().filter_map(|l| l.parse::<libc::pid_t>().ok()) {
@@ -442,5 +445,66 @@ mod tests {
         assert_eq!(a, base_name(Path::new("/nonexistent/a")));
         assert_ne!(a, base_name(Path::new("/nonexistent/b")));
         assert!(a.starts_with("groundcrew-") && a.len() == "groundcrew-".len() + 16);
+    }
+
+    /// Root only (skipped with a message otherwise, never under CI=true):
+    /// a real group with a forking shell in it.
+    #[test]
+    fn the_freeze_fallback_kills_every_process_of_a_group() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "needs root, and CI=true must run it"
+            );
+            eprintln!("skipping: the freeze fallback needs root");
+            return;
+        }
+        let own = own_group().unwrap();
+        let group = Group {
+            path: own.join(format!("groundcrew-test-{}", std::process::id())),
+            base: None,
+        };
+        fs::create_dir(&group.path).unwrap();
+        let procs = File::options()
+            .write(true)
+            .open(group.path.join("cgroup.procs"))
+            .unwrap();
+        let fd = procs.as_raw_fd();
+        let mut shell = std::process::Command::new("sh");
+        shell.args(["-c", "sleep 300 & setsid sleep 300 & wait"]);
+        // SAFETY: only write(2) between fork and exec, as in `spawn`.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut shell, move || {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut shell = shell.spawn().unwrap();
+        drop(procs);
+        let count = || {
+            fs::read_to_string(group.path.join("cgroup.procs"))
+                .map(|p| p.lines().count())
+                .unwrap_or(0)
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while count() < 3 && Instant::now() < deadline {
+            std::thread::sleep(POLL);
+        }
+        assert_eq!(count(), 3, "the shell and its two sleeps");
+        group.kill_frozen();
+        while group.populated() && Instant::now() < deadline {
+            std::thread::sleep(POLL);
+        }
+        // Dropping the group (on failure too) kills what is left and
+        // removes it.
+        assert!(
+            !group.populated(),
+            "processes left in {}",
+            group.path.display()
+        );
+        shell.wait().unwrap();
     }
 }

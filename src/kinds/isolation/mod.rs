@@ -53,6 +53,24 @@ enum Mechanism {
     Subreaper(subreaper::Reaper),
 }
 
+impl Mechanism {
+    fn cgroup(hierarchy: cgroup::Hierarchy) -> Self {
+        tracing::info!(isolation = "cgroup", base = %hierarchy.base().display(), "command kinds run in a cgroup per task run");
+        Mechanism::Cgroup(hierarchy)
+    }
+
+    /// The subreaper, logged with why it is in force.
+    fn subreaper(why: &str) -> Result<Self, IsolationError> {
+        let reaper = subreaper::Reaper::start().map_err(IsolationError::Subreaper)?;
+        tracing::info!(
+            isolation = "subreaper",
+            reason = why,
+            "command kinds run under the daemon as child subreaper"
+        );
+        Ok(Mechanism::Subreaper(reaper))
+    }
+}
+
 /// Why the configured isolation cannot be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum IsolationError {
@@ -75,31 +93,15 @@ impl Isolation {
             KindsIsolation::Cgroup => {
                 let hierarchy =
                     cgroup::Hierarchy::find(data_dir).map_err(IsolationError::NoCgroup)?;
-                tracing::info!(isolation = "cgroup", base = %hierarchy.base().display(), "command kinds run in a cgroup per task run");
-                Mechanism::Cgroup(hierarchy)
+                Mechanism::cgroup(hierarchy)
             }
-            KindsIsolation::Subreaper => {
-                let reaper = subreaper::Reaper::start().map_err(IsolationError::Subreaper)?;
-                tracing::info!(
-                    isolation = "subreaper",
-                    "command kinds run under the daemon as child subreaper (configured)"
-                );
-                Mechanism::Subreaper(reaper)
-            }
+            KindsIsolation::Subreaper => Mechanism::subreaper("configured")?,
             KindsIsolation::Auto => match cgroup::Hierarchy::find(data_dir) {
-                Ok(hierarchy) => {
-                    tracing::info!(isolation = "cgroup", base = %hierarchy.base().display(), "command kinds run in a cgroup per task run");
-                    Mechanism::Cgroup(hierarchy)
-                }
-                Err(why) => {
-                    let reaper = subreaper::Reaper::start().map_err(IsolationError::Subreaper)?;
-                    tracing::info!(
-                        isolation = "subreaper",
-                        reason = %crate::entities::error_chain(&why),
-                        "command kinds run under the daemon as child subreaper: no writable cgroup2 hierarchy"
-                    );
-                    Mechanism::Subreaper(reaper)
-                }
+                Ok(hierarchy) => Mechanism::cgroup(hierarchy),
+                Err(why) => Mechanism::subreaper(&format!(
+                    "no writable cgroup2 hierarchy: {}",
+                    crate::entities::error_chain(&why)
+                ))?,
             },
         };
         Ok(Self {

@@ -122,6 +122,8 @@ WITH reported AS (
         merged_into = excluded.merged_into, created_at = excluded.created_at,
         started_at = excluded.started_at, finished_at = excluded.finished_at,
         run_after = excluded.run_after
+    -- Fencing: a put from an older claim than the stored one is dropped.
+    WHERE groundcrew.tasks.run IS NULL OR excluded.run >= groundcrew.tasks.run
 ), removed AS (
     DELETE FROM groundcrew.manifest WHERE entity = ANY($30::text[])
 ), published AS (

@@ -36,7 +36,8 @@ const UPSERT_TASK: &str = "INSERT INTO tasks (id, kind, target, trigger, trigger
      merged = excluded.merged, waiting_behind = excluded.waiting_behind, \
      merged_into = excluded.merged_into, created_at = excluded.created_at, \
      started_at = excluded.started_at, finished_at = excluded.finished_at, \
-     run_after = excluded.run_after";
+     run_after = excluded.run_after \
+     WHERE tasks.run IS NULL OR excluded.run >= tasks.run";
 
 /// Writes one task record.
 pub(super) fn put_task(conn: &Connection, t: &TaskRecord) -> rusqlite::Result<()> {

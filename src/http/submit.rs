@@ -1,0 +1,145 @@
+//! `POST /api/v1/tasks`: one request, or many as a JSON array, which go to
+//! the supervisor as one [`SubmitMany`]: one mailbox message and one
+//! durable batch.
+//!
+//! A malformed item refuses the whole call (400, naming its index), so that
+//! nothing of a request the client got wrong is accepted. Refusals of the
+//! supervisor (an unknown kind, invalid params) are answered per item; when
+//! every item is refused, the call fails with the first refusal (e.g. 503
+//! while the store cannot write).
+
+use std::fmt;
+
+use actix_web::{web, HttpResponse};
+use groundcrew_actors::{Priority, Submit, SubmitMany, SubmitReply, Target, TaskSpec, Trigger};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::auth::Operator;
+use super::{ApiError, ApiState};
+
+/// Most requests one call may carry.
+pub(super) const MAX_BATCH: usize = 10_000;
+
+/// One request of `POST /api/v1/tasks`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SubmitBody {
+    kind: String,
+    target: String,
+    #[serde(default)]
+    params: serde_json::Value,
+    #[serde(default = "api_trigger")]
+    trigger: Trigger,
+    priority: Option<Priority>,
+}
+
+fn api_trigger() -> Trigger {
+    Trigger::Api
+}
+
+impl SubmitBody {
+    fn spec(self) -> Result<TaskSpec, ApiError> {
+        let target = Target::parse(&self.target)?;
+        let mut spec = TaskSpec::new(self.kind, target, self.trigger).with_params(self.params);
+        spec.priority = self.priority;
+        Ok(spec)
+    }
+}
+
+/// The body: one request (an object) or many (an array).
+#[derive(Debug)]
+pub(super) enum SubmitBatch {
+    One(SubmitBody),
+    Many(Vec<SubmitBody>),
+}
+
+impl<'de> Deserialize<'de> for SubmitBatch {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(BatchVisitor)
+    }
+}
+
+struct BatchVisitor;
+
+impl<'de> Visitor<'de> for BatchVisitor {
+    type Value = SubmitBatch;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a task request object, or an array of them")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        SubmitBody::deserialize(de::value::MapAccessDeserializer::new(map)).map(SubmitBatch::One)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Vec::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(SubmitBatch::Many)
+    }
+}
+
+/// What one item of a batch became.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum ItemResult {
+    Accepted(SubmitReply),
+    Refused { error: serde_json::Value },
+}
+
+pub(super) async fn submit(
+    Operator(caller): Operator,
+    state: web::Data<ApiState>,
+    body: web::Json<SubmitBatch>,
+) -> Result<HttpResponse, ApiError> {
+    let items = match body.into_inner() {
+        SubmitBatch::One(body) => return submit_one(&caller.name, &state, body).await,
+        SubmitBatch::Many(items) => items,
+    };
+    if items.is_empty() || items.len() > MAX_BATCH {
+        return Err(ApiError::InvalidRequest(format!(
+            "a batch holds 1 to {MAX_BATCH} requests, got {}",
+            items.len()
+        )));
+    }
+    let specs = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            item.spec()
+                .map_err(|e| ApiError::InvalidRequest(format!("request [{i}]: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let count = specs.len();
+    let mut replies = state.supervisor.send(SubmitMany(specs)).await?;
+    if replies.iter().all(Result::is_err) {
+        return Err(replies.swap_remove(0).expect_err("all refused").into());
+    }
+    let accepted = replies.iter().filter(|r| r.is_ok()).count();
+    tracing::info!(caller = %caller.name, requests = count, accepted, "tasks submitted");
+    let tasks: Vec<ItemResult> = replies
+        .into_iter()
+        .map(|r| match r {
+            Ok(reply) => ItemResult::Accepted(reply),
+            Err(e) => {
+                let e = ApiError::from(e);
+                ItemResult::Refused {
+                    error: json!({ "code": e.code(), "message": e.to_string() }),
+                }
+            }
+        })
+        .collect();
+    Ok(HttpResponse::Accepted().json(json!({ "tasks": tasks })))
+}
+
+async fn submit_one(
+    caller: &str,
+    state: &ApiState,
+    body: SubmitBody,
+) -> Result<HttpResponse, ApiError> {
+    let spec = body.spec()?;
+    let reply: SubmitReply = state.supervisor.send(Submit(spec.clone())).await??;
+    tracing::info!(caller, kind = %spec.kind, target = %spec.target,
+        task = reply.id.0, outcome = ?reply.outcome, "task submitted");
+    Ok(HttpResponse::Accepted().json(reply))
+}
