@@ -13,7 +13,8 @@
 //!
 //! Folding keeps the result of applying the changes one by one: a put
 //! replaces the whole record, so an earlier put or report of the same task
-//! is overwritten anyway; a report after a put is applied to the put's row
+//! is overwritten anyway (unless the earlier put holds a later claim: the
+//! fencing rule of the upsert applies between the puts of a batch too); a report after a put is applied to the put's row
 //! in memory, under the same rule the stored row would apply it (running
 //! or canceling, same run token); the remaining reports touch tasks the
 //! batch does not put, so their order against the puts does not matter.
@@ -213,6 +214,9 @@ impl Fold {
                 let row = *row;
                 self.reports.remove(&row.id);
                 match self.put_at.get(&row.id) {
+                    // The fencing rule of the upsert, between two puts of
+                    // one batch: an older claim does not replace a later one.
+                    Some(&i) if self.puts[i].fences(&row) => {}
                     Some(&i) => self.puts[i] = row,
                     None => {
                         self.put_at.insert(row.id, self.puts.len());
