@@ -45,10 +45,15 @@ fn test_task(n: u64) -> Value {
 
 /// Submits distinct targets until `stop`; returns the accepted ids. A
 /// refusal with 503 (the store is away) is not an acceptance.
-fn submit_until(base: String, token: String, stop: Arc<AtomicBool>) -> (Vec<u64>, usize) {
+fn submit_until(
+    base: String,
+    token: String,
+    first: u64,
+    stop: Arc<AtomicBool>,
+) -> (Vec<u64>, usize) {
     let mut accepted = Vec::new();
     let mut refused = 0;
-    let mut n = 100_000;
+    let mut n = first;
     while !stop.load(Ordering::SeqCst) {
         n += 1;
         match try_call(
@@ -176,7 +181,7 @@ fn postgres_restarted_mid_run_loses_no_accepted_task_and_admits_again() {
     let stop = Arc::new(AtomicBool::new(false));
     let submitter = {
         let (base, token, stop) = (d.base.clone(), d.token.clone(), stop.clone());
-        std::thread::spawn(move || submit_until(base, token, stop))
+        std::thread::spawn(move || submit_until(base, token, 100_000, stop))
     };
     std::thread::sleep(Duration::from_millis(500));
     pg.restart();
@@ -205,4 +210,71 @@ fn postgres_restarted_mid_run_loses_no_accepted_task_and_admits_again() {
     let (_, system) = d.call("GET", "/api/v1/system", None);
     assert_no_password(&log);
     assert!(!system.to_string().contains(PASSWORD), "{system}");
+}
+
+fn healthz(d: &Daemon) -> u16 {
+    try_call(&d.base, None, "GET", "/healthz", None)
+        .map(|(status, _)| status)
+        .unwrap_or(0)
+}
+
+fn wait_healthz(d: &Daemon, want: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while healthz(d) != want {
+        assert!(Instant::now() < deadline, "/healthz never answered {want}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn healthz_fails_while_postgres_is_down_and_recovers_by_itself() {
+    let Some(pg) = PgCluster::start() else { return };
+    let url = pg.create_database();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_with_env(
+        dir.path(),
+        &[],
+        &[("GROUNDCREW_FEEDS", "[]"), ("GROUNDCREW_STORE", &url)],
+    );
+    assert_eq!(healthz(&d), 200);
+    pg.stop();
+    wait_healthz(&d, 503);
+    pg.start_again();
+    // Nothing is written meanwhile: the store notices by itself.
+    wait_healthz(&d, 200);
+    let (status, reply) = d.call("POST", "/api/v1/tasks", Some(test_task(1)));
+    assert_eq!(status, 202, "{reply}");
+}
+
+#[test]
+fn repeated_sigkills_never_repeat_an_id_and_lose_no_accepted_task() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let url = pg.create_database();
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("GROUNDCREW_FEEDS", "[]"),
+        ("GROUNDCREW_STORE", url.as_str()),
+    ];
+    let mut accepted = std::collections::BTreeSet::new();
+    for round in 0..4u64 {
+        let d = Daemon::start_with_env(dir.path(), &[], &env);
+        let stop = Arc::new(AtomicBool::new(false));
+        let submitter = {
+            let (base, token, stop) = (d.base.clone(), d.token.clone(), stop.clone());
+            // Targets of their own per round: a repeat would merge.
+            std::thread::spawn(move || submit_until(base, token, round * 100_000, stop))
+        };
+        std::thread::sleep(Duration::from_millis(200 + 50 * round));
+        d.kill9();
+        stop.store(true, Ordering::SeqCst);
+        for id in submitter.join().unwrap().0 {
+            assert!(accepted.insert(id), "id {id} was given twice");
+        }
+    }
+    assert!(accepted.len() > 20, "too few accepted: {}", accepted.len());
+    eprintln!("{} tasks accepted across the kills", accepted.len());
+    let d = Daemon::start_with_env(dir.path(), &[], &env);
+    assert_all_ended_once(&d, &accepted.into_iter().collect::<Vec<_>>());
 }

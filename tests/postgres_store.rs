@@ -201,3 +201,19 @@ fn a_second_node_on_one_database_is_refused_until_the_first_is_gone() {
         TaskState::Queued
     );
 }
+
+#[test]
+fn writable_recovers_without_a_write_once_the_server_is_back() {
+    let Some(pg) = PgCluster::start() else { return };
+    let store = PostgresStore::open(&pg.create_database()).unwrap();
+    pg.stop();
+    assert!(block_on(store.write(put(task(1, "asn:1")))).is_err());
+    assert!(store.writable().is_err());
+    pg.start_again();
+    // No write from here on: the store probes the server by itself.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = store.writable() {
+        assert!(Instant::now() < deadline, "still not writable: {e}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

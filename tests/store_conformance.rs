@@ -42,6 +42,7 @@ macro_rules! conformance_tests {
                 unacknowledged_writes_apply_in_call_order,
                 report_applies_only_to_the_matching_running_execution,
                 a_put_from_an_older_claim_is_not_applied,
+                a_put_from_an_older_claim_in_the_same_write_is_not_applied,
                 history_pages_are_newest_first_with_category_totals,
                 delete_removes_only_terminal_tasks,
                 prune_removes_terminal_tasks_by_age_and_by_count,
@@ -317,6 +318,35 @@ mod suite {
         );
         put(&store, [claim(Some(3), TaskState::Canceled)]).await;
         assert_eq!(get(&store, 1).await.unwrap().state, TaskState::Canceled);
+    }
+
+    /// The same rule inside one write (one batch): a store that folds a
+    /// batch to the last put of each task must not let a stale put that
+    /// comes after a later claim win.
+    pub(crate) async fn a_put_from_an_older_claim_in_the_same_write_is_not_applied<
+        S: TaskStore + Manifest,
+    >(
+        store: S,
+    ) {
+        let claim = |run: Option<u64>, state| TaskRecord {
+            run: run.map(RunToken),
+            ..task(1, "country:DE", state)
+        };
+        put(&store, [claim(Some(1), TaskState::Running)]).await;
+        put(
+            &store,
+            [
+                claim(Some(3), TaskState::Running),
+                claim(Some(2), TaskState::Failed),
+                claim(None, TaskState::Queued),
+            ],
+        )
+        .await;
+        let stored = get(&store, 1).await.unwrap();
+        assert_eq!(
+            (stored.state, stored.run),
+            (TaskState::Running, Some(RunToken(3)))
+        );
     }
 
     pub(crate) async fn history_pages_are_newest_first_with_category_totals<

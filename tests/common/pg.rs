@@ -36,12 +36,25 @@ pub struct PgCluster {
     owner: Option<(u32, u32)>,
     server: Mutex<Option<Child>>,
     databases: AtomicU64,
+    /// Whether the server syncs its WAL (off for tests, on for benches).
+    fsync: bool,
 }
 
 impl PgCluster {
     /// Starts a fresh server, or `None` (printed) when PostgreSQL is not
     /// installed and this is not CI.
     pub fn start() -> Option<PgCluster> {
+        Some(Self::init(Self::binaries()?, false))
+    }
+
+    /// Like [`start`](Self::start) with `fsync=on`, for benchmarks of
+    /// durable writes.
+    pub fn start_durable() -> Option<PgCluster> {
+        Some(Self::init(Self::binaries()?, true))
+    }
+
+    /// The server's binaries, or `None` (printed) outside CI without them.
+    fn binaries() -> Option<PathBuf> {
         let bin = std::env::var_os("GROUNDCREW_PG_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_BIN));
@@ -57,7 +70,7 @@ impl PgCluster {
             eprintln!("skipping PostgreSQL test: {why}");
             return None;
         }
-        Some(Self::init(bin))
+        Some(bin)
     }
 
     /// One server for the whole test binary, started on first use and
@@ -85,7 +98,7 @@ impl PgCluster {
             .as_ref()
     }
 
-    fn init(bin: PathBuf) -> PgCluster {
+    fn init(bin: PathBuf, fsync: bool) -> PgCluster {
         let dir = tempfile::tempdir().expect("temporary directory");
         let owner = (unsafe { libc::geteuid() } == 0).then(nobody);
         let data = dir.path().join("data");
@@ -110,6 +123,7 @@ impl PgCluster {
             owner,
             server: Mutex::new(None),
             databases: AtomicU64::new(0),
+            fsync,
         };
         let out = cluster
             .command("initdb")
@@ -160,8 +174,20 @@ impl PgCluster {
             .arg(self.root().join("data"))
             .args(["-p", &self.port.to_string(), "-k"])
             .arg(self.root().join("sock"))
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-            .args(["-c", "full_page_writes=off", "-c", "max_connections=200"])
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "max_connections=200",
+            ])
+            .args([
+                "-c",
+                &format!("fsync={}", if self.fsync { "on" } else { "off" }),
+            ])
+            .args([
+                "-c",
+                &format!("full_page_writes={}", if self.fsync { "on" } else { "off" }),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

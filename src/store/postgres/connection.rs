@@ -201,6 +201,18 @@ impl Backoff {
         self.until = Some(Instant::now() + self.delay);
     }
 
+    /// Whether the last attempt failed (and no attempt succeeded since).
+    pub(super) fn failing(&self) -> bool {
+        self.until.is_some()
+    }
+
+    /// How long until the next attempt may be made.
+    pub(super) fn remaining(&self) -> Duration {
+        self.until.map_or(Duration::ZERO, |t| {
+            t.saturating_duration_since(Instant::now())
+        })
+    }
+
     /// The current delay between attempts.
     pub(super) fn delay(&self) -> Duration {
         self.delay

@@ -90,6 +90,12 @@ impl TaskRow {
         })
     }
 
+    /// Whether this row, stored, refuses `put`: it holds a later claim (a
+    /// larger run token), as the batch upsert's `WHERE` decides.
+    pub(super) fn fences(&self, put: &TaskRow) -> bool {
+        self.run.is_some() && put.run.is_none_or(|run| Some(run) < self.run)
+    }
+
     /// Applies a progress report the way the stored row would take it:
     /// only while running or canceling with the same run token.
     pub(super) fn report(&mut self, r: &ReportRow) {

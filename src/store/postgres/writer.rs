@@ -13,7 +13,8 @@
 //!
 //! Folding keeps the result of applying the changes one by one: a put
 //! replaces the whole record, so an earlier put or report of the same task
-//! is overwritten anyway; a report after a put is applied to the put's row
+//! is overwritten anyway (unless the earlier put holds a later claim: the
+//! fencing rule of the upsert applies between the puts of a batch too); a report after a put is applied to the put's row
 //! in memory, under the same rule the stored row would apply it (running
 //! or canceling, same run token); the remaining reports touch tasks the
 //! batch does not put, so their order against the puts does not matter.
@@ -29,8 +30,9 @@
 //! lost, server restarting) changed nothing, and every caller in it gets
 //! [`StoreError::Backend`]. After a connection failure the writer waits
 //! ([`Backoff`]) before it connects again; writes meanwhile fail at once
-//! with the last error. [`Health`] keeps the last outcome for
-//! `TaskStore::writable`.
+//! with the last error, and when the wait is over the writer probes the
+//! server itself (`SELECT 1`), so that [`Health`], which keeps the last
+//! outcome for `TaskStore::writable`, recovers without waiting for a write.
 //!
 //! # Shutdown
 //! The task stops at a [`Message::Close`] (sent when the store is dropped),
@@ -212,6 +214,9 @@ impl Fold {
                 let row = *row;
                 self.reports.remove(&row.id);
                 match self.put_at.get(&row.id) {
+                    // The fencing rule of the upsert, between two puts of
+                    // one batch: an older claim does not replace a later one.
+                    Some(&i) if self.puts[i].fences(&row) => {}
                     Some(&i) => self.puts[i] = row,
                     None => {
                         self.put_at.insert(row.id, self.puts.len());
@@ -248,10 +253,26 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Serves batches until closed.
+    /// Serves batches until closed. While the connection is lost, probes
+    /// the server when the backoff allows, so that `writable` recovers
+    /// without waiting for the next write.
     pub(super) async fn run(mut self) {
         let mut batch = Vec::with_capacity(self.max_batch);
-        while let Some(first) = self.inbox.recv().await {
+        loop {
+            let first = if self.backoff.failing() {
+                tokio::select! {
+                    message = self.inbox.recv() => message,
+                    () = tokio::time::sleep(self.backoff.remaining()) => {
+                        self.probe().await;
+                        continue;
+                    }
+                }
+            } else {
+                self.inbox.recv().await
+            };
+            let Some(first) = first else {
+                return;
+            };
             batch.push(first);
             while batch.len() < self.max_batch {
                 match self.inbox.try_recv() {
@@ -262,6 +283,21 @@ impl Writer {
             if self.serve(&mut batch).await {
                 return;
             }
+        }
+    }
+
+    /// Asks the server whether it answers again.
+    async fn probe(&mut self) {
+        let outcome = self
+            .execute("probe", |client| async move {
+                client.simple_query("SELECT 1").await.map(drop)
+            })
+            .await;
+        match outcome {
+            Ok(()) => tracing::info!(target = %self.target, "PostgreSQL answers again"),
+            // Refused before trying (the node lock is not held): wait too.
+            Err(_) if !self.backoff.waiting() => self.backoff.failed(),
+            Err(_) => {}
         }
     }
 
