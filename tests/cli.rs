@@ -167,3 +167,46 @@ fn watch_draws_the_live_panel_in_a_terminal() {
     drop(daemon);
     std::thread::sleep(Duration::from_millis(100));
 }
+
+/// `groundcrew completions SHELL` prints a script naming the subcommands
+/// and their options; the bash one is valid bash (`bash -n`) where bash is
+/// installed. An unknown shell is refused, naming the ones there are.
+#[test]
+fn completions_for_bash_zsh_and_fish_name_the_subcommands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(binary())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        let script = ok(out);
+        for word in ["cancel", "rebuild", "completions", "grace"] {
+            assert!(
+                script.contains(word),
+                "{shell} completions lack {word}:\n{script}"
+            );
+        }
+        if shell == "bash" {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("groundcrew.bash");
+            std::fs::write(&path, &script).unwrap();
+            match Command::new("bash").arg("-n").arg(&path).output() {
+                Ok(check) => assert!(
+                    check.status.success(),
+                    "bash -n refuses the completions: {}",
+                    String::from_utf8_lossy(&check.stderr)
+                ),
+                Err(e) => eprintln!("bash not available ({e}): skipping `bash -n`"),
+            }
+        }
+    }
+    let out = Command::new(binary())
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tcsh") && stderr.contains("bash") && stderr.contains("fish"),
+        "{stderr}"
+    );
+}

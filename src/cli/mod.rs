@@ -11,6 +11,7 @@ use crate::config::{Config, Overrides};
 
 mod client;
 mod commands;
+mod completions;
 mod watch;
 
 /// Background maintenance work for long-running daemons.
@@ -92,6 +93,12 @@ enum Command {
     Reload(ClientArgs),
     /// Shows the live panel with progress bars until interrupted.
     Watch(ClientArgs),
+    /// Prints a shell completion script, e.g.
+    /// `groundcrew completions bash > /etc/bash_completion.d/groundcrew`.
+    Completions {
+        /// Shell to complete in.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -159,6 +166,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => commands::limit(&client, &pool, limit),
         Command::Reload(c) => commands::reload(&c),
         Command::Watch(c) => watch::watch(&c),
+        Command::Completions { shell } => completions::print(shell),
     }
 }
 
