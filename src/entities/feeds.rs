@@ -14,6 +14,7 @@ use prometheus::{IntCounterVec, IntGaugeVec, Opts};
 use serde::Serialize;
 
 use super::catalog::{Catalog, Expected, FeedStatus};
+use super::file_hashes::FileHashes;
 use super::integrity::{self, EntityReport};
 use super::ARTIFACT_KIND;
 use crate::feed::{feed_version, parse, FeedFormat, SAMPLE_FEED};
@@ -116,6 +117,9 @@ pub struct Feeds {
     supervisor: OnceLock<Addr<Supervisor>>,
     manifest: Arc<dyn Manifest>,
     sink: Arc<FsSink>,
+    /// Artifact hashes by file identity, so that a check reads only the
+    /// files that changed.
+    hashes: Arc<FileHashes>,
     /// `groundcrew_feed_readings_refused_total{feed,reason}`.
     refused: IntCounterVec,
     /// `groundcrew_feed_healthy{feed}`: 1, or 0 while marked unhealthy or
@@ -141,6 +145,7 @@ impl Feeds {
             supervisor: OnceLock::new(),
             manifest,
             sink,
+            hashes: Arc::default(),
             refused: IntCounterVec::new(
                 Opts::new(
                     "groundcrew_feed_readings_refused_total",
@@ -365,15 +370,20 @@ impl Feeds {
         Ok(tasks)
     }
 
-    /// Checks every artifact against the feeds, the manifest and the disk.
+    /// Checks every artifact against the feeds, the manifest and the disk
+    /// (reading only the files that changed since the last check).
     pub async fn integrity(&self) -> Result<Vec<EntityReport>, groundcrew_actors::StoreError> {
         let expected = self.all();
         let records = self.manifest.artifacts().await?;
         let sink = Arc::clone(&self.sink);
+        let hashes = Arc::clone(&self.hashes);
         let reports = tokio::task::spawn_blocking(move || {
-            integrity::check(expected, records, |e| {
-                sink.artifact_path(e).unwrap_or_default()
-            })
+            integrity::check(
+                expected,
+                records,
+                |e| sink.artifact_path(e).unwrap_or_default(),
+                &hashes,
+            )
         })
         .await
         .expect("integrity check does not panic");

@@ -4,14 +4,15 @@
 //! `stale` (the record's content is not what the feeds now give), `orphaned`
 //! (an artifact for an entity no feed has any more), else `ok`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use groundcrew_actors::{content_hash, ArtifactRecord, EntityName, RunToken, TaskId, Timestamp};
+use groundcrew_actors::{ArtifactRecord, EntityName, RunToken, TaskId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::catalog::Expected;
+use super::file_hashes::FileHashes;
 
 /// The state of one entity's artifact.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -64,15 +65,18 @@ pub struct EntityReport {
     pub run: Option<RunToken>,
 }
 
-/// Checks every entity. `path_of` gives an entity's artifact file. Reads
-/// and hashes every artifact file: run it off the async threads. The result
-/// lists entities needing repair first (missing, corrupt, stale, orphaned),
-/// then by name.
+/// Checks every entity. `path_of` gives an entity's artifact file; its
+/// hash comes from `hashes`, which reads only files that changed since it
+/// last hashed them (the first check reads every one): run it off the async
+/// threads. The result lists entities needing repair first (missing,
+/// corrupt, stale, orphaned), then by name.
 pub fn check(
     expected: Vec<(EntityName, Arc<Expected>)>,
     records: Vec<ArtifactRecord>,
     path_of: impl Fn(&EntityName) -> PathBuf,
+    hashes: &FileHashes,
 ) -> Vec<EntityReport> {
+    let mut seen = HashSet::with_capacity(expected.len());
     let mut records: BTreeMap<EntityName, ArtifactRecord> =
         records.into_iter().map(|r| (r.entity.clone(), r)).collect();
     let mut reports = Vec::with_capacity(expected.len());
@@ -80,13 +84,18 @@ pub fn check(
         let record = records.remove(&entity);
         let state = match &record {
             None => EntityState::Missing,
-            Some(r) => match std::fs::read(path_of(&entity)) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => EntityState::Missing,
-                Err(_) => EntityState::Corrupt,
-                Ok(bytes) if content_hash(&bytes) != r.hash => EntityState::Corrupt,
-                Ok(_) if r.hash != want.hash => EntityState::Stale,
-                Ok(_) => EntityState::Ok,
-            },
+            Some(r) => {
+                let path = path_of(&entity);
+                let hash = hashes.hash(&path);
+                seen.insert(path);
+                match hash {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => EntityState::Missing,
+                    Err(_) => EntityState::Corrupt,
+                    Ok(hash) if hash != r.hash => EntityState::Corrupt,
+                    Ok(_) if r.hash != want.hash => EntityState::Stale,
+                    Ok(_) => EntityState::Ok,
+                }
+            }
         };
         reports.push(report(entity, state, record, Some(want.hash.clone())));
     }
@@ -94,6 +103,7 @@ pub fn check(
         reports.push(report(entity, EntityState::Orphaned, Some(record), None));
     }
     reports.sort_by(|a, b| (a.state, &a.entity).cmp(&(b.state, &b.entity)));
+    hashes.retain(&seen);
     reports
 }
 
@@ -119,6 +129,7 @@ fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use groundcrew_actors::content_hash;
 
     fn expected(content: &[u8]) -> Arc<Expected> {
         Arc::new(Expected {
@@ -171,6 +182,7 @@ mod tests {
                 record(&orphan, b"x\n"),
             ],
             path_of,
+            &FileHashes::default(),
         );
         let got: Vec<(String, EntityState)> = reports
             .iter()

@@ -6,6 +6,7 @@
 
 mod catalog;
 mod feeds;
+mod file_hashes;
 mod guard;
 mod integrity;
 mod kind;
@@ -13,6 +14,7 @@ mod watch;
 
 pub use catalog::{Catalog, Expected, FeedStatus};
 pub use feeds::{error_chain, FeedOrigin, FeedSource, FeedUpdate, Feeds, FeedsError};
+pub use file_hashes::FileHashes;
 pub use guard::{FeedGuard, Refusal};
 pub use integrity::{check, EntityReport, EntityState};
 pub use kind::ArtifactKind;
