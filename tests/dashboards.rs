@@ -18,15 +18,10 @@ const RULES: &str = "config/prometheus-rules.yaml";
 const DASHBOARD: &str = "config/grafana-dashboard.json";
 
 /// Metrics the daemon exposes only after their first event, which a test
-/// cannot cause through the binary: a write refused from a run that lost
-/// its claim needs a kind that leaks its publisher past a hard stop
-/// (actors/tests/stop.rs covers it); a refused feed reading needs a feed
-/// that serves garbage (tests/feed_integrity.rs). They must at least be
-/// registered by name in the collectors' source.
-const AFTER_FIRST_EVENT: &[&str] = &[
-    "groundcrew_stale_runs_total",
-    "groundcrew_feed_readings_refused_total",
-];
+/// cannot cause through the binary: a refused feed reading needs a feed
+/// that serves garbage (tests/entities.rs covers it). They must at least
+/// be registered by name in the collectors' source.
+const AFTER_FIRST_EVENT: &[&str] = &["groundcrew_feed_readings_refused_total"];
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

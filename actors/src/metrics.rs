@@ -65,6 +65,16 @@ impl Metrics {
 
     /// Collectors that no registry exposes, for embedders that do not scrape.
     pub fn unregistered() -> Result<Self, prometheus::Error> {
+        let metrics = Self::collectors()?;
+        // Series a dashboard or an alert reads exist from the start, at 0,
+        // rather than appearing with their first event.
+        for write in ["publish", "remove"] {
+            metrics.stale_runs.with_label_values(&[write]);
+        }
+        Ok(metrics)
+    }
+
+    fn collectors() -> Result<Self, prometheus::Error> {
         Ok(Self {
             submitted: IntCounterVec::new(
                 Opts::new("groundcrew_tasks_submitted_total", "Task requests received."),
