@@ -617,3 +617,47 @@ fn cli_cancel_waits_for_the_stop() {
     assert_eq!(stdout.trim(), format!("task #{id} canceled"));
     assert_eq!(task(&daemon, id)["state"], "canceled");
 }
+
+/// Issue 16: a SIGTERM drain stops hard what is still running at the end
+/// of `shutdown.cancel_grace_s`, even when that is shorter than the kind's
+/// own SIGTERM-to-SIGKILL step: the daemon exits with nothing of the
+/// command's group left, and the task is queued again for the next start.
+#[test]
+fn a_drain_with_a_short_grace_leaves_no_process_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let pgid_file = dir.path().join("group.pid");
+    let stubborn = script(dir.path(), "stubborn.sh", STUBBORN);
+    let config = dir.path().join("groundcrew.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "shutdown:\n  drain_timeout_s: 0\n  cancel_grace_s: 1\nkinds:\n  - name: stubborn\n    command: [{}]\n    env: {{PGID_FILE: {}}}\n",
+            stubborn.display(),
+            pgid_file.display()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let daemon = Daemon::start(&data, &["--config", config.to_str().unwrap()]);
+    let id = submit(&daemon, "stubborn", "all", Value::Null);
+    let pgid = read_pid(&pgid_file);
+    wait_task(&daemon, id, 20, |t| t["stage"] == "stubborn");
+    let stopped = Instant::now();
+    let status = daemon.signal_and_wait(common::SIGTERM);
+    assert!(status.success(), "{status:?}");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        stopped.elapsed()
+    );
+    assert!(group_gone(pgid), "group {pgid} outlived the daemon");
+    std::fs::remove_file(&pgid_file).unwrap();
+    // The next start runs it again.
+    let daemon = Daemon::start(&data, &["--config", config.to_str().unwrap()]);
+    read_pid(&pgid_file);
+    let t = wait_task(&daemon, id, 20, |t| t["state"] == "running");
+    assert_eq!(
+        t["attempts"], 1,
+        "the interrupted attempt is not counted: {t:#}"
+    );
+}

@@ -167,16 +167,6 @@ pub enum Problem {
     /// A value that must be positive (the key names which).
     #[error("must be greater than 0")]
     Zero,
-    /// A cancel grace shorter than the time a command kind's process group
-    /// gets between SIGTERM and SIGKILL: the daemon would exit with the
-    /// group still running.
-    #[error("{grace_s} s is shorter than the kill grace of command kinds ({kill_grace_s} s)")]
-    GraceBelowKillGrace {
-        /// The configured grace, in seconds.
-        grace_s: u64,
-        /// [`KILL_GRACE`](crate::kinds::KILL_GRACE), in seconds.
-        kill_grace_s: u64,
-    },
     /// An empty path.
     #[error("path must not be empty")]
     EmptyPath,

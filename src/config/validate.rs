@@ -43,16 +43,6 @@ pub(super) fn check(config: &Config) -> Result<(), Refusal> {
     if config.retention.prune_interval_s == 0 {
         return Err((KeyPath::parse("retention.prune_interval_s"), Problem::Zero));
     }
-    let kill_grace_s = crate::kinds::KILL_GRACE.as_secs();
-    if config.shutdown.cancel_grace_s < kill_grace_s {
-        return Err((
-            KeyPath::parse("shutdown.cancel_grace_s"),
-            Problem::GraceBelowKillGrace {
-                grace_s: config.shutdown.cancel_grace_s,
-                kill_grace_s,
-            },
-        ));
-    }
     if let Some(ext) = &config.artifacts.extension {
         if !is_extension(ext) {
             return Err((

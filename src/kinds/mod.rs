@@ -63,9 +63,9 @@
 //! SIGKILL 2 s later. When the program exits on its own, whatever it left
 //! running in its group is killed. The program gets `PR_SET_PDEATHSIG`
 //! (SIGKILL): a daemon killed outright takes it along, so the restart does
-//! not run the task beside a survivor. `shutdown.cancel_grace_s` shorter
-//! than [`KILL_GRACE`] is refused at load: the daemon would exit during the
-//! grace with the group still running.
+//! not run the task beside a survivor. A grace period shorter than
+//! [`KILL_GRACE`] (a pool's, a cancel's or the drain's) ends with a hard
+//! stop, which kills the group when the execution's future is dropped.
 
 mod command;
 mod isolation;
