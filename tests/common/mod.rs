@@ -222,6 +222,15 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A daemon killed mid-run leaves its run's (empty) cgroup for the
+        // next start on its data dir to remove; test data dirs see no next
+        // start, so the removal happens here, as that start would do it.
+        if let Ok(isolation) = groundcrew::kinds::Isolation::start(
+            groundcrew::config::KindsIsolation::Cgroup,
+            &self.data_dir,
+        ) {
+            isolation.shutdown();
+        }
     }
 }
 
