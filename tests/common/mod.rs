@@ -22,6 +22,8 @@ pub struct Daemon {
     pub stdout: mpsc::Receiver<String>,
     /// What it printed up to and including the address line.
     pub printed: Vec<String>,
+    /// Killed as in a crash: what it left is for the next start to clean.
+    crashed: bool,
 }
 
 /// The binary under test.
@@ -128,6 +130,7 @@ impl Daemon {
             token,
             stdout: rx,
             printed,
+            crashed: false,
         }
     }
 
@@ -163,6 +166,7 @@ impl Daemon {
     pub fn kill9(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+        self.crashed = true;
     }
 
     /// Sends `signal` and waits for the process to exit.
@@ -222,15 +226,23 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        // A daemon killed mid-run leaves its run's (empty) cgroup for the
-        // next start on its data dir to remove; test data dirs see no next
+        // A daemon stopped mid-run leaves its runs' cgroups for the next
+        // start on its data dir to remove; a test's data dir sees no next
         // start, so the removal happens here, as that start would do it.
-        if let Ok(isolation) = groundcrew::kinds::Isolation::start(
-            groundcrew::config::KindsIsolation::Cgroup,
-            &self.data_dir,
-        ) {
-            isolation.shutdown();
+        // After `kill9` the test itself checks what the next start does.
+        if !self.crashed {
+            remove_cgroups(&self.data_dir);
         }
+    }
+}
+
+/// Kills and removes the cgroups daemons on `data_dir` left, as a start on
+/// it would (a no-op where cgroup isolation is not available).
+pub fn remove_cgroups(data_dir: &Path) {
+    if let Ok(isolation) =
+        groundcrew::kinds::Isolation::start(groundcrew::config::KindsIsolation::Cgroup, data_dir)
+    {
+        isolation.shutdown();
     }
 }
 
