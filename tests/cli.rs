@@ -210,3 +210,40 @@ fn completions_for_bash_zsh_and_fish_name_the_subcommands() {
         "{stderr}"
     );
 }
+
+#[test]
+fn show_prints_one_task_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &[]);
+    let out = ok(cli(
+        &daemon,
+        &[
+            "submit",
+            "test",
+            "asn:64500",
+            "--params",
+            r#"{"times": 2, "round_ms": 1}"#,
+        ],
+    ));
+    assert!(out.contains("task #1 queued"), "{out}");
+    daemon.wait_panel("idle", 10, |p| p["state"] == "idle");
+    let out = ok(cli(&daemon, &["show", "1"]));
+    assert!(
+        out.starts_with("task #1 test asn:64500: succeeded\n"),
+        "{out}"
+    );
+    for want in [
+        "triggers     operator",
+        "attempts     1 (run token 1)",
+        "params       {\"round_ms\":1,\"times\":2}",
+        "result",
+    ] {
+        assert!(out.contains(want), "{want:?} missing in\n{out}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(cli(&daemon, &["show", "1", "--json"]))).unwrap();
+    assert_eq!(json["state"], "succeeded");
+    let missing = cli(&daemon, &["show", "99"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no task with id 99"));
+}

@@ -12,6 +12,7 @@ use crate::config::{Config, Overrides};
 mod client;
 mod commands;
 mod completions;
+mod show;
 mod watch;
 
 /// Background maintenance work for long-running daemons.
@@ -38,6 +39,13 @@ enum Command {
         /// How many tasks.
         #[arg(long, default_value_t = 20)]
         limit: u64,
+    },
+    /// Shows one task, whole: request, coalescing, attempts, outcome.
+    Show {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Task id.
+        id: u64,
     },
     /// Submits a task.
     Submit {
@@ -141,6 +149,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             status,
             limit,
         } => commands::tasks(&client, &status, limit),
+        Command::Show { client, id } => show::show(&client, id),
         Command::Submit {
             client,
             kind,
