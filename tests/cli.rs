@@ -247,3 +247,23 @@ fn show_prints_one_task_whole() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no task with id 99"));
 }
+
+#[test]
+fn retry_requests_a_canceled_task_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &[]);
+    ok(cli(&daemon, &["limit", "background", "0"]));
+    ok(cli(&daemon, &["submit", "test", "asn:64501"]));
+    let out = cli(&daemon, &["retry", "1"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only failed or canceled tasks are retried"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ok(cli(&daemon, &["cancel", "1"]));
+    let out = ok(cli(&daemon, &["retry", "1"]));
+    assert_eq!(out.trim(), "retry of #1 queued as task #2");
+    let out = ok(cli(&daemon, &["show", "2"]));
+    assert!(out.contains("retry of     #1"), "{out}");
+}

@@ -1061,3 +1061,42 @@ async fn a_batch_with_a_malformed_item_accepts_nothing() {
     let reply = call(&app, post("/api/v1/tasks", all_unknown)).await;
     error_of(&reply, StatusCode::BAD_REQUEST, "unknown_kind");
 }
+
+/// Issue 20: a failed or canceled task is requested again with its kind,
+/// target and params, trigger `operator` and `retry_of`; anything else is
+/// a 409.
+#[actix_web::test]
+async fn a_canceled_task_is_retried_as_a_new_task() {
+    let (app, _h) = start(0, false).await;
+    let first = call(&app, post("/api/v1/tasks", long_task("country:DE"))).await;
+    let id = first.body["id"].as_u64().unwrap();
+    let path = format!("/api/v1/tasks/{id}/retry");
+    let early = call(&app, post(&path, json!(null))).await;
+    error_of(&early, StatusCode::CONFLICT, "conflict");
+    let canceled = call(
+        &app,
+        request(Method::DELETE, &format!("/api/v1/tasks/{id}"), OPERATE),
+    )
+    .await;
+    assert_eq!(canceled.body["state"], "canceled", "{}", canceled.text);
+
+    let retry = call(&app, post(&path, json!(null))).await;
+    assert_eq!(retry.status, StatusCode::ACCEPTED, "{}", retry.text);
+    assert_eq!(retry.body["outcome"], "queued");
+    let new = retry.body["id"].as_u64().unwrap();
+    assert_ne!(new, id);
+    let task = call(&app, get(&format!("/api/v1/tasks/{new}"))).await.body;
+    assert_eq!(
+        (&task["retry_of"], &task["trigger"], &task["target"]),
+        (&json!(id), &json!("operator"), &json!("country:DE"))
+    );
+    assert_eq!(task["params"], long_task("country:DE")["params"]);
+    // A second retry merges into the pending one.
+    let again = call(&app, post(&path, json!(null))).await;
+    assert_eq!(
+        (&again.body["outcome"], &again.body["id"]),
+        (&json!("merged"), &json!(new))
+    );
+    let missing = call(&app, post("/api/v1/tasks/999/retry", json!(null))).await;
+    error_of(&missing, StatusCode::NOT_FOUND, "task_not_found");
+}

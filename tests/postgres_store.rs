@@ -139,9 +139,10 @@ fn migrations_are_idempotent_and_a_newer_schema_is_refused() {
     assert_eq!(
         pg.psql_in(
             &db,
-            "SELECT string_agg(version::text, ',') FROM groundcrew.schema_version"
+            "SELECT string_agg(version::text, ',' ORDER BY version) FROM groundcrew.schema_version"
         ),
-        "1"
+        "1,2",
+        "each step applied once"
     );
 
     pg.psql_in(

@@ -176,6 +176,7 @@ mod suite {
             merged: 4,
             waiting_behind: Some(TaskId(3)),
             merged_into: Some(TaskId(9)),
+            retry_of: Some(TaskId(3)),
             created_at: T0,
             started_at: Some(Timestamp(T0.0 + 2)),
             finished_at: Some(Timestamp(T0.0 + 3)),

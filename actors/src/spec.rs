@@ -174,6 +174,9 @@ pub struct TaskSpec {
     /// Queue priority; the trigger's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<Priority>,
+    /// The failed or canceled task this request runs again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<TaskId>,
 }
 
 impl TaskSpec {
@@ -185,12 +188,19 @@ impl TaskSpec {
             trigger,
             params: serde_json::Value::Null,
             priority: None,
+            retry_of: None,
         }
     }
 
     /// Sets the parameters.
     pub fn with_params(mut self, params: serde_json::Value) -> Self {
         self.params = params;
+        self
+    }
+
+    /// Marks the request as a retry of the task `of`.
+    pub fn with_retry_of(mut self, of: TaskId) -> Self {
+        self.retry_of = Some(of);
         self
     }
 

@@ -97,6 +97,9 @@ pub struct TaskRecord {
     pub waiting_behind: Option<TaskId>,
     /// The task this one's requests were merged into (state `merged`).
     pub merged_into: Option<TaskId>,
+    /// The failed or canceled task this one runs again (a retry).
+    #[serde(default)]
+    pub retry_of: Option<TaskId>,
     /// When the first request arrived.
     pub created_at: Timestamp,
     /// When the current or last execution started.
@@ -144,6 +147,7 @@ impl TaskRecord {
             merged: 0,
             waiting_behind: None,
             merged_into: None,
+            retry_of: spec.retry_of,
             created_at: now,
             started_at: None,
             finished_at: None,

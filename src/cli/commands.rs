@@ -131,6 +131,22 @@ pub(crate) fn submit(
     Ok(())
 }
 
+pub(crate) fn retry(args: &ClientArgs, id: u64) -> anyhow::Result<()> {
+    let reply = Client::new(args)?.post(&format!("/api/v1/tasks/{id}/retry"), &Value::Null)?;
+    if args.json {
+        return print_json(&reply);
+    }
+    match reply["outcome"].as_str() {
+        Some("merged") => println!("retry of #{id} merged into task #{}", reply["id"]),
+        Some("follow_up") => println!(
+            "retry of #{id} queued as task #{}, a follow-up behind #{}",
+            reply["id"], reply["behind"]
+        ),
+        _ => println!("retry of #{id} queued as task #{}", reply["id"]),
+    }
+    Ok(())
+}
+
 pub(crate) fn cancel(
     args: &ClientArgs,
     id: u64,

@@ -47,6 +47,13 @@ enum Command {
         /// Task id.
         id: u64,
     },
+    /// Requests a failed or canceled task again (trigger operator).
+    Retry {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Task id.
+        id: u64,
+    },
     /// Submits a task.
     Submit {
         #[command(flatten)]
@@ -150,6 +157,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             limit,
         } => commands::tasks(&client, &status, limit),
         Command::Show { client, id } => show::show(&client, id),
+        Command::Retry { client, id } => commands::retry(&client, id),
         Command::Submit {
             client,
             kind,

@@ -71,6 +71,9 @@ fn describe(t: &Value) -> String {
     if t["merged"].as_u64().is_some_and(|m| m > 0) {
         line("merged in", format!("{} more request(s)", t["merged"]));
     }
+    if let Some(of) = t["retry_of"].as_u64() {
+        line("retry of", format!("#{of}"));
+    }
     if let Some(into) = t["merged_into"].as_u64() {
         line("merged into", format!("#{into}"));
     }

@@ -174,6 +174,9 @@ pub const ROUTES: &[ApiRoute] = &[
     route(Method::DELETE, "/api/v1/tasks/{id}", |r| {
         r.to(tasks::delete)
     }),
+    route(Method::POST, "/api/v1/tasks/{id}/retry", |r| {
+        r.to(submit::retry)
+    }),
     route(Method::POST, "/api/v1/rebuild", |r| r.to(rebuild::rebuild)),
     route(Method::PUT, "/api/v1/pools/{pool}/limit", |r| {
         r.to(pools::set_limit)

@@ -2,6 +2,8 @@
 //! the supervisor as one [`SubmitMany`]: one mailbox message and one
 //! durable batch.
 //!
+//! `POST /api/v1/tasks/{id}/retry` requests a failed or canceled task again.
+//!
 //! A malformed item refuses the whole call (400, naming its index), so that
 //! nothing of a request the client got wrong is accepted. Refusals of the
 //! supervisor (an unknown kind, invalid params) are answered per item; when
@@ -11,7 +13,9 @@
 use std::fmt;
 
 use actix_web::{web, HttpResponse};
-use groundcrew_actors::{Priority, Submit, SubmitMany, SubmitReply, Target, TaskSpec, Trigger};
+use groundcrew_actors::{
+    Priority, Submit, SubmitMany, SubmitReply, Target, TaskSpec, TaskState, Trigger,
+};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -130,6 +134,35 @@ pub(super) async fn submit(
         })
         .collect();
     Ok(HttpResponse::Accepted().json(json!({ "tasks": tasks })))
+}
+
+/// Requests a failed or canceled task again: a new request with its kind,
+/// target and params, trigger `operator`, `retry_of` naming it. Coalescing
+/// applies: it may merge into a pending task of the same target.
+pub(super) async fn retry(
+    Operator(caller): Operator,
+    state: web::Data<ApiState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = super::tasks::task_id(&id)?;
+    let record = state
+        .store
+        .get(id)
+        .await?
+        .ok_or(ApiError::TaskNotFound(id))?;
+    if !matches!(record.state, TaskState::Failed | TaskState::Canceled) {
+        return Err(ApiError::Conflict(format!(
+            "task {id} is {}; only failed or canceled tasks are retried",
+            record.state
+        )));
+    }
+    let spec = TaskSpec::new(record.kind, record.target, Trigger::Operator)
+        .with_params(record.params)
+        .with_retry_of(id);
+    let reply: SubmitReply = state.supervisor.send(Submit(spec)).await??;
+    tracing::info!(caller = %caller.name, retry_of = id.0, task = reply.id.0,
+        outcome = ?reply.outcome, "task retried");
+    Ok(HttpResponse::Accepted().json(reply))
 }
 
 async fn submit_one(

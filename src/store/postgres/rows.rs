@@ -22,7 +22,8 @@ use crate::store::state::parse_state;
 /// The task columns in the order [`task_from_row`] reads them.
 pub(super) const TASK_COLUMNS: &str = "id, kind, target, trigger, triggers, params, priority, \
      pool, state, attempts, run, stage, progress_done, progress_total, result, error, errors, \
-     merged, waiting_behind, merged_into, created_at, started_at, finished_at, run_after";
+     merged, waiting_behind, merged_into, created_at, started_at, finished_at, run_after, \
+     retry_of";
 
 /// The manifest columns in the order [`artifact_from_row`] reads them.
 pub(super) const ARTIFACT_COLUMNS: &str =
@@ -54,6 +55,7 @@ pub(super) struct TaskRow {
     started_at: Option<SystemTime>,
     finished_at: Option<SystemTime>,
     run_after: Option<SystemTime>,
+    retry_of: Option<i64>,
 }
 
 impl TaskRow {
@@ -87,6 +89,7 @@ impl TaskRow {
             started_at: t.started_at.map(time),
             finished_at: t.finished_at.map(time),
             run_after: t.run_after.map(time),
+            retry_of: t.retry_of.map(|id| n("id", id.0)).transpose()?,
         })
     }
 
@@ -189,6 +192,7 @@ pub(super) struct TaskColumns {
     pub(super) started_at: Vec<Option<SystemTime>>,
     pub(super) finished_at: Vec<Option<SystemTime>>,
     pub(super) run_after: Vec<Option<SystemTime>>,
+    pub(super) retry_of: Vec<Option<i64>>,
 }
 
 impl TaskColumns {
@@ -217,6 +221,7 @@ impl TaskColumns {
         self.started_at.push(r.started_at);
         self.finished_at.push(r.finished_at);
         self.run_after.push(r.run_after);
+        self.retry_of.push(r.retry_of);
     }
 }
 
@@ -326,6 +331,7 @@ pub(super) fn task_from_row(row: &Row) -> Result<TaskRecord, RowError> {
         started_at: at(21)?,
         finished_at: at(22)?,
         run_after: at(23)?,
+        retry_of: id(24)?,
     })
 }
 

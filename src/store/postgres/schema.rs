@@ -32,7 +32,7 @@ const MIGRATION_LOCK: i64 = 0x6763_7277_6d69_6772;
 
 /// One SQL step per schema version: `MIGRATIONS[n]` takes version `n` to
 /// `n + 1`. Steps are only ever appended; a released step never changes.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The newest schema version this build knows.
 pub(super) const SUPPORTED_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -44,6 +44,9 @@ CREATE TABLE IF NOT EXISTS groundcrew.schema_version (
     applied_at timestamptz NOT NULL DEFAULT now()
 );
 ";
+
+/// Version 2: `retry_of`, the failed or canceled task a retry runs again.
+const V2: &str = "ALTER TABLE groundcrew.tasks ADD COLUMN retry_of bigint;";
 
 const V1: &str = "
 CREATE SEQUENCE groundcrew.task_ids INCREMENT BY 128 START WITH 1;

@@ -107,12 +107,13 @@ WITH reported AS (
     INSERT INTO groundcrew.tasks (id, kind, target, trigger, triggers, params, priority,
         pool, state, attempts, run, stage, progress_done, progress_total, result, error,
         errors, merged, waiting_behind, merged_into, created_at, started_at, finished_at,
-        run_after)
+        run_after, retry_of)
     SELECT * FROM unnest($6::bigint[], $7::text[], $8::text[], $9::text[], $10::jsonb[],
         $11::jsonb[], $12::smallint[], $13::text[], $14::text[], $15::bigint[],
         $16::bigint[], $17::text[], $18::bigint[], $19::bigint[], $20::jsonb[],
         $21::text[], $22::jsonb[], $23::bigint[], $24::bigint[], $25::bigint[],
-        $26::timestamptz[], $27::timestamptz[], $28::timestamptz[], $29::timestamptz[])
+        $26::timestamptz[], $27::timestamptz[], $28::timestamptz[], $29::timestamptz[],
+        $38::bigint[])
     ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, target = excluded.target,
         trigger = excluded.trigger, triggers = excluded.triggers, params = excluded.params,
         priority = excluded.priority, pool = excluded.pool, state = excluded.state,
@@ -122,7 +123,7 @@ WITH reported AS (
         merged = excluded.merged, waiting_behind = excluded.waiting_behind,
         merged_into = excluded.merged_into, created_at = excluded.created_at,
         started_at = excluded.started_at, finished_at = excluded.finished_at,
-        run_after = excluded.run_after
+        run_after = excluded.run_after, retry_of = excluded.retry_of
     -- Fencing: a put from an older claim than the stored one is dropped.
     WHERE groundcrew.tasks.run IS NULL OR excluded.run >= groundcrew.tasks.run
 ), removed AS (
@@ -359,7 +360,7 @@ impl Writer {
             }
         }
         let (r, t, a) = (&reports, &tasks, &artifacts);
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 37] = [
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 38] = [
             &r.id,
             &r.run,
             &r.stage,
@@ -397,6 +398,7 @@ impl Writer {
             &a.source_version,
             &a.task,
             &a.run,
+            &t.retry_of,
         ];
         self.execute("journal batch", |client| async move {
             let statement = client.prepare_cached(BATCH).await?;

@@ -17,16 +17,18 @@ use crate::store::state::parse_state;
 /// The task columns in the order [`task_from_row`] reads them.
 pub(super) const TASK_COLUMNS: &str = "id, kind, target, trigger, triggers, params, priority, \
      pool, state, attempts, run, stage, progress_done, progress_total, result, error, errors, \
-     merged, waiting_behind, merged_into, created_at, started_at, finished_at, run_after";
+     merged, waiting_behind, merged_into, created_at, started_at, finished_at, run_after, \
+     retry_of";
 
 /// Inserts or replaces a task. An upsert rather than `INSERT OR REPLACE`:
 /// REPLACE would resolve a coalescing-index conflict by deleting the other
 /// task, where we want the write refused.
 const UPSERT_TASK: &str = "INSERT INTO tasks (id, kind, target, trigger, triggers, params, \
      priority, pool, state, attempts, run, stage, progress_done, progress_total, result, error, \
-     errors, merged, waiting_behind, merged_into, created_at, started_at, finished_at, run_after) \
+     errors, merged, waiting_behind, merged_into, created_at, started_at, finished_at, run_after, \
+     retry_of) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-     ?19, ?20, ?21, ?22, ?23, ?24) \
+     ?19, ?20, ?21, ?22, ?23, ?24, ?25) \
      ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, target = excluded.target, \
      trigger = excluded.trigger, triggers = excluded.triggers, params = excluded.params, \
      priority = excluded.priority, pool = excluded.pool, state = excluded.state, \
@@ -36,7 +38,7 @@ const UPSERT_TASK: &str = "INSERT INTO tasks (id, kind, target, trigger, trigger
      merged = excluded.merged, waiting_behind = excluded.waiting_behind, \
      merged_into = excluded.merged_into, created_at = excluded.created_at, \
      started_at = excluded.started_at, finished_at = excluded.finished_at, \
-     run_after = excluded.run_after \
+     run_after = excluded.run_after, retry_of = excluded.retry_of \
      WHERE tasks.run IS NULL OR excluded.run >= tasks.run";
 
 /// Writes one task record.
@@ -67,6 +69,7 @@ pub(super) fn put_task(conn: &Connection, t: &TaskRecord) -> rusqlite::Result<()
         millis(t.started_at),
         millis(t.finished_at),
         millis(t.run_after),
+        t.retry_of.map(|id| id.0),
     ])?;
     Ok(())
 }
@@ -106,6 +109,7 @@ pub(super) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         started_at: time(21)?,
         finished_at: time(22)?,
         run_after: time(23)?,
+        retry_of: id(24)?,
     })
 }
 

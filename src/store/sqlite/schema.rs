@@ -36,7 +36,7 @@ pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One SQL step per schema version: `MIGRATIONS[n]` takes version `n` to
 /// `n + 1`. Steps are only ever appended; a released step never changes.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The newest schema version this build knows.
 pub(super) const SUPPORTED_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -107,6 +107,9 @@ CREATE TABLE manifest (
     run            INTEGER
 ) WITHOUT ROWID;
 ";
+
+/// Version 3: `retry_of`, the failed or canceled task a retry runs again.
+const V3: &str = "ALTER TABLE tasks ADD COLUMN retry_of INTEGER;";
 
 /// Version 2: state `canceling` (a canceled execution that has not ended
 /// yet), which holds its key like `running`. SQLite cannot change a CHECK
