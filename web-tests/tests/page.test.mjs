@@ -145,6 +145,29 @@ test('cancel from the page ends the running task as canceled in the failed list'
   assert.equal((await d.call('GET', `/api/v1/tasks/${id}`)).status, 404);
 });
 
+test('retry from the page requests a canceled task again as a new task', async () => {
+  const d = await daemon();
+  const page = await openPage(browser, d);
+  const id = await startTestTask(page, { times: 100, roundMs: 100 });
+  await running(page, id).waitFor();
+  await running(page, id).getByRole('button', { name: /^Cancel/ }).click();
+  await until('the cancel notice', async () => new RegExp(`Cancel of #${id} signaled; canceled once its run has ended`).test(await page.locator('#notice').innerText()));
+  const failed = page.locator(`#list-failed li[data-key="${id}"]`);
+  await failed.waitFor({ timeout: 5000 });
+  await failed.getByRole('button', { name: /^Retry/ }).click();
+  const notice = await until('the retry notice', async () => {
+    const text = await page.locator('#notice').innerText();
+    return /Retry of #\d+ queued as task #(\d+)/.exec(text);
+  });
+  const retried = Number(notice[1]);
+  assert.notEqual(retried, id);
+  const task = await d.call('GET', `/api/v1/tasks/${retried}`);
+  assert.equal(task.body.retry_of, id);
+  assert.equal(task.body.trigger, 'operator');
+  await running(page, retried).waitFor({ timeout: 5000 });
+  await screenshot(page, 'retry-laptop');
+});
+
 test('rebuild selected entities from typed names queues operator tasks', async () => {
   const d = await daemon();
   const page = await openPage(browser, d);

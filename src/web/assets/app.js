@@ -493,6 +493,10 @@ function historyItem(list, t) {
       h('span', { class: 'name' }, t.name),
       h('span', { class: 'muted' }, `#${t.id}`),
       h('span', { class: `badge state-${t.state}` }, t.state),
+      canOperate() && (t.state === 'failed' || t.state === 'canceled') ? h('button', {
+        type: 'button', class: 'small-btn', 'aria-label': `Retry ${t.name} (#${t.id})`,
+        onclick: (ev) => retryTask(ev.currentTarget, t.id),
+      }, 'Retry') : null,
       canOperate() ? h('button', {
         type: 'button', class: 'small-btn', 'aria-label': `${list.action} ${t.name} (#${t.id})`,
         onclick: (ev) => (list.action === 'Cancel' ? cancelTask(ev.currentTarget, t.id) : deleteTask(ev.currentTarget, t.id)),
@@ -504,6 +508,7 @@ function historyItem(list, t) {
   setTime(line, 'when', when);
   if (t.waiting_behind !== null) line.append(` · waiting behind #${t.waiting_behind}`);
   if (t.merged_into !== null) line.append(` · merged into #${t.merged_into}`);
+  if (t.retry_of !== null && t.retry_of !== undefined) line.append(` · retry of #${t.retry_of}`);
   parts.push(line);
   if (t.error) parts.push(h('div', { class: 'error small' }, t.error));
   if (t.result !== null && t.result !== undefined) {
@@ -608,9 +613,18 @@ function cancelTask(button, id) {
     const r = await api('DELETE', `/api/v1/tasks/${id}`);
     if (r === null) return `Task #${id} removed.`;
     const also = r.canceled_follow_ups.length ? ` (and follow-up ${r.canceled_follow_ups.map((f) => '#' + f).join(', ')})` : '';
-    return r.state === 'running'
-      ? `Cancel of #${id} signaled${also}; it stops at its next checkpoint.`
-      : `Task #${id} canceled${also}.`;
+    if (r.state !== 'canceling') return `Task #${id} canceled${also}.`;
+    const hard = typeof r.grace_s === 'number' ? ` (stopped hard after ${r.grace_s} s)` : '';
+    return `Cancel of #${id} signaled${also}; canceled once its run has ended${hard}.`;
+  });
+}
+
+function retryTask(button, id) {
+  act(button, async () => {
+    const r = await api('POST', `/api/v1/tasks/${id}/retry`);
+    return r.outcome === 'merged'
+      ? `Retry of #${id} merged into task #${r.id}.`
+      : `Retry of #${id} queued as task #${r.id}.`;
   });
 }
 
