@@ -267,3 +267,26 @@ fn retry_requests_a_canceled_task_again() {
     let out = ok(cli(&daemon, &["show", "2"]));
     assert!(out.contains("retry of     #1"), "{out}");
 }
+
+#[test]
+fn tasks_filters_by_kind_trigger_and_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &[]);
+    ok(cli(&daemon, &["limit", "background", "0"]));
+    ok(cli(&daemon, &["submit", "test", "asn:1"]));
+    ok(cli(&daemon, &["submit", "test", "country:DE"]));
+    let out = ok(cli(
+        &daemon,
+        &["tasks", "--target", "country:", "--trigger", "operator"],
+    ));
+    assert!(out.starts_with("1 pending task(s)"), "{out}");
+    assert!(
+        out.contains("test country:DE") && !out.contains("asn:1"),
+        "{out}"
+    );
+    let out = ok(cli(&daemon, &["tasks", "--kind", "nope"]));
+    assert!(out.starts_with("0 pending task(s)"), "{out}");
+    let bad = cli(&daemon, &["tasks", "--since", "yesterday"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not an RFC 3339 time"));
+}

@@ -1100,3 +1100,41 @@ async fn a_canceled_task_is_retried_as_a_new_task() {
     let missing = call(&app, post("/api/v1/tasks/999/retry", json!(null))).await;
     error_of(&missing, StatusCode::NOT_FOUND, "task_not_found");
 }
+
+/// Issue 20: task lists filter by kind, trigger, target prefix and time.
+#[actix_web::test]
+async fn task_lists_filter_by_kind_trigger_target_and_time() {
+    let (app, _h) = start(0, false).await;
+    call(&app, post("/api/v1/tasks", long_task("country:DE"))).await;
+    let mut op = long_task("asn:1");
+    op["trigger"] = json!("operator");
+    call(&app, post("/api/v1/tasks", op)).await;
+    let names = |r: &Reply| -> Vec<String> {
+        r.body["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let r = call(&app, get("/api/v1/tasks?trigger=operator")).await;
+    assert_eq!(
+        (names(&r), &r.body["total"]),
+        (vec!["test asn:1".to_owned()], &json!(1)),
+        "{}",
+        r.text
+    );
+    let r = call(&app, get("/api/v1/tasks?target=country:&kind=test")).await;
+    assert_eq!(names(&r), ["test country:DE"], "{}", r.text);
+    let r = call(&app, get("/api/v1/tasks?since=2999-01-01T00:00:00Z")).await;
+    assert_eq!(r.body["total"], 0, "{}", r.text);
+    for (query, parameter) in [
+        ("since=yesterday", "since"),
+        ("kind=", "kind"),
+        ("target=", "target"),
+    ] {
+        let r = call(&app, get(&format!("/api/v1/tasks?{query}"))).await;
+        let error = error_of(&r, StatusCode::BAD_REQUEST, "invalid_parameter");
+        assert_eq!(error["parameter"], parameter, "{query}");
+    }
+}

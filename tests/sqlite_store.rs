@@ -163,9 +163,15 @@ async fn reopen_keeps_everything_and_ids_continue_above_deleted_ones() {
     let unfinished = store.unfinished().await.unwrap();
     assert_eq!(unfinished.len(), 1);
     assert_eq!(unfinished[0].target.to_string(), "country:DE");
-    let failed = TaskStore::list(&store, HistoryCategory::Failed, 10, 0)
-        .await
-        .unwrap();
+    let failed = TaskStore::list(
+        &store,
+        HistoryCategory::Failed,
+        groundcrew_actors::TaskFilter::default(),
+        10,
+        0,
+    )
+    .await
+    .unwrap();
     assert_eq!(failed.total, 1);
     assert_eq!(Manifest::artifacts(&store).await.unwrap(), vec![artifact]);
 }
@@ -276,9 +282,15 @@ async fn concurrent_writers_share_commits_and_all_survive_reopen() {
     drop(store);
 
     let store = SqliteStore::open(&path).unwrap();
-    let page = TaskStore::list(&store, HistoryCategory::Finished, 1, 0)
-        .await
-        .unwrap();
+    let page = TaskStore::list(
+        &store,
+        HistoryCategory::Finished,
+        groundcrew_actors::TaskFilter::default(),
+        1,
+        0,
+    )
+    .await
+    .unwrap();
     assert_eq!(page.total, WRITERS * TASKS_EACH);
     assert!(store.unfinished().await.unwrap().is_empty());
 }

@@ -44,6 +44,7 @@ macro_rules! conformance_tests {
                 a_put_from_an_older_claim_is_not_applied,
                 a_put_from_an_older_claim_in_the_same_write_is_not_applied,
                 history_pages_are_newest_first_with_category_totals,
+                history_filters_by_kind_trigger_target_prefix_and_time,
                 delete_removes_only_terminal_tasks,
                 prune_removes_terminal_tasks_by_age_and_by_count,
                 unfinished_returns_queued_and_running_in_id_order,
@@ -92,8 +93,8 @@ mod suite {
 
     use groundcrew_actors::{
         ArtifactRecord, AttemptError, Change, EntityName, HistoryCategory, Manifest,
-        ManifestChange, Priority, Progress, Retention, RunToken, TaskId, TaskRecord, TaskSpec,
-        TaskState, TaskStore, Timestamp, Trigger,
+        ManifestChange, Priority, Progress, Retention, RunToken, TaskFilter, TaskId, TaskRecord,
+        TaskSpec, TaskState, TaskStore, Timestamp, Trigger,
     };
     use serde_json::json;
 
@@ -138,7 +139,7 @@ mod suite {
         limit: u64,
         offset: u64,
     ) -> (Vec<u64>, u64) {
-        let page = TaskStore::list(store, category, limit, offset)
+        let page = TaskStore::list(store, category, TaskFilter::default(), limit, offset)
             .await
             .expect("list");
         (page.tasks.iter().map(|t| t.id.0).collect(), page.total)
@@ -348,6 +349,125 @@ mod suite {
             (stored.state, stored.run),
             (TaskState::Running, Some(RunToken(3)))
         );
+    }
+
+    /// Issue 20: a listing's filter, as `TaskFilter::matches` defines it;
+    /// totals count only what passes.
+    pub(crate) async fn history_filters_by_kind_trigger_target_prefix_and_time<
+        S: TaskStore + Manifest,
+    >(
+        store: S,
+    ) {
+        let mut tasks = Vec::new();
+        for (id, kind, target, triggers, at) in [
+            (1, "refresh", "country:DE", vec![Trigger::Api], 0),
+            (2, "artifact", "country:FR", vec![Trigger::Operator], 10),
+            (
+                3,
+                "artifact",
+                "asn:13335",
+                vec![Trigger::FeedUpdate, Trigger::Operator],
+                20,
+            ),
+            (4, "artifact", "country:DK", vec![Trigger::FeedUpdate], 30),
+        ] {
+            let mut t = finished(id, TaskState::Failed, T0);
+            t.kind = kind.into();
+            t.target = target.parse().unwrap();
+            t.trigger = triggers[0].clone();
+            t.triggers = triggers;
+            t.created_at = Timestamp(T0.0 + at * 1000);
+            tasks.push(t);
+        }
+        put(&store, tasks.clone()).await;
+        let check = |filter: TaskFilter, want: Vec<u64>| {
+            let store = &store;
+            let tasks = &tasks;
+            async move {
+                let oracle: Vec<u64> = tasks
+                    .iter()
+                    .rev()
+                    .filter(|t| filter.matches(t))
+                    .map(|t| t.id.0)
+                    .collect();
+                assert_eq!(oracle, want, "the test's own expectation for {filter:?}");
+                let page = TaskStore::list(store, HistoryCategory::Failed, filter.clone(), 10, 0)
+                    .await
+                    .unwrap();
+                let got: Vec<u64> = page.tasks.iter().map(|t| t.id.0).collect();
+                assert_eq!(
+                    (got, page.total),
+                    (want.clone(), want.len() as u64),
+                    "{filter:?}"
+                );
+            }
+        };
+        let f = TaskFilter::default;
+        check(f(), vec![4, 3, 2, 1]).await;
+        check(
+            TaskFilter {
+                kind: Some("artifact".into()),
+                ..f()
+            },
+            vec![4, 3, 2],
+        )
+        .await;
+        check(
+            TaskFilter {
+                trigger: Some(Trigger::Operator),
+                ..f()
+            },
+            vec![3, 2],
+        )
+        .await;
+        check(
+            TaskFilter {
+                target_prefix: Some("country:D".into()),
+                ..f()
+            },
+            vec![4, 1],
+        )
+        .await;
+        check(
+            TaskFilter {
+                target_prefix: Some("country:%".into()),
+                ..f()
+            },
+            vec![],
+        )
+        .await;
+        check(
+            TaskFilter {
+                since: Some(Timestamp(T0.0 + 20_000)),
+                ..f()
+            },
+            vec![4, 3],
+        )
+        .await;
+        check(
+            TaskFilter {
+                kind: Some("artifact".into()),
+                trigger: Some(Trigger::FeedUpdate),
+                target_prefix: Some("country:".into()),
+                since: Some(T0),
+            },
+            vec![4],
+        )
+        .await;
+        // Another category is not mixed in.
+        let none = TaskStore::list(
+            &store,
+            HistoryCategory::Finished,
+            TaskFilter {
+                kind: Some("artifact".into()),
+                ..f()
+            },
+            10,
+            0,
+        )
+        .await
+        .unwrap();
+        assert_eq!(none.total, 0);
     }
 
     pub(crate) async fn history_pages_are_newest_first_with_category_totals<

@@ -98,7 +98,7 @@ pub use sink::{Artifact, ArtifactSink, FsSink, SinkError, SinkOp};
 pub use spec::{Priority, RunToken, TaskId, TaskSpec, TaskState, Trigger};
 pub use store::{
     ArtifactRecord, AttemptError, Change, Durable, HistoryCategory, Manifest, ManifestChange,
-    Progress, Retention, StoreError, TaskPage, TaskRecord, TaskStore,
+    Progress, Retention, StoreError, TaskFilter, TaskPage, TaskRecord, TaskStore,
 };
 pub use supervisor::{Drain, DrainReport, StartError, Supervisor, SupervisorBuilder};
 pub use test_kind::{check_test_artifact, test_artifact, TestKind};

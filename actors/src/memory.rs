@@ -15,7 +15,7 @@ use crate::entity::EntityName;
 use crate::spec::{TaskId, TaskState};
 use crate::store::{
     ArtifactRecord, Change, Durable, HistoryCategory, Manifest, ManifestChange, Retention,
-    StoreError, TaskPage, TaskRecord, TaskStore,
+    StoreError, TaskFilter, TaskPage, TaskRecord, TaskStore,
 };
 use crate::time::Timestamp;
 
@@ -131,12 +131,18 @@ impl TaskStore for MemoryStore {
     fn list(
         &self,
         category: HistoryCategory,
+        filter: TaskFilter,
         limit: u64,
         offset: u64,
     ) -> BoxFuture<'static, Result<TaskPage, StoreError>> {
         let tasks = self.tasks();
         let states = category.states();
-        let in_category = || tasks.values().rev().filter(|t| states.contains(&t.state));
+        let in_category = || {
+            tasks
+                .values()
+                .rev()
+                .filter(|t| states.contains(&t.state) && filter.matches(t))
+        };
         let total = in_category().count() as u64;
         let page = in_category()
             .skip(usize::try_from(offset).unwrap_or(usize::MAX))
@@ -312,7 +318,16 @@ mod tests {
                 task(7, TaskState::Running),
             ],
         );
-        let list = |c, limit, offset| block_on(TaskStore::list(&store, c, limit, offset)).unwrap();
+        let list = |c, limit, offset| {
+            block_on(TaskStore::list(
+                &store,
+                c,
+                TaskFilter::default(),
+                limit,
+                offset,
+            ))
+            .unwrap()
+        };
 
         let finished = list(HistoryCategory::Finished, 2, 0);
         assert_eq!((ids(&finished.tasks), finished.total), (vec![5, 3], 3));
@@ -386,7 +401,13 @@ mod tests {
         assert_eq!(ids(&block_on(store.unfinished()).unwrap()), vec![3]);
         let left: Vec<u64> = [HistoryCategory::Finished, HistoryCategory::Failed]
             .into_iter()
-            .flat_map(|c| ids(&block_on(TaskStore::list(&store, c, 10, 0)).unwrap().tasks))
+            .flat_map(|c| {
+                ids(
+                    &block_on(TaskStore::list(&store, c, TaskFilter::default(), 10, 0))
+                        .unwrap()
+                        .tasks,
+                )
+            })
             .collect();
         assert_eq!(left, vec![6, 5]);
     }

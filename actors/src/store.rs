@@ -204,6 +204,50 @@ impl HistoryCategory {
     }
 }
 
+/// Which tasks of a history category a listing shows; every field that is
+/// set must hold. The default shows all.
+///
+/// ```
+/// use groundcrew_actors::{TaskFilter, Trigger};
+///
+/// let filter = TaskFilter { kind: Some("artifact".into()), trigger: Some(Trigger::Operator), ..TaskFilter::default() };
+/// assert!(!filter.is_empty());
+/// assert!(TaskFilter::default().is_empty());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFilter {
+    /// The kind, exactly.
+    pub kind: Option<String>,
+    /// One of the task's triggers (its requests' triggers merged in count).
+    pub trigger: Option<Trigger>,
+    /// The start of the target as written (`country:` lists every country).
+    pub target_prefix: Option<String>,
+    /// Requested at or after this time.
+    pub since: Option<Timestamp>,
+}
+
+impl TaskFilter {
+    /// Whether it shows everything.
+    pub fn is_empty(&self) -> bool {
+        *self == TaskFilter::default()
+    }
+
+    /// Whether `task` passes; stores that filter elsewhere (in SQL) must
+    /// agree with this.
+    pub fn matches(&self, task: &TaskRecord) -> bool {
+        self.kind.as_ref().is_none_or(|k| *k == task.kind)
+            && self
+                .trigger
+                .as_ref()
+                .is_none_or(|t| task.triggers.contains(t))
+            && self
+                .target_prefix
+                .as_ref()
+                .is_none_or(|p| task.target.to_string().starts_with(p.as_str()))
+            && self.since.is_none_or(|s| task.created_at >= s)
+    }
+}
+
 /// A page of task history, newest first.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TaskPage {
@@ -250,10 +294,12 @@ pub trait TaskStore: Send + Sync + 'static {
     /// One task.
     fn get(&self, id: TaskId) -> BoxFuture<'static, Result<Option<TaskRecord>, StoreError>>;
 
-    /// A page of one history category, newest first.
+    /// A page of one history category, newest first, of the tasks that
+    /// pass `filter`; `total` counts those.
     fn list(
         &self,
         category: HistoryCategory,
+        filter: TaskFilter,
         limit: u64,
         offset: u64,
     ) -> BoxFuture<'static, Result<TaskPage, StoreError>>;

@@ -11,8 +11,8 @@ use actix::Addr;
 use common::failing_store::FailingStore;
 use common::*;
 use groundcrew_actors::{
-    HistoryCategory, Priority, Registry, Submit, SubmitError, SubmitOutcome, Supervisor, TaskSpec,
-    TaskState, TaskStore, Trigger,
+    HistoryCategory, Priority, Registry, Submit, SubmitError, SubmitOutcome, Supervisor,
+    TaskFilter, TaskSpec, TaskState, TaskStore, Trigger,
 };
 
 async fn start_failing(registry: Registry, limit: usize) -> (Addr<Supervisor>, FailingStore) {
@@ -30,7 +30,7 @@ async fn try_submit(
 
 async fn pending_in_store(store: &FailingStore) -> u64 {
     store
-        .list(HistoryCategory::Pending, 100, 0)
+        .list(HistoryCategory::Pending, TaskFilter::default(), 100, 0)
         .await
         .unwrap()
         .total

@@ -7,8 +7,8 @@ use actix::Addr;
 use common::failing_store::FailingStore;
 use common::*;
 use groundcrew_actors::{
-    HistoryCategory, Registry, SubmitError, SubmitMany, SubmitOutcome, Supervisor, TaskSpec,
-    TaskStore, Trigger,
+    HistoryCategory, Registry, SubmitError, SubmitMany, SubmitOutcome, Supervisor, TaskFilter,
+    TaskSpec, TaskStore, Trigger,
 };
 
 async fn start_paused() -> (Addr<Supervisor>, FailingStore) {
@@ -47,7 +47,10 @@ async fn many_requests_share_one_store_write_and_are_answered_in_order() {
     // The repeat merges into the request earlier in the same batch.
     let last = replies[300].as_ref().unwrap();
     assert_eq!((last.id, last.outcome), (ids[7], SubmitOutcome::Merged));
-    let page = store.list(HistoryCategory::Pending, 1000, 0).await.unwrap();
+    let page = store
+        .list(HistoryCategory::Pending, TaskFilter::default(), 1000, 0)
+        .await
+        .unwrap();
     assert_eq!(page.total, 300);
     assert_eq!(panel(&sup).await.pending_total, 300);
 }
@@ -68,7 +71,10 @@ async fn a_failed_batch_refuses_every_request_and_stores_none() {
         "{replies:?}"
     );
     store.set_failing(false);
-    let page = store.list(HistoryCategory::Pending, 100, 0).await.unwrap();
+    let page = store
+        .list(HistoryCategory::Pending, TaskFilter::default(), 100, 0)
+        .await
+        .unwrap();
     assert_eq!(page.total, 0);
     assert_eq!(panel(&sup).await.pending_total, 0);
 }

@@ -7,7 +7,20 @@ use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
 
 use super::client::Client;
-use super::ClientArgs;
+use super::{ClientArgs, TaskFilterArgs};
+
+/// `value` as a URL query value (RFC 3986 unreserved characters kept).
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
 
 fn print_json(v: &Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
@@ -84,8 +97,24 @@ pub(crate) fn status(args: &ClientArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn tasks(args: &ClientArgs, status: &str, limit: u64) -> anyhow::Result<()> {
-    let page = Client::new(args)?.get(&format!("/api/v1/tasks?status={status}&limit={limit}"))?;
+pub(crate) fn tasks(
+    args: &ClientArgs,
+    status: &str,
+    limit: u64,
+    filter: &TaskFilterArgs,
+) -> anyhow::Result<()> {
+    let mut path = format!("/api/v1/tasks?status={}&limit={limit}", encode(status));
+    for (name, value) in [
+        ("kind", &filter.kind),
+        ("trigger", &filter.trigger),
+        ("target", &filter.target),
+        ("since", &filter.since),
+    ] {
+        if let Some(v) = value {
+            path.push_str(&format!("&{name}={}", encode(v)));
+        }
+    }
+    let page = Client::new(args)?.get(&path)?;
     if args.json {
         return print_json(&page);
     }

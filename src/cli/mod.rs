@@ -23,6 +23,23 @@ pub struct Cli {
     command: Command,
 }
 
+/// Which tasks `tasks` lists, as `GET /api/v1/tasks` filters them.
+#[derive(Debug, Args, Default)]
+pub(crate) struct TaskFilterArgs {
+    /// Only tasks of this kind.
+    #[arg(long)]
+    pub(crate) kind: Option<String>,
+    /// Only tasks with this trigger (merged requests' included).
+    #[arg(long)]
+    pub(crate) trigger: Option<String>,
+    /// Only tasks whose target starts with this, e.g. `country:`.
+    #[arg(long)]
+    pub(crate) target: Option<String>,
+    /// Only tasks requested at or after this RFC 3339 time.
+    #[arg(long)]
+    pub(crate) since: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs the daemon (embedded defaults without --config).
@@ -39,6 +56,8 @@ enum Command {
         /// How many tasks.
         #[arg(long, default_value_t = 20)]
         limit: u64,
+        #[command(flatten)]
+        filter: TaskFilterArgs,
     },
     /// Shows one task, whole: request, coalescing, attempts, outcome.
     Show {
@@ -155,7 +174,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             client,
             status,
             limit,
-        } => commands::tasks(&client, &status, limit),
+            filter,
+        } => commands::tasks(&client, &status, limit, &filter),
         Command::Show { client, id } => show::show(&client, id),
         Command::Retry { client, id } => commands::retry(&client, id),
         Command::Submit {

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
 use groundcrew_actors::{
-    AwaitRunEnd, Cancel, CancelError, CancelReply, HistoryCategory, TaskId, TaskRecord,
+    AwaitRunEnd, Cancel, CancelError, CancelReply, HistoryCategory, TaskFilter, TaskId, TaskRecord,
+    Timestamp, Trigger,
 };
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +48,41 @@ pub(super) struct ListQuery {
     status: Option<String>,
     limit: Option<String>,
     offset: Option<String>,
+    kind: Option<String>,
+    trigger: Option<String>,
+    target: Option<String>,
+    since: Option<String>,
+}
+
+impl ListQuery {
+    /// The filter the query asks for; an empty value is refused rather
+    /// than read as "any".
+    fn filter(&self) -> Result<TaskFilter, ApiError> {
+        let given = |name: &str, v: &Option<String>| -> Result<Option<String>, ApiError> {
+            match v.as_deref() {
+                Some("") => Err(invalid(name, "must not be empty".to_owned())),
+                other => Ok(other.map(str::to_owned)),
+            }
+        };
+        let since = match given("since", &self.since)? {
+            None => None,
+            Some(raw) => Some(
+                serde_json::from_value::<Timestamp>(serde_json::Value::String(raw.clone()))
+                    .map_err(|_| {
+                        invalid(
+                            "since",
+                            format!("{raw:?} is not an RFC 3339 time such as 2026-12-03T10:00:00Z"),
+                        )
+                    })?,
+            ),
+        };
+        Ok(TaskFilter {
+            kind: given("kind", &self.kind)?,
+            trigger: given("trigger", &self.trigger)?.map(|t| Trigger::parse(&t)),
+            target_prefix: given("target", &self.target)?,
+            since,
+        })
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -85,7 +121,8 @@ pub(super) async fn list(
             format!("must be at most {MAX_ID}, got {offset}"),
         ));
     }
-    let page = state.store.list(category, limit, offset).await?;
+    let filter = query.filter()?;
+    let page = state.store.list(category, filter, limit, offset).await?;
     Ok(HttpResponse::Ok().json(ListReply {
         tasks: page.tasks.into_iter().map(TaskView::from).collect(),
         total: page.total,

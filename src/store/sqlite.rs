@@ -48,7 +48,7 @@ use std::thread::{self, JoinHandle};
 use futures::future::BoxFuture;
 use groundcrew_actors::{
     ArtifactRecord, Change, Durable, EntityName, HistoryCategory, Manifest, ManifestChange,
-    Retention, StoreError, TaskId, TaskPage, TaskRecord, TaskStore, Timestamp,
+    Retention, StoreError, TaskFilter, TaskId, TaskPage, TaskRecord, TaskStore, Timestamp,
 };
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
@@ -383,23 +383,42 @@ impl TaskStore for SqliteStore {
     fn list(
         &self,
         category: HistoryCategory,
+        filter: TaskFilter,
         limit: u64,
         offset: u64,
     ) -> BoxFuture<'static, Result<TaskPage, StoreError>> {
         self.read("history page", move |conn| {
             let name = category_name(category);
+            // The same filter as `TaskFilter::matches`; an absent field
+            // (NULL) passes.
+            let filtered = "category = ?1 AND (?2 IS NULL OR kind = ?2) \
+                AND (?3 IS NULL OR EXISTS (SELECT 1 FROM json_each(triggers) WHERE value = ?3)) \
+                AND (?4 IS NULL OR substr(target, 1, length(?4)) = ?4) \
+                AND (?5 IS NULL OR created_at >= ?5)";
+            let trigger = filter.trigger.as_ref().map(|t| t.as_str().to_owned());
+            let since = filter.since.map(|t| t.as_millis());
+            let conditions =
+                rusqlite::params![name, filter.kind, trigger, filter.target_prefix, since];
             let total = conn
-                .prepare_cached("SELECT count(*) FROM tasks WHERE category = ?1")?
-                .query_row([name], |r| r.get(0))?;
+                .prepare_cached(&format!("SELECT count(*) FROM tasks WHERE {filtered}"))?
+                .query_row(conditions, |r| r.get(0))?;
             let sql = format!(
-                "SELECT {} FROM tasks WHERE category = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3",
+                "SELECT {} FROM tasks WHERE {filtered} ORDER BY id DESC LIMIT ?6 OFFSET ?7",
                 rows::TASK_COLUMNS
             );
             let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
             let mut stmt = conn.prepare_cached(&sql)?;
             let tasks = stmt
                 .query_map(
-                    rusqlite::params![name, clamp(limit), clamp(offset)],
+                    rusqlite::params![
+                        name,
+                        filter.kind,
+                        trigger,
+                        filter.target_prefix,
+                        since,
+                        clamp(limit),
+                        clamp(offset)
+                    ],
                     rows::task_from_row,
                 )?
                 .collect::<rusqlite::Result<_>>()?;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use futures::future::{self, BoxFuture, FutureExt};
 use groundcrew_actors::{
-    Change, Durable, HistoryCategory, MemoryStore, Retention, StoreError, TaskId, TaskPage,
-    TaskRecord, TaskStore, Timestamp,
+    Change, Durable, HistoryCategory, MemoryStore, Retention, StoreError, TaskFilter, TaskId,
+    TaskPage, TaskRecord, TaskStore, Timestamp,
 };
 
 /// Writes fail, changing nothing, while `fail` is set.
@@ -64,10 +64,11 @@ impl TaskStore for FailingStore {
     fn list(
         &self,
         category: HistoryCategory,
+        filter: TaskFilter,
         limit: u64,
         offset: u64,
     ) -> BoxFuture<'static, Result<TaskPage, StoreError>> {
-        TaskStore::list(&self.inner, category, limit, offset)
+        TaskStore::list(&self.inner, category, filter, limit, offset)
     }
 
     fn delete(&self, id: TaskId) -> BoxFuture<'static, Result<bool, StoreError>> {

@@ -3,8 +3,8 @@
 
 use futures::future::BoxFuture;
 use groundcrew_actors::{
-    Change, Durable, HistoryCategory, Retention, StoreError, TaskId, TaskPage, TaskRecord,
-    TaskStore, Timestamp,
+    Change, Durable, HistoryCategory, Retention, StoreError, TaskFilter, TaskId, TaskPage,
+    TaskRecord, TaskStore, Timestamp,
 };
 
 use tokio_postgres::types::ToSql;
@@ -53,25 +53,39 @@ impl TaskStore for PostgresStore {
     fn list(
         &self,
         category: HistoryCategory,
+        filter: TaskFilter,
         limit: u64,
         offset: u64,
     ) -> BoxFuture<'static, Result<TaskPage, StoreError>> {
         self.read("history page", move |client| async move {
             let name = category_name(category);
             let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            // The same filter as `TaskFilter::matches`; an absent field
+            // (NULL) passes.
+            let filtered = "category = $1 AND ($2::text IS NULL OR kind = $2) \
+                AND ($3::text IS NULL OR triggers @> jsonb_build_array($3::text)) \
+                AND ($4::text IS NULL OR starts_with(target, $4)) \
+                AND ($5::timestamptz IS NULL OR created_at >= $5)";
             let count = client
-                .prepare_cached("SELECT count(*) FROM groundcrew.tasks WHERE category = $1")
+                .prepare_cached(&format!(
+                    "SELECT count(*) FROM groundcrew.tasks WHERE {filtered}"
+                ))
                 .await?;
             let sql = format!(
-                "SELECT {} FROM groundcrew.tasks WHERE category = $1
-                 ORDER BY id DESC LIMIT $2 OFFSET $3",
+                "SELECT {} FROM groundcrew.tasks WHERE {filtered}
+                 ORDER BY id DESC LIMIT $6 OFFSET $7",
                 rows::TASK_COLUMNS
             );
             let page = client.prepare_cached(&sql).await?;
             // Both go out at once: one round trip.
             let (limit, offset) = (clamp(limit), clamp(offset));
-            let (count_params, page_params): (&[&(dyn ToSql + Sync)], &[&(dyn ToSql + Sync)]) =
-                (&[&name], &[&name, &limit, &offset]);
+            let trigger = filter.trigger.as_ref().map(|t| t.as_str().to_owned());
+            let since = filter.since.map(rows::time);
+            let (kind, prefix) = (&filter.kind, &filter.target_prefix);
+            let (count_params, page_params): (&[&(dyn ToSql + Sync)], &[&(dyn ToSql + Sync)]) = (
+                &[&name, kind, &trigger, prefix, &since],
+                &[&name, kind, &trigger, prefix, &since, &limit, &offset],
+            );
             let (total, found) = futures::try_join!(
                 client.query_one(&count, count_params),
                 client.query(&page, page_params),
