@@ -168,10 +168,10 @@ pub enum OpenError {
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use groundcrew::store::SqliteStore;
-/// use groundcrew_actors::{HistoryCategory, TaskStore};
+/// use groundcrew_actors::{HistoryCategory, TaskFilter, TaskStore};
 ///
 /// let store = SqliteStore::open("/var/lib/groundcrew/tasks.db")?;
-/// let page = TaskStore::list(&store, HistoryCategory::Failed, 50, 0).await?;
+/// let page = TaskStore::list(&store, HistoryCategory::Failed, TaskFilter::default(), 50, 0).await?;
 /// println!("{} failed tasks", page.total);
 /// # Ok(()) }
 /// ```

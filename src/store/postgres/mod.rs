@@ -217,10 +217,10 @@ pub enum PostgresOpenError {
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use groundcrew::store::PostgresStore;
-/// use groundcrew_actors::{HistoryCategory, TaskStore};
+/// use groundcrew_actors::{HistoryCategory, TaskFilter, TaskStore};
 ///
 /// let store = PostgresStore::open("postgres://gc:secret@db.internal/groundcrew")?;
-/// let page = TaskStore::list(&store, HistoryCategory::Failed, 50, 0).await?;
+/// let page = TaskStore::list(&store, HistoryCategory::Failed, TaskFilter::default(), 50, 0).await?;
 /// println!("{} failed tasks", page.total);
 /// # Ok(()) }
 /// ```
