@@ -10,53 +10,11 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use groundcrew::store::SqliteStore;
-use groundcrew_actors::{
-    Change, Priority, TaskId, TaskRecord, TaskSpec, TaskState, TaskStore, Timestamp, Trigger,
-};
 
-/// Concurrent writers, like task actors reporting at once.
-const WRITERS: u64 = 256;
+#[path = "common/durable.rs"]
+mod durable;
 
-fn record(id: TaskId, state: TaskState) -> TaskRecord {
-    // One target per task: coalescing would otherwise refuse a second
-    // queued task of the key.
-    let target = format!("bench:t{}", id.0).parse().unwrap();
-    let mut r = TaskRecord::new_queued(
-        id,
-        TaskSpec::new("noop", target, Trigger::Api),
-        "default".into(),
-        Priority::AUTOMATIC,
-        Timestamp::now(),
-    );
-    r.state = state;
-    r.attempts = 1;
-    r.result = Some(serde_json::Value::Null);
-    r.finished_at = state.is_terminal().then(Timestamp::now);
-    r
-}
-
-/// Queues and finishes `tasks` tasks from [`WRITERS`] concurrent writers,
-/// awaiting each write's durability.
-async fn drain(store: Arc<SqliteStore>, tasks: u64) {
-    let writers: Vec<_> = (0..WRITERS)
-        .map(|w| {
-            let store = Arc::clone(&store);
-            let count = tasks / WRITERS + u64::from(w < tasks % WRITERS);
-            tokio::spawn(async move {
-                for _ in 0..count {
-                    let id = store.allocate_id();
-                    for state in [TaskState::Queued, TaskState::Succeeded] {
-                        let change = Change::Put(Box::new(record(id, state)));
-                        TaskStore::write(&*store, vec![change]).await.unwrap();
-                    }
-                }
-            })
-        })
-        .collect();
-    for writer in writers {
-        writer.await.unwrap();
-    }
-}
+use durable::drain;
 
 fn durable_tasks(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
