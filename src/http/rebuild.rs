@@ -9,12 +9,13 @@
 //! error; anything else is reported per target.
 
 use actix_web::{web, HttpResponse};
-use groundcrew_actors::{EntityName, Rebuild, SubmitReply, Target};
+use groundcrew_actors::{EntityName, Rebuild, Target};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::auth::Operator;
 use super::json::non_null;
+use super::submit::BatchItem;
 use super::{ApiError, ApiState};
 
 /// Most targets one rebuild may name.
@@ -38,14 +39,7 @@ pub(super) struct RebuildBody {
 struct RebuildTask {
     target: Target,
     #[serde(flatten)]
-    result: TargetResult,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-enum TargetResult {
-    Accepted(SubmitReply),
-    Refused { error: serde_json::Value },
+    result: BatchItem,
 }
 
 impl RebuildBody {
@@ -98,20 +92,11 @@ pub(super) async fn rebuild(
         .into_iter()
         .map(|(target, reply)| RebuildTask {
             target,
-            result: match reply {
-                Ok(reply) => TargetResult::Accepted(reply),
-                Err(e) => refused(e.into()),
-            },
+            result: reply.into(),
         })
         .collect();
     tracing::info!(caller = %caller.name, kind = %kind, targets = tasks.len(), "rebuild requested");
     Ok(HttpResponse::Accepted().json(json!({ "tasks": tasks })))
-}
-
-fn refused(e: ApiError) -> TargetResult {
-    TargetResult::Refused {
-        error: json!({ "code": e.code(), "message": e.to_string() }),
-    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::fmt;
 
 use actix_web::{web, HttpResponse};
 use groundcrew_actors::{
-    Priority, Submit, SubmitMany, SubmitReply, Target, TaskSpec, TaskState, Trigger,
+    Priority, Submit, SubmitError, SubmitMany, SubmitReply, Target, TaskSpec, TaskState, Trigger,
 };
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -83,12 +83,27 @@ impl<'de> Visitor<'de> for BatchVisitor {
     }
 }
 
-/// What one item of a batch became.
+/// What one request of a batch (here or in a rebuild) became: its reply,
+/// or its refusal as the `error` object an error body carries.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
-enum ItemResult {
+pub(super) enum BatchItem {
     Accepted(SubmitReply),
     Refused { error: serde_json::Value },
+}
+
+impl From<Result<SubmitReply, SubmitError>> for BatchItem {
+    fn from(reply: Result<SubmitReply, SubmitError>) -> Self {
+        match reply {
+            Ok(reply) => BatchItem::Accepted(reply),
+            Err(e) => {
+                let e = ApiError::from(e);
+                BatchItem::Refused {
+                    error: json!({ "code": e.code(), "message": e.to_string() }),
+                }
+            }
+        }
+    }
 }
 
 pub(super) async fn submit(
@@ -121,18 +136,7 @@ pub(super) async fn submit(
     }
     let accepted = replies.iter().filter(|r| r.is_ok()).count();
     tracing::info!(caller = %caller.name, requests = count, accepted, "tasks submitted");
-    let tasks: Vec<ItemResult> = replies
-        .into_iter()
-        .map(|r| match r {
-            Ok(reply) => ItemResult::Accepted(reply),
-            Err(e) => {
-                let e = ApiError::from(e);
-                ItemResult::Refused {
-                    error: json!({ "code": e.code(), "message": e.to_string() }),
-                }
-            }
-        })
-        .collect();
+    let tasks: Vec<BatchItem> = replies.into_iter().map(BatchItem::from).collect();
     Ok(HttpResponse::Accepted().json(json!({ "tasks": tasks })))
 }
 
