@@ -139,4 +139,9 @@ pub struct StoreStatus {
     pub failing_since: Option<Timestamp>,
     /// Changes waiting to be written.
     pub unwritten: usize,
+    /// Task ends (succeeded, failed, canceled, merged) the store has
+    /// recorded since the supervisor started. The history in the store
+    /// changes when this does, so a client showing it knows when to fetch
+    /// it again: a task leaves [`Panel::running`] before its end is durable.
+    pub recorded_ends: u64,
 }

@@ -181,3 +181,34 @@ async fn a_refused_merge_leaves_the_task_as_it_was() {
         (0, vec![Trigger::FeedUpdate])
     );
 }
+
+#[actix_rt::test]
+async fn recorded_ends_count_a_task_end_only_once_the_store_has_it() {
+    let gate = Gate::new();
+    let mut registry = Registry::new();
+    gate.register(&mut registry, "refresh");
+    let (sup, store) = start_failing(registry, 1).await;
+    let task = submit(&sup, "refresh", "asn:1").await;
+    wait_panel(&sup, "the task to run", |p| p.running.len() == 1).await;
+    assert_eq!(panel(&sup).await.store.recorded_ends, 0);
+
+    // The end cannot be written: the task leaves the running list, but
+    // the count that tells clients to fetch the history stays put.
+    store.set_failing(true);
+    gate.open(1);
+    let p = wait_panel(&sup, "the task to leave the running list", |p| {
+        p.running.is_empty()
+    })
+    .await;
+    assert_eq!(p.store.recorded_ends, 0, "{:?}", p.store);
+    let stored = store.get(task.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, TaskState::Running);
+
+    store.set_failing(false);
+    wait_panel(&sup, "the end to be recorded", |p| {
+        p.store.recorded_ends == 1
+    })
+    .await;
+    let stored = store.get(task.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, TaskState::Succeeded);
+}

@@ -62,6 +62,8 @@ pub(super) struct Journal {
     backing_off: bool,
     /// Tasks created by requests whose write is not durable yet.
     unconfirmed: HashSet<TaskId>,
+    /// Task ends the store has taken since the supervisor started.
+    recorded_ends: u64,
 }
 
 #[derive(Debug)]
@@ -157,6 +159,7 @@ impl Journal {
             error: self.failure.as_ref().map(|f| f.error.to_string()),
             failing_since: self.failure.as_ref().map(|f| f.since),
             unwritten,
+            recorded_ends: self.recorded_ends,
         }
     }
 
@@ -254,6 +257,11 @@ impl Supervisor {
             .expect("a write was in flight");
         match result {
             Ok(()) => {
+                self.journal.recorded_ends += batch
+                    .changes
+                    .iter()
+                    .filter(|c| matches!(c, Change::Put(r) if r.state.is_terminal()))
+                    .count() as u64;
                 if let Some(f) = self.journal.failure.take() {
                     tracing::info!(
                         failed_for_ms = Timestamp::now().since(f.since).as_millis() as u64,

@@ -223,8 +223,11 @@ function showPanel(panel) {
   $('pending-count').textContent = shown < panel.pending_total
     ? `(${shown} of ${panel.pending_total} shown)` : `(${panel.pending_total})`;
 
-  // Task lists change when tasks start, end or appear, not on progress.
-  const key = panel.running.map((t) => t.id).join(',') + '|' + panel.pending.map((t) => t.id).join(',');
+  // Task lists change when tasks start or appear, and when an end is
+  // recorded (a task leaves the running list a moment before), not on
+  // progress.
+  const key = [panel.running.map((t) => t.id).join(','), panel.pending.map((t) => t.id).join(','),
+    panel.store.recorded_ends].join('|');
   if (key !== ui.panelKey) {
     ui.panelKey = key;
     refreshLists();
