@@ -734,6 +734,11 @@ impl Supervisor {
             pending,
             pending_total,
             store: self.journal.status(),
+            nodes: self
+                .cluster
+                .as_ref()
+                .map(|c| c.nodes.clone())
+                .unwrap_or_default(),
         }
     }
 }
