@@ -232,6 +232,7 @@ function showPanel(panel) {
     ui.panelKey = key;
     refreshLists();
   }
+  statsOnEnds(panel.store.recorded_ends); // charts.js
 }
 
 // Nothing from the last good panel stays visible: a stale "Idle" would
