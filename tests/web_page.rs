@@ -39,7 +39,11 @@ fn page_assets_are_served_without_a_token_with_types_and_a_strict_policy() {
     for (path, content_type, marker) in [
         ("/", "text/html; charset=utf-8", "<script src=\"/app.js\""),
         ("/app.js", "text/javascript; charset=utf-8", "EventSource"),
-        ("/charts.js", "text/javascript; charset=utf-8", "/api/v1/stats"),
+        (
+            "/charts.js",
+            "text/javascript; charset=utf-8",
+            "/api/v1/stats",
+        ),
         ("/style.css", "text/css; charset=utf-8", ".state-broken"),
         ("/favicon.svg", "image/svg+xml", "<svg"),
     ] {
