@@ -359,6 +359,8 @@ test('a stopped daemon shows Missing / broken status, never Idle', async () => {
     assert.doesNotMatch(await page.locator('body').innerText(), /\bIdle\b/);
   }
   assert.match(await page.locator('#broken').innerText(), /cannot be reached/);
+  assert.equal(await page.locator('.charts svg').count(), 0, 'no chart from the last good daemon');
+  assert.match(await page.locator('#stats-summary').innerText(), /History is unavailable/);
   await screenshot(page, 'missing-phone');
   await page.setViewportSize(LAPTOP);
   await screenshot(page, 'missing-laptop');

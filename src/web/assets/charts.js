@@ -68,11 +68,7 @@ async function refreshStats() {
     const stats = await api('GET', `/api/v1/stats?window=${charts.window}`);
     if (session === ui.session) showStats(stats);
   } catch (e) {
-    // No stale chart stays up while the daemon cannot be asked.
-    if (session === ui.session) {
-      for (const id of ['chart-ends', 'chart-wait', 'chart-duration']) $(id).replaceChildren();
-      $('stats-summary').textContent = `History unavailable: ${e.message}`;
-    }
+    if (session === ui.session) clearCharts(`History unavailable: ${e.message}.`);
   } finally {
     charts.busy = false;
     clearTimeout(charts.timer);
@@ -80,6 +76,18 @@ async function refreshStats() {
       charts.timer = setTimeout(refreshStats, charts.again ? STATS_GAP_MS : STATS_MS);
     }
   }
+}
+
+// No stale chart stays up while the daemon cannot be asked.
+function clearCharts(why) {
+  for (const id of ['chart-ends', 'chart-wait', 'chart-duration']) $(id).replaceChildren();
+  $('stats-summary').textContent = why;
+}
+
+// Called by showBroken: the charts came from the same daemon as the panel.
+function statsBroken() {
+  charts.ends = null; // fetched again with the next panel
+  clearCharts('History is unavailable while the panel cannot be loaded.');
 }
 
 function chooseWindow(win) {
