@@ -688,4 +688,51 @@ mod tests {
         assert_eq!(bin(1024), 40);
         assert_eq!(bin(u64::MAX), BINS - 1);
     }
+
+    proptest::proptest! {
+        /// Ends arriving in time order, over two days: every bucket of
+        /// either window holds exactly the ends whose `finished_at` falls
+        /// in it, the series add up to the total, and every percentile
+        /// lies within the bucket's samples.
+        #[test]
+        fn windows_hold_exactly_the_ends_of_their_buckets(
+            steps in proptest::collection::vec((0u64..20 * MINUTE, 0usize..3, 0u8..3, 0u64..5_000), 1..120)
+        ) {
+            let stats = StatsRecorder::new();
+            let mut at = T0;
+            let mut ends = Vec::new();
+            for (gap, kind, outcome, run_ms) in steps {
+                at += gap;
+                let state = [TaskState::Succeeded, TaskState::Failed, TaskState::Canceled][outcome as usize];
+                let kind = ["a", "b", "c"][kind];
+                stats.record(&end(kind, state, at - run_ms, Some(at - run_ms), at));
+                ends.push((at, kind, state, run_ms));
+            }
+            for window in [StatsWindow::Hour, StatsWindow::Day] {
+                let s = stats.snapshot(window, Timestamp(at));
+                let width = window.bucket().as_millis() as u64;
+                proptest::prop_assert_eq!(s.total.len(), window.buckets());
+                for (i, b) in s.total.iter().enumerate() {
+                    let start = b.start.as_millis();
+                    let mine: Vec<_> = ends.iter().filter(|e| e.0 / width == start / width).collect();
+                    let count = |st: TaskState| mine.iter().filter(|e| e.2 == st).count() as u64;
+                    proptest::prop_assert_eq!(
+                        (b.succeeded, b.failed, b.canceled),
+                        (count(TaskState::Succeeded), count(TaskState::Failed), count(TaskState::Canceled))
+                    );
+                    let by_series: u64 = s.series.iter()
+                        .map(|x| x.buckets[i].succeeded + x.buckets[i].failed + x.buckets[i].canceled)
+                        .sum();
+                    proptest::prop_assert_eq!(by_series, mine.len() as u64);
+                    if let Some(d) = b.duration {
+                        let lo = mine.iter().map(|e| e.3).min().unwrap() as f64 / 1000.0;
+                        let hi = mine.iter().map(|e| e.3).max().unwrap() as f64 / 1000.0;
+                        proptest::prop_assert!(lo <= d.p50 && d.p50 <= d.p95 && d.p95 <= hi);
+                    } else {
+                        proptest::prop_assert!(mine.is_empty());
+                    }
+                }
+            }
+        }
+    }
 }
