@@ -46,6 +46,7 @@ mod panel;
 mod panel_feed;
 mod pools;
 mod rebuild;
+mod stats;
 mod submit;
 mod system;
 mod tasks;
@@ -168,6 +169,7 @@ pub const ROUTES: &[ApiRoute] = &[
     }),
     route(Method::GET, "/api/v1/whoami", |r| r.to(whoami::show)),
     route(Method::GET, "/api/v1/system", |r| r.to(system::show)),
+    route(Method::GET, "/api/v1/stats", |r| r.to(stats::show)),
     route(Method::GET, "/api/v1/tasks", |r| r.to(tasks::list)),
     route(Method::POST, "/api/v1/tasks", |r| r.to(submit::submit)),
     route(Method::GET, "/api/v1/tasks/{id}", |r| r.to(tasks::show)),
