@@ -12,16 +12,18 @@ PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HERE="$ROOT/benches/compare"
 WORK=$(mktemp -d /tmp/gc-compare.XXXXXX)
-PIDS=()
+as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u nobody -- "$@"; else "$@"; fi; }
+# Nodes start in command substitutions (subshells): their pids go to files.
+node_pids() { cat "$WORK"/node-*/pid 2>/dev/null || true; }
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  [ -f "$WORK/pg.pid" ] && kill -QUIT "$(cat "$WORK/pg.pid")" 2>/dev/null && sleep 1
+  for p in $(node_pids); do kill "$p" 2>/dev/null || true; done
+  for p in $(node_pids); do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
+  [ -f "$WORK/pg.pid" ] && as_owner "$PG_BIN/pg_ctl" stop -s -m immediate -D "$WORK/data" 2>/dev/null
+  [ -f "$WORK/pg.pid" ] && wait "$(cat "$WORK/pg.pid")" 2>/dev/null
   [ -n "${KEEP:-}" ] && echo "kept $WORK" >&2 || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u nobody -- "$@"; else "$@"; fi; }
 chmod 755 "$WORK"; mkdir -p "$WORK/data" "$WORK/sock"
 [ "$(id -u)" = 0 ] && chown nobody "$WORK/data" "$WORK/sock"
 
@@ -53,12 +55,16 @@ start_node() {
   GROUNDCREW_POOLS__BACKGROUND=$LIMIT GROUNDCREW_HTTP__MAX_BODY_BYTES=16777216 \
   GROUNDCREW_ARTIFACTS__DIR="$dir/artifacts" RUST_LOG=warn \
     ${PERF_WRAP:-} "$GC" serve --bind 127.0.0.1:0 --data-dir "$dir" >"$dir/out" 2>"$dir/err" &
-  PIDS+=($!)
+  echo $! >"$dir/pid"
   for _ in $(seq 300); do grep -q "listening on" "$dir/out" 2>/dev/null && break; sleep 0.1; done
   echo "$(sed -n 's/^groundcrew listening on //p' "$dir/out" | head -1),$(cat "$dir/admin.token")"
 }
 
-stop_nodes() { for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; PIDS=(); }
+stop_nodes() {
+  for p in $(node_pids); do kill -INT "$p" 2>/dev/null || true; done
+  for p in $(node_pids); do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
+  rm -f "$WORK"/node-*/pid
+}
 
 echo "groundcrew, 1 node..." >&2
 n1=$(start_node gc1 a); [ "${n1#,}" = "$n1" ] || { cat "$WORK"/node-gc1-a/err >&2; exit 1; }
