@@ -76,6 +76,19 @@ pub(crate) fn panel_text(p: &Value) -> String {
             pool["pending"]
         ));
     }
+    for node in p["nodes"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  node {}: {}, {} running, last heartbeat {}\n",
+            node["node"].as_str().unwrap_or("?"),
+            if node["alive"] == true {
+                "alive"
+            } else {
+                "gone"
+            },
+            node["running"],
+            node["heartbeat_at"].as_str().unwrap_or("?"),
+        ));
+    }
     for (title, key) in [("running", "running"), ("pending", "pending")] {
         let tasks = p[key].as_array().cloned().unwrap_or_default();
         if !tasks.is_empty() {

@@ -8,15 +8,13 @@
 //! migrate one after the other, and a failed step leaves the old version
 //! whole. A database migrated by a newer build is refused unchanged.
 //!
-//! # Ready for several nodes
-//! The tasks table already has what claiming from several nodes needs
-//! (`node`, `lease_expires_at`, a partial index over the queued tasks, run
-//! tokens from the `run_tokens` sequence), so that phase 2 adds statements,
-//! not a new table. It has no coalescing constraints yet: the runtime
-//! coalesces in memory on one node, and its journal may pass through
-//! states (a follow-up put before the run it waits for ends) that a
-//! per-statement unique index would refuse. Cluster-wide coalescing will
-//! need deferred constraints or claim-time checks (see `mod.rs`).
+//! # Several nodes
+//! Version 3 adds what nodes sharing the database need beside the
+//! columns version 1 already had (`node`, `lease_expires_at`, `run`):
+//! the nodes table, the deferred constraint that one kind and target runs
+//! once at every commit, and `groundcrew.enqueue()`. Only a deferred
+//! constraint works here: one journal batch may end a run and start the
+//! next of the same key in any row order.
 //!
 //! # Ids
 //! Task ids come from sequence `task_ids`, which steps by 128: one
