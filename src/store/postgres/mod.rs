@@ -127,6 +127,7 @@
 
 mod connection;
 mod ids;
+mod log;
 mod manifest;
 mod node;
 mod rows;
