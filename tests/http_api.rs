@@ -110,6 +110,7 @@ async fn state(limit: usize, metrics_require_token: bool) -> (web::Data<ApiState
     ]);
     let state = web::Data::new(ApiState {
         supervisor: supervisor.clone(),
+        task_log: store.clone(),
         store,
         metrics: registry,
         tokens: Arc::new(RwLock::new(tokens)),

@@ -215,8 +215,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
     config.apply_overrides(&overrides);
     config.validate_bind()?;
-    crate::logging::init(&config.log).map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))?;
+    let captured = crate::logging::init(&config.log)
+        .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))?;
     actix_web::rt::System::new()
-        .block_on(crate::daemon::serve(config, args.config, overrides))
+        .block_on(crate::daemon::serve(
+            config,
+            args.config,
+            overrides,
+            captured,
+        ))
         .context("daemon failed")
 }

@@ -9,8 +9,8 @@ use actix::Addr;
 use actix_web::{App, HttpServer};
 use futures::future::BoxFuture;
 use groundcrew_actors::{
-    Drain, EntityWriter, FsSink, KindOptions, Manifest, Metrics, Registry, Supervisor, TaskStore,
-    TestKind, Timestamp, Trigger,
+    Drain, EntityWriter, FsSink, KindOptions, Manifest, Metrics, Registry, Supervisor, TaskLog,
+    TaskStore, TestKind, Timestamp, Trigger,
 };
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -20,6 +20,7 @@ use crate::entities::{watch_feeds, ArtifactKind, Feeds, ARTIFACT_KIND};
 use crate::http::{self, ApiState, Control, ReloadError};
 use crate::kinds::{CommandKind, Isolation, IsolationError, TEST_KIND};
 use crate::store::{PostgresStore, SqliteStore};
+use crate::task_log::{Captured, Shipper};
 
 use super::reload::{ReloadControl, Reloader};
 
@@ -148,6 +149,7 @@ pub(crate) async fn serve(
     config: Config,
     config_file: Option<PathBuf>,
     overrides: Overrides,
+    captured: Captured,
 ) -> Result<(), ServeError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
         path: config.data_dir.clone(),
@@ -159,10 +161,14 @@ pub(crate) async fn serve(
         path: config.data_dir.clone(),
         source,
     })?;
-    let (store, manifest) = open_store(config.store_location())?;
+    let (store, manifest, task_log) = open_store(config.store_location())?;
     let tokens = Arc::new(RwLock::new(tokens(&config)?));
     let registry = prometheus::Registry::new();
     let metrics = Metrics::register(&registry).map_err(ServeError::Metrics)?;
+    registry
+        .register(Box::new(captured.dropped.clone()))
+        .map_err(ServeError::Metrics)?;
+    let shipper = Shipper::start(captured.lines, task_log.clone(), captured.dropped);
     let artifacts_dir = config.artifacts_dir();
     std::fs::create_dir_all(&artifacts_dir).map_err(|source| ServeError::DataDir {
         path: artifacts_dir.clone(),
@@ -211,6 +217,7 @@ pub(crate) async fn serve(
     let state = actix_web::web::Data::new(ApiState {
         supervisor: supervisor.clone(),
         store: store.clone(),
+        task_log,
         metrics: registry,
         tokens,
         metrics_require_token: config.http.metrics_require_token,
@@ -282,6 +289,7 @@ pub(crate) async fn serve(
     repairing.abort();
     handle.stop(true).await;
     let _ = http.await;
+    shipper.stop().await;
     isolation.shutdown();
     Ok(())
 }
@@ -339,8 +347,8 @@ async fn wait_for_shutdown(reloader: &Reloader) -> Result<(), ServeError> {
     }
 }
 
-/// The task journal and the manifest, one object behind both.
-type Stores = (Arc<dyn TaskStore>, Arc<dyn Manifest>);
+/// The task journal, the manifest and the task log, one object behind all.
+type Stores = (Arc<dyn TaskStore>, Arc<dyn Manifest>, Arc<dyn TaskLog>);
 
 /// Opens the configured store: the task journal and the manifest are the
 /// same object. On PostgreSQL the daemon takes the database's node lock,
@@ -349,13 +357,13 @@ fn open_store(location: StoreLocation) -> Result<Stores, ServeError> {
     match location {
         StoreLocation::Sqlite(path) => {
             let store = Arc::new(SqliteStore::open(path)?);
-            Ok((store.clone(), store))
+            Ok((store.clone(), store.clone(), store))
         }
         StoreLocation::Postgres(url) => {
             let store = PostgresStore::open(url.expose())?;
             store.claim_node()?;
             let store = Arc::new(store);
-            Ok((store.clone(), store))
+            Ok((store.clone(), store.clone(), store))
         }
     }
 }

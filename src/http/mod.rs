@@ -31,7 +31,7 @@ use actix::Addr;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest};
 use futures::future::BoxFuture;
-use groundcrew_actors::{Supervisor, TaskStore};
+use groundcrew_actors::{Supervisor, TaskLog, TaskStore};
 use serde::Serialize;
 
 use crate::auth::TokenSet;
@@ -48,6 +48,7 @@ mod pools;
 mod rebuild;
 mod submit;
 mod system;
+mod task_log;
 mod tasks;
 mod whoami;
 
@@ -62,6 +63,8 @@ pub struct ApiState {
     pub supervisor: Addr<Supervisor>,
     /// The task history the supervisor journals to.
     pub store: Arc<dyn TaskStore>,
+    /// The tasks' log lines (the same store, as a rule).
+    pub task_log: Arc<dyn TaskLog>,
     /// What `/metrics` exposes.
     pub metrics: prometheus::Registry,
     /// Accepted tokens; behind a lock so that a config reload can swap them.
@@ -176,6 +179,9 @@ pub const ROUTES: &[ApiRoute] = &[
     }),
     route(Method::POST, "/api/v1/tasks/{id}/retry", |r| {
         r.to(submit::retry)
+    }),
+    route(Method::GET, "/api/v1/tasks/{id}/log", |r| {
+        r.to(task_log::show)
     }),
     route(Method::POST, "/api/v1/rebuild", |r| r.to(rebuild::rebuild)),
     route(Method::PUT, "/api/v1/pools/{pool}/limit", |r| {
