@@ -240,9 +240,29 @@ fn show_prints_one_task_whole() {
     ] {
         assert!(out.contains(want), "{want:?} missing in\n{out}");
     }
+    // The task's log follows; its last line (the end) within moments.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let out = loop {
+        let out = ok(cli(&daemon, &["show", "1"]));
+        if out.contains("task ended state=succeeded") || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(out.contains("  log          "), "{out}");
+    assert!(
+        out.contains(" info  groundcrew_actors::") && out.contains(": task ended state=succeeded"),
+        "{out}"
+    );
     let json: serde_json::Value =
         serde_json::from_str(&ok(cli(&daemon, &["show", "1", "--json"]))).unwrap();
     assert_eq!(json["state"], "succeeded");
+    let ended = json["log"].as_array().unwrap().iter().find(|l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("task ended"))
+    });
+    assert_eq!(ended.unwrap()["level"], "info", "{json:#}");
     let missing = cli(&daemon, &["show", "99"]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no task with id 99"));
