@@ -310,3 +310,47 @@ fn tasks_filters_by_kind_trigger_and_target() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not an RFC 3339 time"));
 }
+
+#[test]
+fn retry_failed_and_delete_act_on_the_filtered_failed_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &[]);
+    ok(cli(&daemon, &["limit", "background", "0"]));
+    for (id, target) in ["asn:1", "asn:2", "country:DE"].iter().enumerate() {
+        ok(cli(&daemon, &["submit", "test", target]));
+        ok(cli(&daemon, &["cancel", &(id + 1).to_string()]));
+    }
+    let out = ok(cli(&daemon, &["retry", "--failed", "--target", "asn:"]));
+    assert!(out.starts_with("retried 2 of 2 failed task(s)\n"), "{out}");
+    assert!(
+        out.contains("  #2 queued as task #") && out.contains("  #1 queued as task #"),
+        "{out}"
+    );
+    let out = ok(cli(
+        &daemon,
+        &["retry", "--failed", "--limit", "1", "--json"],
+    ));
+    let reply: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&reply["matched"], &reply["tasks"][0]["retry_of"]),
+        (&serde_json::json!(3), &serde_json::json!(3)),
+        "{reply}"
+    );
+    let bad = cli(&daemon, &["retry", "1", "--kind", "test"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("go with --failed"));
+    let bad = cli(&daemon, &["delete"]);
+    assert!(!bad.status.success(), "delete needs --failed or --finished");
+
+    let out = ok(cli(
+        &daemon,
+        &[
+            "delete", "--failed", "--kind", "test", "--target", "country:",
+        ],
+    ));
+    assert_eq!(out.trim(), "deleted 1 of 1 failed task(s): #3");
+    let out = ok(cli(&daemon, &["tasks", "--status", "failed"]));
+    assert!(out.starts_with("2 failed task(s)"), "{out}");
+    let out = ok(cli(&daemon, &["delete", "--finished"]));
+    assert_eq!(out.trim(), "deleted 0 of 0 finished task(s)");
+}

@@ -38,6 +38,7 @@ use crate::auth::TokenSet;
 use crate::entities::Feeds;
 
 mod auth;
+mod bulk;
 mod error;
 mod events;
 mod feeds;
@@ -173,6 +174,8 @@ pub const ROUTES: &[ApiRoute] = &[
     route(Method::GET, "/api/v1/system", |r| r.to(system::show)),
     route(Method::GET, "/api/v1/tasks", |r| r.to(tasks::list)),
     route(Method::POST, "/api/v1/tasks", |r| r.to(submit::submit)),
+    route(Method::DELETE, "/api/v1/tasks", |r| r.to(bulk::delete)),
+    route(Method::POST, "/api/v1/tasks/retry", |r| r.to(bulk::retry)),
     route(Method::GET, "/api/v1/tasks/{id}", |r| r.to(tasks::show)),
     route(Method::DELETE, "/api/v1/tasks/{id}", |r| {
         r.to(tasks::delete)
