@@ -301,7 +301,7 @@ function createRunning(t) {
   return h('li', { class: 'task running' },
     h('div', { class: 'task-head' },
       h('span', { class: 'name', 'data-f': 'name' }),
-      h('span', { class: 'muted' }, `#${t.id}`),
+      h('a', { class: 'muted', href: `#/tasks/${t.id}`, 'aria-label': `task #${t.id}` }, `#${t.id}`),
       h('span', { class: 'badge', 'data-f': 'trigger', title: 'trigger' }),
       cancelButton(t)),
     h('div', { class: 'small' },
@@ -332,7 +332,7 @@ function createPending(t) {
   return h('li', { class: 'task pending' },
     h('div', { class: 'task-head' },
       h('span', { class: 'name', 'data-f': 'name' }),
-      h('span', { class: 'muted' }, `#${t.id}`),
+      h('a', { class: 'muted', href: `#/tasks/${t.id}`, 'aria-label': `task #${t.id}` }, `#${t.id}`),
       h('span', { class: 'badge', 'data-f': 'trigger', title: 'trigger' }),
       cancelButton(t)),
     h('div', { class: 'small' },
@@ -494,7 +494,7 @@ function historyItem(list, t) {
   const parts = [
     h('div', { class: 'task-head' },
       h('span', { class: 'name' }, t.name),
-      h('span', { class: 'muted' }, `#${t.id}`),
+      h('a', { class: 'muted', href: `#/tasks/${t.id}`, 'aria-label': `task #${t.id}` }, `#${t.id}`),
       h('span', { class: `badge state-${t.state}` }, t.state),
       canOperate() && (t.state === 'failed' || t.state === 'canceled') ? h('button', {
         type: 'button', class: 'small-btn', 'aria-label': `Retry ${t.name} (#${t.id})`,
@@ -749,6 +749,7 @@ async function start() {
   connect();
   refreshLists();
   if (canOperate()) loadEntities();
+  showRoute(); // task.js: a task's own page, when the address names one
 }
 
 document.addEventListener('DOMContentLoaded', () => {
