@@ -144,7 +144,7 @@ fn sigkill_mid_run_then_restart_ends_every_accepted_task_once() {
 }
 
 #[test]
-fn a_second_daemon_on_the_same_database_refuses_to_start() {
+fn a_second_daemon_with_the_same_node_name_refuses_to_start_one_with_its_own_joins() {
     let Some(pg) = PgCluster::shared() else {
         return;
     };
@@ -152,22 +152,43 @@ fn a_second_daemon_on_the_same_database_refuses_to_start() {
     let (dir, config) = data_dir();
     let (first, _log) = start(dir.path(), &config, &url);
     let other = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(common::binary())
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(other.path())
-        .env("GROUNDCREW_STORE", &url)
-        .env("GROUNDCREW_FEEDS", "[]")
-        .output()
-        .unwrap();
+    let second = |node: &str| {
+        std::process::Command::new(common::binary())
+            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(other.path())
+            .env("GROUNDCREW_STORE", &url)
+            .env("GROUNDCREW_FEEDS", "[]")
+            .env("GROUNDCREW_NODE", node)
+            .output()
+            .unwrap()
+    };
+    // The first daemon took the host's name.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let out = second(host.trim());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "second daemon started: {stderr}");
     assert!(
-        stderr.contains("another groundcrew node holds PostgreSQL postgres://postgres@127.0.0.1"),
+        stderr.contains(&format!(
+            "another groundcrew node named {:?} runs on PostgreSQL postgres://postgres@127.0.0.1",
+            host.trim()
+        )),
         "{stderr}"
     );
     assert!(!stderr.contains(PASSWORD), "{stderr}");
     // The first one is unharmed.
     let (status, reply) = first.call("POST", "/api/v1/tasks", Some(test_task(1)));
+    assert_eq!(status, 202, "{reply}");
+    // With a name of its own it joins the cluster.
+    let joined = Daemon::start_with_env(
+        other.path(),
+        &[],
+        &[
+            ("GROUNDCREW_STORE", url.as_str()),
+            ("GROUNDCREW_FEEDS", "[]"),
+            ("GROUNDCREW_NODE", "second"),
+        ],
+    );
+    let (status, reply) = joined.call("POST", "/api/v1/tasks", Some(test_task(2)));
     assert_eq!(status, 202, "{reply}");
 }
 
@@ -266,7 +287,8 @@ fn repeated_sigkills_never_repeat_an_id_and_lose_no_accepted_task() {
             // Targets of their own per round: a repeat would merge.
             std::thread::spawn(move || submit_until(base, token, round * 100_000, stop))
         };
-        std::thread::sleep(Duration::from_millis(200 + 50 * round));
+        // A node's first enqueue opens connections: give each round time.
+        std::thread::sleep(Duration::from_millis(600 + 100 * round));
         d.kill9();
         stop.store(true, Ordering::SeqCst);
         for id in submitter.join().unwrap().0 {

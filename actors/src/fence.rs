@@ -14,6 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use crate::entity::EntityName;
 use crate::metrics::Metrics;
@@ -35,9 +36,16 @@ impl RunToken {
 }
 
 /// The current claim of every running task.
+///
+/// On a shared queue a claim also needs this node's lease: the table
+/// knows until when the last renewal holds (measured from before it was
+/// sent), and past that no claim passes, so a node that froze or lost the
+/// database publishes nothing until a heartbeat shows it still holds its
+/// runs.
 #[derive(Debug, Default)]
 pub(crate) struct Runs {
     current: Mutex<HashMap<TaskId, RunToken>>,
+    lease_until: Mutex<Option<Instant>>,
 }
 
 impl Runs {
@@ -57,10 +65,19 @@ impl Runs {
     /// `Ok` when `run` holds the claim of `task`; else the token that does,
     /// if any.
     pub(crate) fn check(&self, task: TaskId, run: RunToken) -> Result<(), Option<RunToken>> {
+        let lease = *self.lease_until.lock().unwrap_or_else(|e| e.into_inner());
+        if lease.is_some_and(|until| Instant::now() >= until) {
+            return Err(None);
+        }
         match self.lock().get(&task) {
             Some(&held) if held == run => Ok(()),
             held => Err(held.copied()),
         }
+    }
+
+    /// On a shared queue: claims hold until `until` (a renewal moves it).
+    pub(crate) fn lease_until(&self, until: Instant) {
+        *self.lease_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(until);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, RunToken>> {

@@ -74,6 +74,7 @@ mod message;
 mod metrics;
 mod panel;
 mod recovery;
+mod shared;
 mod sink;
 mod spec;
 mod store;
@@ -95,6 +96,7 @@ pub use message::{
 };
 pub use metrics::Metrics;
 pub use panel::{Activity, Panel, PanelTask, PoolStatus, StoreStatus, Workers};
+pub use shared::{HeldRun, NodeStatus, SharedCancel, SharedPending, SharedQueue};
 pub use sink::{Artifact, ArtifactSink, FsSink, SinkError, SinkOp};
 pub use spec::{Priority, RunToken, TaskId, TaskSpec, TaskState, Trigger};
 pub use store::{

@@ -68,7 +68,7 @@ impl Metrics {
         let metrics = Self::collectors()?;
         // Series a dashboard or an alert reads exist from the start, at 0,
         // rather than appearing with their first event.
-        for write in ["publish", "remove"] {
+        for write in ["publish", "remove", "lease"] {
             metrics.stale_runs.with_label_values(&[write]);
         }
         Ok(metrics)
@@ -137,7 +137,7 @@ impl Metrics {
             stale_runs: IntCounterVec::new(
                 Opts::new(
                     "groundcrew_stale_runs_total",
-                    "Writes refused because the execution sending them no longer held its task's claim, by what was refused: publish, remove.",
+                    "Writes refused because the execution sending them no longer held its task's claim, by what was refused: publish, remove, or lease (a run whose lease expired, found at a heartbeat).",
                 ),
                 &["write"],
             )?,

@@ -21,10 +21,12 @@ const PREFIX: &str = "GROUNDCREW_";
 const CLIENT_VARIABLES: [&str; 2] = ["GROUNDCREW_TOKEN", "GROUNDCREW_URL"];
 
 /// Every key a variable can set; `pools.<name>` stands for any pool.
-pub(super) const KEYS: [&str; 23] = [
+pub(super) const KEYS: [&str; 25] = [
     "data_dir",
     "feeds",
     "feed_poll_ms",
+    "node",
+    "lease_s",
     "kinds",
     "kinds_isolation",
     "store",
@@ -98,6 +100,8 @@ fn set(c: &mut Config, key: &str, raw: &str) -> Result<(), Option<Problem>> {
             c.kinds_isolation = parse(raw, "kinds isolation (auto, cgroup or subreaper)")?
         }
         ["feed_poll_ms"] => c.feed_poll_ms = parse(raw, "number of milliseconds")?,
+        ["node"] => c.node = Some(raw.to_owned()),
+        ["lease_s"] => c.lease_s = parse(raw, "number of seconds")?,
         ["pools", name] if !name.is_empty() => {
             let limit = parse(raw, "worker limit")?;
             c.pools

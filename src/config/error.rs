@@ -83,6 +83,12 @@ pub enum Problem {
     /// A pool name outside `[a-z][a-z0-9_-]{0,63}`.
     #[error("invalid pool name {0:?}: must match [a-z][a-z0-9_-]{{0,63}}")]
     PoolName(String),
+    /// A lease outside 0.3 s to one day.
+    #[error("invalid lease {0} s: must be between 0.3 and 86400 seconds")]
+    Lease(String),
+    /// A node name that is not 1 to 64 letters, digits, `-`, `_` or `.`.
+    #[error("invalid node name {0:?}: use 1 to 64 letters, digits, '-', '_' or '.'")]
+    NodeName(String),
     /// A feed name outside `[a-z][a-z0-9_-]{0,63}`.
     #[error("invalid feed name {0:?}: must match [a-z][a-z0-9_-]{{0,63}}")]
     FeedName(String),

@@ -104,6 +104,14 @@ pub struct Config {
     pub kinds_isolation: KindsIsolation,
     /// Limits of the built-in kinds.
     pub builtin_kinds: BuiltinKindsConfig,
+    /// This daemon's name among the nodes sharing a PostgreSQL store;
+    /// default the host name. Unused on SQLite.
+    pub node: Option<String>,
+    /// How long a node's claim of a task holds without a heartbeat, in
+    /// seconds (PostgreSQL only); default 30. A node that dies or freezes
+    /// loses its tasks to the other nodes this long after its last
+    /// heartbeat.
+    pub lease_s: f64,
     /// Where each value came from, for error positions.
     #[serde(skip)]
     provenance: Provenance,
@@ -334,6 +342,8 @@ impl Default for Config {
             kinds: Vec::new(),
             kinds_isolation: KindsIsolation::Auto,
             builtin_kinds: BuiltinKindsConfig::default(),
+            node: None,
+            lease_s: 30.0,
             provenance: Provenance::default(),
         }
     }

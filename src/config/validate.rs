@@ -31,6 +31,17 @@ pub(super) fn check(config: &Config) -> Result<(), Refusal> {
     if config.feed_poll_ms == 0 {
         return Err((KeyPath::parse("feed_poll_ms"), Problem::Zero));
     }
+    if !(config.lease_s.is_finite() && (0.3..=86_400.0).contains(&config.lease_s)) {
+        return Err((
+            KeyPath::parse("lease_s"),
+            Problem::Lease(config.lease_s.to_string()),
+        ));
+    }
+    if let Some(node) = &config.node {
+        if !crate::store::valid_node_name(node) {
+            return Err((KeyPath::parse("node"), Problem::NodeName(node.clone())));
+        }
+    }
     for (name, kind) in [
         ("artifact", &config.builtin_kinds.artifact),
         ("test", &config.builtin_kinds.test),

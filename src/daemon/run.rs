@@ -9,8 +9,8 @@ use actix::Addr;
 use actix_web::{App, HttpServer};
 use futures::future::BoxFuture;
 use groundcrew_actors::{
-    Drain, EntityWriter, FsSink, KindOptions, Manifest, Metrics, Registry, Supervisor, TaskLog,
-    TaskStore, TestKind, Timestamp, Trigger,
+    Drain, EntityWriter, FsSink, KindOptions, Manifest, Metrics, Registry, SharedQueue, Supervisor,
+    TaskLog, TaskStore, TestKind, Timestamp, Trigger,
 };
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -49,9 +49,13 @@ pub(crate) enum ServeError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] crate::store::OpenError),
-    /// The PostgreSQL store could not be opened, or another node holds it.
+    /// The PostgreSQL store could not be opened.
     #[error(transparent)]
     Postgres(#[from] crate::store::PostgresOpenError),
+    /// This node could not join the cluster on PostgreSQL (another daemon
+    /// has its name).
+    #[error(transparent)]
+    Cluster(#[from] crate::store::ClusterError),
     /// The admin token file could not be read or created.
     #[error("cannot read or create admin token file {path}")]
     TokenFile {
@@ -161,7 +165,7 @@ pub(crate) async fn serve(
         path: config.data_dir.clone(),
         source,
     })?;
-    let (store, manifest, task_log) = open_store(config.store_location())?;
+    let (store, manifest, task_log, shared) = open_store(&config)?;
     let tokens = Arc::new(RwLock::new(tokens(&config)?));
     let registry = prometheus::Registry::new();
     let metrics = Metrics::register(&registry).map_err(ServeError::Metrics)?;
@@ -197,6 +201,9 @@ pub(crate) async fn serve(
         .store(store.clone())
         .writer(writer)
         .metrics(metrics);
+    if let Some(shared) = shared {
+        builder = builder.shared_queue(shared);
+    }
     for (name, pool) in &config.pools {
         builder = builder
             .pool(name, pool.limit)
@@ -347,25 +354,41 @@ async fn wait_for_shutdown(reloader: &Reloader) -> Result<(), ServeError> {
     }
 }
 
-/// The task journal, the manifest and the task log, one object behind all.
-type Stores = (Arc<dyn TaskStore>, Arc<dyn Manifest>, Arc<dyn TaskLog>);
+/// The task journal, the manifest and the task log (one object behind
+/// all three), and on PostgreSQL the shared queue of the cluster.
+type Stores = (
+    Arc<dyn TaskStore>,
+    Arc<dyn Manifest>,
+    Arc<dyn TaskLog>,
+    Option<Arc<dyn SharedQueue>>,
+);
 
-/// Opens the configured store: the task journal and the manifest are the
-/// same object. On PostgreSQL the daemon takes the database's node lock,
-/// so that a second daemon on it refuses to start.
-fn open_store(location: StoreLocation) -> Result<Stores, ServeError> {
-    match location {
+/// Opens the configured store. On PostgreSQL the daemon joins the cluster
+/// of nodes on the database under its `node` name (a second daemon with
+/// the same name refuses to start).
+fn open_store(config: &Config) -> Result<Stores, ServeError> {
+    match config.store_location() {
         StoreLocation::Sqlite(path) => {
             let store = Arc::new(SqliteStore::open(path)?);
-            Ok((store.clone(), store.clone(), store))
+            Ok((store.clone(), store.clone(), store, None))
         }
         StoreLocation::Postgres(url) => {
-            let store = PostgresStore::open(url.expose())?;
-            store.claim_node()?;
-            let store = Arc::new(store);
-            Ok((store.clone(), store.clone(), store))
+            let store = Arc::new(PostgresStore::open(url.expose())?);
+            let node = config.node.clone().unwrap_or_else(host_name);
+            let lease = Duration::from_secs_f64(config.lease_s);
+            let queue: Arc<dyn SharedQueue> = Arc::new(store.join_cluster(&node, lease)?);
+            Ok((store.clone(), store.clone(), store, Some(queue)))
         }
     }
+}
+
+/// The host's name as a node name (`groundcrew` if it has none that fits).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| crate::store::valid_node_name(h))
+        .unwrap_or_else(|| "groundcrew".to_owned())
 }
 
 /// Removes finished history beyond the retention limits, on the configured

@@ -9,5 +9,5 @@ mod postgres;
 mod sqlite;
 mod state;
 
-pub use postgres::{PostgresOpenError, PostgresStore};
+pub use postgres::{valid_node_name, ClusterError, PgQueue, PostgresOpenError, PostgresStore};
 pub use sqlite::{check_writable, OpenError, SqliteStore, DEFAULT_MAX_BATCH};

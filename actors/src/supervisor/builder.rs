@@ -13,6 +13,7 @@ use crate::kind::Registry;
 use crate::message::{DEFAULT_CANCEL_GRACE, MAX_WORKER_LIMIT};
 use crate::metrics::Metrics;
 use crate::recovery::recover;
+use crate::shared::SharedQueue;
 use crate::store::{StoreError, TaskStore};
 use crate::time::Timestamp;
 use crate::writer::{EntityWriter, Fence};
@@ -29,6 +30,7 @@ pub struct SupervisorBuilder {
     cancel_grace: BTreeMap<String, Duration>,
     worker_threads: usize,
     writer: Option<Addr<EntityWriter>>,
+    shared: Option<Arc<dyn SharedQueue>>,
 }
 
 /// Starting a supervisor failed.
@@ -50,6 +52,12 @@ pub enum StartError {
     Metrics(#[source] prometheus::Error),
 }
 
+impl std::fmt::Debug for dyn SharedQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SharedQueue({})", self.node())
+    }
+}
+
 impl std::fmt::Debug for dyn TaskStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TaskStore")
@@ -66,6 +74,7 @@ impl SupervisorBuilder {
             cancel_grace: BTreeMap::new(),
             worker_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             writer: None,
+            shared: None,
         }
     }
 
@@ -109,6 +118,17 @@ impl SupervisorBuilder {
         self
     }
 
+    /// Runs as one node of a cluster whose database owns the queue (see
+    /// [`SharedQueue`]): requests are enqueued there, work is claimed from
+    /// there, and there is no restart recovery (expired leases are rescued
+    /// by whichever node sees them first). The store (set with
+    /// [`store`](Self::store)) must be the same database: it takes the
+    /// completions and applies them only while the run holds its lease.
+    pub fn shared_queue(mut self, queue: Arc<dyn SharedQueue>) -> Self {
+        self.shared = Some(queue);
+        self
+    }
+
     /// Threads that run task executions (default: one per core). With 0,
     /// executions run on the supervisor's own arbiter.
     pub fn worker_threads(mut self, n: usize) -> Self {
@@ -137,7 +157,11 @@ impl SupervisorBuilder {
             }
         }
         let mut queue = Queue::default();
-        let unfinished = store.unfinished().await.map_err(StartError::Store)?;
+        let unfinished = match self.shared {
+            // Other nodes' work is not ours to recover.
+            Some(_) => Vec::new(),
+            None => store.unfinished().await.map_err(StartError::Store)?,
+        };
         let now = Timestamp::now();
         let recovered = recover(unfinished, &self.registry, &self.pools, &mut queue, now);
         if !recovered.changes.is_empty() {
@@ -213,6 +237,7 @@ impl SupervisorBuilder {
             writer: self.writer,
             journal: Default::default(),
             runs,
+            cluster: self.shared.map(super::cluster::Cluster::new),
         }
         .start())
     }

@@ -24,6 +24,7 @@ impl Actor for Supervisor {
         for (id, at) in std::mem::take(&mut self.delayed_at_start) {
             self.schedule_release(id, at.since(now), ctx);
         }
+        self.start_cluster(ctx);
         self.admit(ctx);
         self.flush(ctx);
     }

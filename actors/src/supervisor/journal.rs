@@ -229,6 +229,7 @@ impl Supervisor {
     /// Hands the buffer to the store unless a write is in flight or a
     /// retry is pending. While failing, an empty write probes the store.
     pub(super) fn flush(&mut self, ctx: &mut Context<Self>) {
+        self.send_enqueues(ctx);
         let j = &mut self.journal;
         if j.in_flight.is_some() || j.backing_off {
             return;

@@ -25,6 +25,7 @@ use journal::{Count, PendingSubmit, Undo};
 use stop::Stop;
 
 mod builder;
+mod cluster;
 mod drain;
 mod handlers;
 mod journal;
@@ -97,6 +98,8 @@ pub struct Supervisor {
     journal: journal::Journal,
     /// The claim each running task holds, shared with the entity writer.
     runs: Arc<Runs>,
+    /// Set when this supervisor is one node of a cluster (see `cluster.rs`).
+    cluster: Option<cluster::Cluster>,
 }
 
 #[derive(Debug)]
@@ -147,6 +150,10 @@ impl Supervisor {
         if self.drain.is_some() || self.journal.failing() {
             return;
         }
+        if self.cluster.is_some() {
+            self.claim_shared(ctx);
+            return;
+        }
         let pools: Vec<String> = self.pools.keys().cloned().collect();
         for name in pools {
             loop {
@@ -185,6 +192,16 @@ impl Supervisor {
         // The start need not be awaited: a crash before it is durable leaves
         // the task queued, which recovery treats the same way.
         let start = Change::Put(Box::new(r.clone()));
+        self.launch(id, pool, run, ctx);
+        self.journal(vec![start]);
+    }
+
+    /// Runs execution `run` of the live task `id` (its record says it
+    /// runs) in a task actor.
+    fn launch(&mut self, id: TaskId, pool: &str, run: RunToken, ctx: &mut Context<Self>) {
+        let live = self.live.get_mut(&id).expect("launched task is live");
+        let r = &live.record;
+        let now = Timestamp::now();
         self.metrics
             .queue_wait
             .with_label_values(&[&r.kind])
@@ -236,7 +253,6 @@ impl Supervisor {
             self.next_worker = self.next_worker.wrapping_add(1);
             TaskActor::start_in_arbiter(worker, move |_| actor);
         }
-        self.journal(vec![start]);
     }
 
     /// Applies a request in memory and journals it; `answer` is told once
@@ -268,6 +284,12 @@ impl Supervisor {
             .with_label_values(&[&spec.kind, spec.trigger.metric_label()])
             .inc();
         let priority = spec.effective_priority();
+        if let Some(c) = &mut self.cluster {
+            let id = self.store.allocate_id();
+            let record = TaskRecord::new_queued(id, spec, pool, priority, Timestamp::now());
+            c.outbox.push((record, answer));
+            return Ok(());
+        }
         let key = (spec.kind.clone(), spec.target.clone());
         let store = &self.store;
         let decision = self
@@ -566,6 +588,12 @@ impl Supervisor {
     /// released, and journals it; the follow-up waiting behind it is merged
     /// into it, since the next execution serves its requests too.
     pub(super) fn requeue(&mut self, id: TaskId) {
+        if self.cluster.is_some() {
+            // Back in the shared queue, where any node claims it.
+            let record = self.live.remove(&id).expect("requeued task is live").record;
+            self.journal(vec![Change::Put(Box::new(record))]);
+            return;
+        }
         let r = &self.live[&id].record;
         let (pool, priority) = (r.pool.clone(), r.priority);
         let follow_up = self.queue.retry(id, &pool, priority);
@@ -634,10 +662,13 @@ impl Supervisor {
                 .workers_active
                 .with_label_values(&[pool])
                 .set(p.active as i64);
+            let pending = self
+                .shared_pending_in(pool)
+                .unwrap_or_else(|| self.queue.pending_in(pool));
             self.metrics
                 .pending
                 .with_label_values(&[pool])
-                .set(self.queue.pending_in(pool) as i64);
+                .set(pending as i64);
         }
     }
 
@@ -656,19 +687,24 @@ impl Supervisor {
                 *hidden.entry(l.record.pool.as_str()).or_default() += 1;
             }
         }
-        let pending_total = self.queue.pending_len() - hidden.values().sum::<usize>();
-        let pending = self
-            .queue
-            .pending_in_order()
-            .into_iter()
-            .filter(|id| self.journal.is_confirmed(*id))
-            .take(pending_limit)
-            .map(|id| {
-                let mut t = PanelTask::from_record(&self.live[&id].record);
-                t.waiting_behind = self.queue.waiting_behind(id);
-                t
-            })
-            .collect();
+        let (pending, pending_total) = self.shared_pending(pending_limit).unwrap_or_else(|| {
+            let pending = self
+                .queue
+                .pending_in_order()
+                .into_iter()
+                .filter(|id| self.journal.is_confirmed(*id))
+                .take(pending_limit)
+                .map(|id| {
+                    let mut t = PanelTask::from_record(&self.live[&id].record);
+                    t.waiting_behind = self.queue.waiting_behind(id);
+                    t
+                })
+                .collect();
+            (
+                pending,
+                self.queue.pending_len() - hidden.values().sum::<usize>(),
+            )
+        });
         let pools: Vec<PoolStatus> = self
             .pools
             .iter()
@@ -676,14 +712,16 @@ impl Supervisor {
                 name: name.clone(),
                 active: p.active,
                 limit: p.limit,
-                pending: self.queue.pending_in(name) - hidden.get(name.as_str()).unwrap_or(&0),
+                pending: self.shared_pending_in(name).unwrap_or_else(|| {
+                    self.queue.pending_in(name) - hidden.get(name.as_str()).unwrap_or(&0)
+                }),
             })
             .collect();
         let workers = Workers {
             active: pools.iter().map(|p| p.active).sum(),
             limit: pools.iter().map(|p| p.limit).sum(),
         };
-        let state = if running.is_empty() && pending_total == 0 {
+        let state = if running.is_empty() && pending_total == 0 && !self.shared_busy() {
             Activity::Idle
         } else {
             Activity::Active

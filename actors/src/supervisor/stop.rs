@@ -9,6 +9,7 @@ use actix::{AsyncContext, Context, Handler, ResponseFuture};
 use tokio::sync::oneshot;
 
 use crate::message::{AwaitRunEnd, Cancel, CancelError, CancelReply};
+use crate::shared::SharedCancel;
 use crate::spec::{RunToken, TaskId, TaskState};
 use crate::store::{Change, StoreError};
 
@@ -172,6 +173,26 @@ impl Handler<Cancel> for Supervisor {
             });
         }
         let lookup = self.store.get(id);
+        if let Some(shared) = self.cancel_shared(id) {
+            return Box::pin(async move {
+                let state = match shared.await.map_err(CancelError::Store)? {
+                    SharedCancel::Canceled => TaskState::Canceled,
+                    SharedCancel::Signaled => TaskState::Canceling,
+                    SharedCancel::Unknown => {
+                        return match lookup.await.map_err(CancelError::Store)? {
+                            Some(r) => Err(CancelError::AlreadyEnded { id, state: r.state }),
+                            None => Err(CancelError::NotFound(id)),
+                        }
+                    }
+                };
+                Ok(CancelReply {
+                    id,
+                    state,
+                    canceled_follow_ups: Vec::new(),
+                    grace_s: None,
+                })
+            });
+        }
         Box::pin(async move {
             match lookup.await.map_err(CancelError::Store)? {
                 Some(r) => Err(CancelError::AlreadyEnded { id, state: r.state }),

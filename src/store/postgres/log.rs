@@ -7,7 +7,7 @@
 //! trim runs in the same statement as the insert and so does not see the
 //! new rows: it keeps `LOG_LINES_PER_TASK - n` of the old ones for a task
 //! given `n` new lines. Lines go with their task: a trigger (schema
-//! version 3) deletes them when the task is deleted or pruned.
+//! version 4) deletes them when the task is deleted or pruned.
 
 use std::time::SystemTime;
 

@@ -125,6 +125,7 @@
 //! `TaskStore` trait gains `claim`, `heartbeat` and a fenced `complete`;
 //! the schema already has `node`, `lease_expires_at` and `run_tokens`.
 
+mod cluster;
 mod connection;
 mod ids;
 mod log;
@@ -148,6 +149,8 @@ use self::connection::{Backoff, Driver};
 use self::ids::Ids;
 use self::node::{LockError, NodeLock};
 use self::writer::{Health, Message, Op, Writer};
+
+pub use self::cluster::{valid_node_name, ClusterError, PgQueue};
 
 /// Why [`PostgresStore::open`] or [`PostgresStore::claim_node`] failed.
 /// No variant shows the URL's password: servers are named as
@@ -191,15 +194,17 @@ pub enum PostgresOpenError {
         /// The newest version this build knows.
         supported: i32,
     },
-    /// Another daemon holds the database's node lock.
+    /// Another daemon with this node name runs on the database.
     #[error(
-        "another groundcrew node holds PostgreSQL {target}{}: several nodes on one database \
-         are not supported yet",
-        holder.map(|pid| format!(" (its server process {pid} has the node lock)")).unwrap_or_default()
+        "another groundcrew node named {node:?} runs on PostgreSQL {target}{}: give every \
+         daemon its own `node` name",
+        holder.map(|pid| format!(" (its server process {pid} holds the name's lock)")).unwrap_or_default()
     )]
     Locked {
         /// The server.
         target: String,
+        /// The node name.
+        node: String,
         /// The server process of the connection that holds the lock.
         holder: Option<i32>,
     },
@@ -240,6 +245,7 @@ pub struct PostgresStore {
     commits: Arc<AtomicU64>,
     health: Arc<Health>,
     node: Arc<NodeLock>,
+    cluster_node: Arc<std::sync::OnceLock<String>>,
     // Last: dropping it stops the connections.
     driver: Driver,
 }
@@ -277,7 +283,9 @@ impl PostgresStore {
         let commits = Arc::new(AtomicU64::new(0));
         let health = Arc::new(Health::default());
         let node = Arc::new(NodeLock::default());
+        let cluster_node = Arc::new(std::sync::OnceLock::new());
         let writer = Writer {
+            cluster_node: Arc::clone(&cluster_node),
             pool: pool.clone(),
             inbox,
             max_batch: max_batch.max(1),
@@ -297,24 +305,27 @@ impl PostgresStore {
             commits,
             health,
             node,
+            cluster_node,
             driver,
         })
     }
 
-    /// Takes the database for this node: fails with
+    /// Takes the node name `name` on this database: fails with
     /// [`PostgresOpenError::Locked`] while another store holds it. From
     /// then on, writes fail whenever the lock is not held (see `node.rs`).
-    pub fn claim_node(&self) -> Result<(), PostgresOpenError> {
+    pub fn claim_node(&self, name: &str) -> Result<(), PostgresOpenError> {
         let claimed = node::claim(
             self.config.clone(),
             Arc::clone(&self.node),
             self.target.clone(),
+            name.to_owned(),
         );
         match self.driver.wait(claimed) {
             None => Err(PostgresOpenError::Stopped),
             Some(Ok(())) => Ok(()),
             Some(Err(LockError::Held(holder))) => Err(PostgresOpenError::Locked {
                 target: self.target.clone(),
+                node: name.to_owned(),
                 holder,
             }),
             Some(Err(LockError::Connect(source))) => Err(PostgresOpenError::Connect {

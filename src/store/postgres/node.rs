@@ -1,12 +1,14 @@
-//! One node per database, until several are supported: a session-level
-//! advisory lock held on a connection of its own.
+//! One daemon per node name: a session-level advisory lock, keyed by the
+//! name, held on a connection of its own.
 //!
 //! # Why a lock
-//! The runtime keeps the live queue in memory and trusts that no one else
-//! runs its tasks. A second daemon on the same database would recover the
-//! first one's running tasks as interrupted and run them again. So a daemon
-//! takes the lock at start and refuses to start without it, naming the
-//! server process that holds it.
+//! A node that starts takes back the claims its name held before (the
+//! previous process of that name is gone: it crashed or stopped), so that
+//! they run again at once instead of after their lease. That is safe only
+//! if no other live process has the name, which the lock proves: the
+//! server releases it when its holder's session ends, and a process killed
+//! with SIGKILL loses its connections at once. A daemon that cannot take
+//! the lock refuses to start, naming the server process that holds it.
 //!
 //! # Losing it
 //! The lock lives as long as its connection. When that connection closes
@@ -24,8 +26,10 @@ use tokio_postgres::{Client, Config, NoTls};
 
 use super::connection::Backoff;
 
-/// Session-level advisory lock key of the node lock ("gcrwnode").
-const NODE_LOCK: i64 = 0x6763_7277_6e6f_6465;
+/// First half of the two-key advisory lock of a node name ("gcrw"); the
+/// second is `hashtext(name)`. The two-key form never meets the one-key
+/// locks the store takes elsewhere.
+const NODE_LOCK_CLASS: i32 = 0x6763_7277;
 
 /// Whether this store holds the node lock, shared with the writer.
 #[derive(Debug, Default)]
@@ -84,20 +88,24 @@ pub(super) async fn claim(
     config: Config,
     lock: Arc<NodeLock>,
     target: String,
+    name: String,
 ) -> Result<(), LockError> {
-    let held = take(&config).await?;
+    let held = take(&config, &name).await?;
     lock.hold();
-    tokio::spawn(keep(config, lock, target, held));
+    tokio::spawn(keep(config, lock, target, name, held));
     Ok(())
 }
 
-async fn take(config: &Config) -> Result<Held, LockError> {
+async fn take(config: &Config, name: &str) -> Result<Held, LockError> {
     let (client, connection) = config.connect(NoTls).await.map_err(LockError::Connect)?;
     let connection = tokio::spawn(async move {
         let _ = connection.await;
     });
     let row = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&NODE_LOCK])
+        .query_one(
+            "SELECT pg_try_advisory_lock($1, hashtext($2)), hashtext($2)",
+            &[&NODE_LOCK_CLASS, &name],
+        )
         .await
         .map_err(LockError::Connect)?;
     if row.get::<_, bool>(0) {
@@ -106,12 +114,12 @@ async fn take(config: &Config) -> Result<Held, LockError> {
             connection,
         });
     }
-    // The bigint form of an advisory lock shows its key split in two oids.
-    let (class, object) = ((NODE_LOCK >> 32) as u32, NODE_LOCK as u32);
+    // pg_locks shows the two keys as oids.
+    let (class, object) = (NODE_LOCK_CLASS as u32, row.get::<_, i32>(1) as u32);
     let holder = client
         .query_opt(
             "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
-                AND classid = $1 AND objid = $2 AND objsubid = 1 AND database =
+                AND classid = $1 AND objid = $2 AND objsubid = 2 AND database =
                 (SELECT oid FROM pg_database WHERE datname = current_database())",
             &[&class, &object],
         )
@@ -123,7 +131,7 @@ async fn take(config: &Config) -> Result<Held, LockError> {
 }
 
 /// Waits for the lock's connection to close, then takes the lock again.
-async fn keep(config: Config, lock: Arc<NodeLock>, target: String, mut held: Held) {
+async fn keep(config: Config, lock: Arc<NodeLock>, target: String, name: String, mut held: Held) {
     loop {
         let _ = (&mut held.connection).await;
         let why = format!("lost the node lock: the connection to PostgreSQL {target} closed");
@@ -133,7 +141,7 @@ async fn keep(config: Config, lock: Arc<NodeLock>, target: String, mut held: Hel
         held = loop {
             backoff.failed();
             tokio::time::sleep(backoff.delay()).await;
-            match take(&config).await {
+            match take(&config, &name).await {
                 Ok(held) => break held,
                 Err(e) => {
                     let why = format!(

@@ -374,7 +374,7 @@ fn big(what: &str, v: u64) -> Result<i64, StoreError> {
         .map_err(|_| StoreError::Backend(format!("{what} {v} is beyond PostgreSQL's bigint")))
 }
 
-fn decode(column: &'static str, value: &str) -> DecodeError {
+pub(super) fn decode(column: &'static str, value: &str) -> DecodeError {
     DecodeError {
         column,
         value: value.chars().take(80).collect(),

@@ -32,7 +32,7 @@ const MIGRATION_LOCK: i64 = 0x6763_7277_6d69_6772;
 
 /// One SQL step per schema version: `MIGRATIONS[n]` takes version `n` to
 /// `n + 1`. Steps are only ever appended; a released step never changes.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The newest schema version this build knows.
 pub(super) const SUPPORTED_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -45,9 +45,101 @@ CREATE TABLE IF NOT EXISTS groundcrew.schema_version (
 );
 ";
 
-/// Version 3: `task_log`, the last lines each task logged (see `log.rs`).
+/// Version 3: several nodes on one database (see `cluster.rs`). The nodes
+/// and their heartbeats; at most one execution per kind and target at
+/// every commit (deferred, so that a batch may end one run and start the
+/// next in any row order); the enqueue function that applies the
+/// coalescing rules for every node and for the embedding application's
+/// own transactions.
+const V3: &str = r#"
+CREATE TABLE groundcrew.nodes (
+    node         text        PRIMARY KEY,
+    heartbeat_at timestamptz NOT NULL,
+    running      bigint      NOT NULL
+);
+ALTER TABLE groundcrew.tasks ADD CONSTRAINT one_run_per_target
+    EXCLUDE USING btree (kind WITH =, target WITH =)
+    WHERE (state IN ('running', 'canceling'))
+    DEFERRABLE INITIALLY DEFERRED;
+CREATE INDEX tasks_held ON groundcrew.tasks (node, id) WHERE node IS NOT NULL;
+CREATE INDEX tasks_leases ON groundcrew.tasks (lease_expires_at)
+    WHERE state IN ('running', 'canceling');
+CREATE INDEX tasks_pending_by_target ON groundcrew.tasks (kind, target)
+    WHERE state IN ('queued', 'running', 'canceling');
+
+-- Enqueues one request with the coalescing rules: into a queued `all` of
+-- its kind, into the queued task of its kind and target, as the one
+-- follow-up behind the running one, or as a new task (a new `all` absorbs
+-- the kind's queued entity tasks). Requests of one kind are serialized by
+-- a transaction-level lock, held until the caller's transaction ends.
+-- Answers the task and the outcome: queued, merged or follow_up.
+CREATE FUNCTION groundcrew.enqueue(
+    p_kind text, p_target text, p_params jsonb DEFAULT '{}'::jsonb,
+    p_trigger text DEFAULT 'api', p_priority smallint DEFAULT NULL,
+    p_pool text DEFAULT 'background', p_retry_of bigint DEFAULT NULL,
+    p_id bigint DEFAULT NULL)
+RETURNS TABLE (task bigint, outcome text, behind bigint)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_priority smallint := coalesce(p_priority,
+        CASE WHEN p_trigger IN ('operator', 'api') THEN 10 ELSE 0 END);
+    v_id bigint;
+    v_running bigint;
+    v_absorbed bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('groundcrew.enqueue:' || p_kind));
+    IF p_target <> 'all' THEN
+        SELECT q.id INTO v_id FROM groundcrew.tasks q
+         WHERE q.kind = p_kind AND q.target = 'all' AND q.state = 'queued'
+           AND q.waiting_behind IS NULL
+         ORDER BY q.id LIMIT 1;
+    END IF;
+    IF v_id IS NULL THEN
+        SELECT r.id INTO v_running FROM groundcrew.tasks r
+         WHERE r.kind = p_kind AND r.target = p_target
+           AND r.state IN ('running', 'canceling')
+         LIMIT 1;
+        SELECT q.id INTO v_id FROM groundcrew.tasks q
+         WHERE q.kind = p_kind AND q.target = p_target AND q.state = 'queued'
+           AND (q.waiting_behind IS NULL OR q.waiting_behind = v_running
+                OR v_running IS NULL)
+         ORDER BY q.id LIMIT 1;
+    END IF;
+    IF v_id IS NOT NULL THEN
+        UPDATE groundcrew.tasks t
+           SET merged = t.merged + 1, priority = greatest(t.priority, v_priority),
+               triggers = CASE WHEN t.triggers ? p_trigger THEN t.triggers
+                               ELSE t.triggers || to_jsonb(p_trigger) END,
+               run_after = CASE WHEN v_priority >= 10 THEN NULL ELSE t.run_after END
+         WHERE t.id = v_id;
+        RETURN QUERY SELECT v_id, 'merged'::text, NULL::bigint;
+        RETURN;
+    END IF;
+    v_id := coalesce(p_id, nextval('groundcrew.task_ids'));
+    INSERT INTO groundcrew.tasks (id, kind, target, trigger, triggers, params, priority,
+        pool, state, attempts, errors, merged, waiting_behind, created_at, retry_of)
+    VALUES (v_id, p_kind, p_target, p_trigger, jsonb_build_array(p_trigger), p_params,
+        v_priority, p_pool, 'queued', 0, '[]'::jsonb, 0, v_running, now(), p_retry_of);
+    IF p_target = 'all' THEN
+        WITH gone AS (
+            UPDATE groundcrew.tasks g
+               SET state = 'merged', merged_into = v_id, finished_at = now()
+             WHERE g.kind = p_kind AND g.target <> 'all' AND g.state = 'queued'
+               AND g.waiting_behind IS NULL
+            RETURNING g.merged)
+        SELECT coalesce(sum(1 + gone.merged), 0) INTO v_absorbed FROM gone;
+        UPDATE groundcrew.tasks SET merged = merged + v_absorbed WHERE id = v_id;
+    END IF;
+    PERFORM pg_notify('groundcrew_tasks', p_pool);
+    RETURN QUERY SELECT v_id,
+        CASE WHEN v_running IS NULL THEN 'queued' ELSE 'follow_up' END, v_running;
+END
+$fn$;
+"#;
+
+/// Version 4: `task_log`, the last lines each task logged (see `log.rs`).
 /// The trigger removes a task's lines with the task (delete, prune).
-const V3: &str = "
+const V4: &str = "
 CREATE TABLE groundcrew.task_log (
     id      bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,  -- append order
     task    bigint      NOT NULL,

@@ -128,9 +128,18 @@ WITH reported AS (
         merged = excluded.merged, waiting_behind = excluded.waiting_behind,
         merged_into = excluded.merged_into, created_at = excluded.created_at,
         started_at = excluded.started_at, finished_at = excluded.finished_at,
-        run_after = excluded.run_after, retry_of = excluded.retry_of
-    -- Fencing: a put from an older claim than the stored one is dropped.
-    WHERE groundcrew.tasks.run IS NULL OR excluded.run >= groundcrew.tasks.run
+        run_after = excluded.run_after, retry_of = excluded.retry_of,
+        node = CASE WHEN excluded.state IN ('running', 'canceling')
+                    THEN groundcrew.tasks.node END,
+        lease_expires_at = CASE WHEN excluded.state IN ('running', 'canceling')
+                                THEN groundcrew.tasks.lease_expires_at END
+    -- Fencing: a put from an older claim than the stored one is dropped;
+    -- on a cluster ($39 names this node) a put of the current claim only
+    -- while this node holds its lease.
+    WHERE groundcrew.tasks.run IS NULL OR excluded.run > groundcrew.tasks.run
+       OR (excluded.run = groundcrew.tasks.run AND ($39::text IS NULL
+           OR (groundcrew.tasks.node = $39 AND groundcrew.tasks.lease_expires_at > now()
+               AND groundcrew.tasks.state IN ('running', 'canceling'))))
 ), removed AS (
     DELETE FROM groundcrew.manifest WHERE entity = ANY($30::text[])
 ), published AS (
@@ -256,6 +265,8 @@ pub(super) struct Writer {
     pub(super) commits: Arc<AtomicU64>,
     pub(super) health: Arc<Health>,
     pub(super) node: Arc<NodeLock>,
+    /// This node's name once the store serves a cluster's shared queue.
+    pub(super) cluster_node: Arc<std::sync::OnceLock<String>>,
     pub(super) target: String,
     pub(super) backoff: Backoff,
 }
@@ -367,7 +378,8 @@ impl Writer {
             }
         }
         let (r, t, a) = (&reports, &tasks, &artifacts);
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 38] = [
+        let node = self.cluster_node.get().cloned();
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 39] = [
             &r.id,
             &r.run,
             &r.stage,
@@ -406,6 +418,7 @@ impl Writer {
             &a.task,
             &a.run,
             &t.retry_of,
+            &node,
         ];
         self.execute("journal batch", |client| async move {
             let statement = client.prepare_cached(BATCH).await?;
