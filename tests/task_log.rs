@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::pg::PgCluster;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,6 +16,11 @@ use serde_json::{json, Value};
 /// Starts the daemon with one command kind `noisy` running `body` in
 /// `/bin/sh`.
 fn start(dir: &Path, body: &str) -> Daemon {
+    start_on(dir, body, &[("GROUNDCREW_FEEDS", "[]")])
+}
+
+/// Like [`start`], with environment variables (a store).
+fn start_on(dir: &Path, body: &str, env: &[(&str, &str)]) -> Daemon {
     let script = dir.join("noisy.sh");
     std::fs::write(&script, format!("#!/bin/sh\n{body}")).unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -23,7 +30,18 @@ fn start(dir: &Path, body: &str) -> Daemon {
         script.display()
     );
     std::fs::write(&config, kinds).unwrap();
-    Daemon::start(&dir.join("data"), &["--config", config.to_str().unwrap()])
+    let args = ["--config", config.to_str().unwrap()];
+    Daemon::start_with_env(&dir.join("data"), &args, env)
+}
+
+fn submit_noisy(daemon: &Daemon) -> u64 {
+    let (status, body) = daemon.call(
+        "POST",
+        "/api/v1/tasks",
+        Some(json!({"kind": "noisy", "target": "all"})),
+    );
+    assert_eq!(status, 202, "{body}");
+    body["id"].as_u64().unwrap()
 }
 
 fn log(daemon: &Daemon, id: u64) -> Vec<Value> {
@@ -68,13 +86,7 @@ fn a_commands_stderr_and_its_end_are_in_the_task_log_across_a_restart() {
         dir.path(),
         "echo 'fetching feed' >&2\necho 'disk full: /var/x' >&2\nexit 3\n",
     );
-    let (status, body) = daemon.call(
-        "POST",
-        "/api/v1/tasks",
-        Some(json!({"kind": "noisy", "target": "all"})),
-    );
-    assert_eq!(status, 202, "{body}");
-    let id = body["id"].as_u64().unwrap();
+    let id = submit_noisy(&daemon);
     // The daemon logs at `warn` (tests' default); the task log still takes
     // `info`.
     let lines = wait_log(&daemon, id, 20, ended);
@@ -132,13 +144,7 @@ fn the_log_of_an_unknown_task_is_a_json_404_and_a_bad_id_a_400() {
 fn lines_logged_just_before_a_shutdown_are_kept() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = start(dir.path(), "echo 'last words' >&2\nexit 0\n");
-    let (status, body) = daemon.call(
-        "POST",
-        "/api/v1/tasks",
-        Some(json!({"kind": "noisy", "target": "all"})),
-    );
-    assert_eq!(status, 202, "{body}");
-    let id = body["id"].as_u64().unwrap();
+    let id = submit_noisy(&daemon);
     let deadline = Instant::now() + Duration::from_secs(20);
     while daemon.call("GET", &format!("/api/v1/tasks/{id}"), None).1["state"] != "succeeded" {
         assert!(Instant::now() < deadline, "task {id} did not succeed");
@@ -153,4 +159,28 @@ fn lines_logged_just_before_a_shutdown_are_kept() {
     let lines = log(&daemon, id);
     assert_eq!(messages(&lines, "stderr"), ["last words"], "{lines:#?}");
     assert!(ended(&lines), "{lines:#?}");
+}
+
+/// On PostgreSQL (the cluster path: the database owns the queue) the log
+/// is in the database: a daemon on a fresh data directory reads it.
+#[test]
+fn on_postgresql_the_log_is_kept_in_the_database() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let url = pg.create_database();
+    let env = [
+        ("GROUNDCREW_FEEDS", "[]"),
+        ("GROUNDCREW_STORE", url.as_str()),
+    ];
+    let first = tempfile::tempdir().unwrap();
+    let daemon = start_on(first.path(), "echo 'from postgres' >&2\nexit 0\n", &env);
+    let id = submit_noisy(&daemon);
+    let lines = wait_log(&daemon, id, 20, ended);
+    assert_eq!(messages(&lines, "stderr"), ["from postgres"], "{lines:#?}");
+    assert!(daemon.signal_and_wait(libc::SIGTERM).success());
+
+    let second = tempfile::tempdir().unwrap();
+    let daemon = start_on(second.path(), "exit 0\n", &env);
+    assert_eq!(log(&daemon, id), lines);
 }
