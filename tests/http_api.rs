@@ -676,7 +676,7 @@ async fn idle_panel_has_the_full_shape() {
     assert_eq!(reply.body["state"], "idle");
     assert_eq!(
         reply.body["store"],
-        json!({"ok": true, "error": null, "failing_since": null, "unwritten": 0})
+        json!({"ok": true, "error": null, "failing_since": null, "unwritten": 0, "recorded_ends": 0})
     );
     assert_eq!(reply.body["workers"], json!({"active": 0, "limit": 2}));
     assert_eq!(

@@ -183,19 +183,24 @@ fn queued_writes_share_commits_and_a_bad_value_fails_alone() {
 }
 
 #[test]
-fn a_second_node_on_one_database_is_refused_until_the_first_is_gone() {
+fn a_second_store_with_a_node_name_in_use_is_refused_until_the_first_is_gone() {
     let Some(pg) = PgCluster::shared() else {
         return;
     };
     let url = pg.create_database();
     let first = PostgresStore::open(&url).unwrap();
-    first.claim_node().unwrap();
+    first.claim_node("n1").unwrap();
     let second = PostgresStore::open(&url).unwrap();
-    let refused = second.claim_node().unwrap_err().to_string();
-    assert!(refused.contains("another groundcrew node"), "{refused}");
+    let refused = second.claim_node("n1").unwrap_err().to_string();
+    assert!(
+        refused.contains("another groundcrew node named \"n1\""),
+        "{refused}"
+    );
     assert!(!refused.contains(common::pg::PASSWORD), "{refused}");
+    // Another name is free.
+    PostgresStore::open(&url).unwrap().claim_node("n2").unwrap();
     drop(first);
-    second.claim_node().unwrap();
+    second.claim_node("n1").unwrap();
     block_on(second.write(put(task(1, "asn:1")))).unwrap();
     assert_eq!(
         block_on(second.get(TaskId(1))).unwrap().unwrap().state,

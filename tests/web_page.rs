@@ -39,6 +39,11 @@ fn page_assets_are_served_without_a_token_with_types_and_a_strict_policy() {
     for (path, content_type, marker) in [
         ("/", "text/html; charset=utf-8", "<script src=\"/app.js\""),
         ("/app.js", "text/javascript; charset=utf-8", "EventSource"),
+        (
+            "/charts.js",
+            "text/javascript; charset=utf-8",
+            "/api/v1/stats",
+        ),
         ("/style.css", "text/css; charset=utf-8", ".state-broken"),
         ("/favicon.svg", "image/svg+xml", "<svg"),
     ] {
@@ -57,7 +62,7 @@ fn page_has_no_inline_script_or_style() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(dir.path(), &[]);
     let (_, _, _, _, html) = get(&daemon, "/");
-    assert_eq!(html.matches("<script").count(), 1, "one external script");
+    assert_eq!(html.matches("<script").count(), 2, "two external scripts");
     assert!(!html.contains("<style"), "no style element");
     assert!(!html.contains("style="), "no style attribute");
     let handler = html.split(" on").skip(1).find(|rest| {

@@ -29,7 +29,8 @@
 //! - Every change is journaled to a [`TaskStore`] and a request is answered
 //!   only once durable; [`MemoryStore`] is the store for embedders that
 //!   need no durability.
-//! - A [`PanelSnapshot`] answers what an operator panel shows.
+//! - A [`PanelSnapshot`] answers what an operator panel shows, a
+//!   [`StatsSnapshot`] what ended in the last hour or day.
 //!
 //! # Example
 //!
@@ -77,6 +78,7 @@ mod recovery;
 mod shared;
 mod sink;
 mod spec;
+mod stats;
 mod store;
 mod supervisor;
 mod task;
@@ -91,14 +93,17 @@ pub use kind::{KindError, KindOptions, Registry, Task, TaskError, TaskResult, DE
 pub use memory::MemoryStore;
 pub use message::{
     AwaitRunEnd, Cancel, CancelError, CancelReply, LimitError, PanelSnapshot, Rebuild,
-    SetCancelGrace, SetLimit, StoreHealth, Submit, SubmitError, SubmitMany, SubmitOutcome,
-    SubmitReply, DEFAULT_CANCEL_GRACE, FULL_REBUILD_ABOVE, MAX_WORKER_LIMIT,
+    SetCancelGrace, SetLimit, StatsSnapshot, StoreHealth, Submit, SubmitError, SubmitMany,
+    SubmitOutcome, SubmitReply, DEFAULT_CANCEL_GRACE, FULL_REBUILD_ABOVE, MAX_WORKER_LIMIT,
 };
 pub use metrics::Metrics;
 pub use panel::{Activity, Panel, PanelTask, PoolStatus, StoreStatus, Workers};
 pub use shared::{HeldRun, NodeStatus, SharedCancel, SharedPending, SharedQueue};
 pub use sink::{Artifact, ArtifactSink, FsSink, SinkError, SinkOp};
 pub use spec::{Priority, RunToken, TaskId, TaskSpec, TaskState, Trigger};
+pub use stats::{
+    Percentiles, Stats, StatsBucket, StatsRecorder, StatsSeries, StatsWindow, MAX_SERIES,
+};
 pub use store::{
     ArtifactRecord, AttemptError, Change, Durable, HistoryCategory, Manifest, ManifestChange,
     Progress, Retention, StoreError, TaskFilter, TaskPage, TaskRecord, TaskStore,

@@ -9,6 +9,7 @@ use crate::entity::{EntityName, Target};
 use crate::kind::TaskResult;
 use crate::panel::{Panel, StoreStatus};
 use crate::spec::{RunToken, TaskId, TaskSpec, TaskState, Trigger};
+use crate::stats::{Stats, StatsWindow};
 use crate::store::{Progress, StoreError};
 
 /// Requests work. Answered once the request is durable in the store.
@@ -290,6 +291,15 @@ impl Default for PanelSnapshot {
             pending_limit: 1000,
         }
     }
+}
+
+/// Asks for the recent task history of a window → [`Stats`], from the
+/// recorder of the supervisor's [`Metrics`](crate::Metrics).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Stats")]
+pub struct StatsSnapshot {
+    /// The last hour or the last day.
+    pub window: StatsWindow,
 }
 
 /// Asks whether the task store takes the supervisor's writes: the

@@ -5,6 +5,7 @@
 //! the built-in names plus `custom`, pools the configured pools. Targets and
 //! task ids never appear in labels.
 
+use crate::stats::StatsRecorder;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
@@ -26,6 +27,7 @@ pub struct Metrics {
     pub(crate) artifact_write_seconds: Histogram,
     pub(crate) stale_runs: IntCounterVec,
     pub(crate) hard_stops: IntCounterVec,
+    pub(crate) stats: StatsRecorder,
 }
 
 const TASK_BUCKETS: &[f64] = &[
@@ -72,6 +74,13 @@ impl Metrics {
             metrics.stale_runs.with_label_values(&[write]);
         }
         Ok(metrics)
+    }
+
+    /// Recent task history for charts: every task end the supervisor
+    /// counts here is also filed in this recorder (not a Prometheus
+    /// collector; no registry exposes it). Clones share it.
+    pub fn stats(&self) -> &StatsRecorder {
+        &self.stats
     }
 
     fn collectors() -> Result<Self, prometheus::Error> {
@@ -148,6 +157,7 @@ impl Metrics {
                 ),
                 &["kind", "reason"],
             )?,
+            stats: StatsRecorder::new(),
         })
     }
 }

@@ -122,6 +122,10 @@ pub struct Panel {
     pub pending_total: usize,
     /// Whether the task store takes the supervisor's writes.
     pub store: StoreStatus,
+    /// The cluster's nodes with their heartbeats, when the queue is shared
+    /// (see [`SharedQueue`](crate::SharedQueue)); empty on one node.
+    #[serde(default)]
+    pub nodes: Vec<crate::shared::NodeStatus>,
 }
 
 /// Whether the task store takes writes, as the supervisor last saw it.

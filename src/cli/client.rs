@@ -40,9 +40,11 @@ impl Client {
                 }
             }
         };
+        let tls = super::tls::config(&args.url, args.ca_cert.as_deref())?;
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(timeout))
+            .tls_config(tls)
             .build()
             .new_agent();
         Ok(Self {

@@ -14,6 +14,7 @@ mod client;
 mod commands;
 mod completions;
 mod show;
+mod tls;
 mod watch;
 
 /// Background maintenance work for long-running daemons.
@@ -192,7 +193,7 @@ struct ServeArgs {
 /// How a client command reaches the daemon.
 #[derive(Debug, Args, Clone)]
 pub(crate) struct ClientArgs {
-    /// Admin API base URL.
+    /// Admin API base URL (`https://` for a daemon behind a TLS proxy).
     #[arg(long, env = "GROUNDCREW_URL", default_value = "http://127.0.0.1:7878")]
     pub(crate) url: String,
     /// Bearer token (default: the generated token in the data directory).
@@ -204,6 +205,10 @@ pub(crate) struct ClientArgs {
     /// Print the API's JSON instead of text.
     #[arg(long)]
     pub(crate) json: bool,
+    /// PEM file of the CA certificates to trust for an https:// URL,
+    /// instead of the built-in Mozilla roots (a proxy's own CA).
+    #[arg(long, env = "GROUNDCREW_CA_CERT", value_name = "FILE")]
+    pub(crate) ca_cert: Option<PathBuf>,
 }
 
 /// Runs one command.

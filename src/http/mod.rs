@@ -47,6 +47,7 @@ mod panel;
 mod panel_feed;
 mod pools;
 mod rebuild;
+mod stats;
 mod submit;
 mod system;
 mod task_log;
@@ -172,6 +173,7 @@ pub const ROUTES: &[ApiRoute] = &[
     }),
     route(Method::GET, "/api/v1/whoami", |r| r.to(whoami::show)),
     route(Method::GET, "/api/v1/system", |r| r.to(system::show)),
+    route(Method::GET, "/api/v1/stats", |r| r.to(stats::show)),
     route(Method::GET, "/api/v1/tasks", |r| r.to(tasks::list)),
     route(Method::POST, "/api/v1/tasks", |r| r.to(submit::submit)),
     route(Method::DELETE, "/api/v1/tasks", |r| r.to(bulk::delete)),

@@ -36,6 +36,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         ),
     ),
     (
+        "/charts.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/charts.js"),
+    ),
+    (
         "/style.css",
         "text/css; charset=utf-8",
         include_str!("assets/style.css"),
@@ -49,7 +54,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Mounts the page's assets (`/`, `/app.js`, `/style.css`,
+/// Mounts the page's assets (`/`, `/app.js`, `/charts.js`, `/style.css`,
 /// `/favicon.svg`) for GET and HEAD. Call it before
 /// [`crate::http::configure`], whose `/api` fallback must come last.
 pub fn configure(cfg: &mut web::ServiceConfig) {

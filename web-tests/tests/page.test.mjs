@@ -146,6 +146,52 @@ test('cancel from the page ends the running task as canceled in the failed list'
   assert.equal((await d.call('GET', `/api/v1/tasks/${id}`)).status, 404);
 });
 
+test('the history charts fill as test tasks end, per window and per kind', async () => {
+  const d = await daemon();
+  const page = await openPage(browser, d);
+  const ends = () => page.locator('#chart-ends svg').getAttribute('data-ends');
+  await until('the empty charts', async () => (await ends()) === '0');
+  assert.equal(await page.locator('#stats-summary').innerText(), 'No task ended in the last hour.');
+  await screenshot(page, 'history-empty-laptop');
+
+  for (const target of ['test:a', 'test:b', 'test:c']) {
+    await startTestTask(page, { target, times: 2, roundMs: 50 });
+  }
+  // Each end moves the panel's recorded_ends, which refetches the charts.
+  await until('three ends charted', async () => (await ends()) === '3');
+  assert.match(await page.locator('#stats-summary').innerText(), /All tasks, last hour: 3 succeeded, 0 failed, 0 canceled/);
+  assert.ok(await page.locator('#chart-ends rect.bar-succeeded').count() >= 1);
+  const points = (id) => page.locator(`#${id} svg`).getAttribute('data-points');
+  assert.ok(Number(await points('chart-duration')) >= 1, 'run time charted');
+  assert.ok(Number(await points('chart-wait')) >= 1, 'queue wait charted');
+  assert.ok(await page.locator('#chart-duration path.line-p50').count() >= 1);
+
+  const long = await startTestTask(page, { target: 'test:long', times: 100, roundMs: 100 });
+  await running(page, long).waitFor();
+  await running(page, long).getByRole('button', { name: /^Cancel/ }).click();
+  await until('the cancel charted', async () => (await ends()) === '4');
+  assert.match(await page.locator('#stats-summary').innerText(), /3 succeeded, 0 failed, 1 canceled/);
+  assert.ok(await page.locator('#chart-ends rect.bar-canceled').count() >= 1);
+  await screenshot(page, 'history-laptop');
+  await page.setViewportSize(PHONE);
+  await page.locator('#stats-title').scrollIntoViewIfNeeded();
+  await screenshot(page, 'history-phone');
+  await page.setViewportSize(LAPTOP);
+
+  // The day in fifteen-minute buckets holds the same ends.
+  await page.getByRole('button', { name: 'Last 24 h' }).click();
+  await until('the day window', async () => /last 24 hours/.test(await page.locator('#stats-summary').innerText()));
+  assert.equal(await page.locator('#chart-ends-title').innerText(), 'Ended per 15 minutes');
+  assert.equal(await ends(), '4');
+  assert.equal(await page.getByRole('button', { name: 'Last 24 h' }).getAttribute('aria-pressed'), 'true');
+
+  // One kind and pool alone.
+  await page.getByLabel('Kind and pool').selectOption({ label: 'test · background' });
+  await until('the series chosen', async () => /^test \(background\), last 24 hours: 3 succeeded/.test(await page.locator('#stats-summary').innerText()));
+  await screenshot(page, 'history-day-laptop');
+  assert.deepEqual(page.problems, []);
+});
+
 test('retry from the page requests a canceled task again as a new task', async () => {
   const d = await daemon();
   const page = await openPage(browser, d);
@@ -276,7 +322,8 @@ role = "operate"
   await running(page, submitted.body.id).waitFor();
   assert.match(await page.locator('#who').innerText(), /viewer \(read\)/);
   const buttons = await page.locator('button:visible').allInnerTexts();
-  assert.deepEqual(buttons, ['Log out'], 'only the sign-out button is offered');
+  // The history's window buttons change only the view.
+  assert.deepEqual(buttons, ['Log out', 'Last hour', 'Last 24 h'], 'only sign-out and view buttons are offered');
   assert.equal(await page.locator('input:visible, textarea:visible').count(), 0);
   await screenshot(page, 'read-role-laptop');
   // The operate token on the same daemon gets them.
@@ -313,6 +360,8 @@ test('a stopped daemon shows Missing / broken status, never Idle', async () => {
     assert.doesNotMatch(await page.locator('body').innerText(), /\bIdle\b/);
   }
   assert.match(await page.locator('#broken').innerText(), /cannot be reached/);
+  assert.equal(await page.locator('.charts svg').count(), 0, 'no chart from the last good daemon');
+  assert.match(await page.locator('#stats-summary').innerText(), /History is unavailable/);
   await screenshot(page, 'missing-phone');
   await page.setViewportSize(LAPTOP);
   await screenshot(page, 'missing-laptop');

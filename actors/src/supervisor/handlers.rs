@@ -7,8 +7,8 @@ use crate::entity::Target;
 use crate::spec::TaskSpec;
 
 use crate::message::{
-    Finished, LimitError, PanelSnapshot, Rebuild, Report, SetCancelGrace, SetLimit, StoreHealth,
-    Submit, SubmitError, SubmitMany, SubmitReply, MAX_WORKER_LIMIT,
+    Finished, LimitError, PanelSnapshot, Rebuild, Report, SetCancelGrace, SetLimit, StatsSnapshot,
+    StoreHealth, Submit, SubmitError, SubmitMany, SubmitReply, MAX_WORKER_LIMIT,
 };
 use crate::panel::StoreStatus;
 use crate::store::Change;
@@ -34,6 +34,14 @@ impl Actor for Supervisor {
         for worker in &self.workers {
             worker.stop();
         }
+    }
+}
+
+impl Handler<StatsSnapshot> for Supervisor {
+    type Result = actix::MessageResult<StatsSnapshot>;
+
+    fn handle(&mut self, msg: StatsSnapshot, _: &mut Self::Context) -> Self::Result {
+        actix::MessageResult(self.metrics.stats.snapshot(msg.window, Timestamp::now()))
     }
 }
 

@@ -431,6 +431,7 @@ impl Supervisor {
             .finished
             .with_label_values(&[&record.kind, "canceled"])
             .inc();
+        self.metrics.stats.record(&record);
         tracing::info!(task = id.0, kind = %record.kind, target = %record.target, "pending task canceled");
         self.update_pool_gauges(&pool);
         Some(self.journal_durable(vec![Change::Put(Box::new(record))]))
@@ -537,6 +538,7 @@ impl Supervisor {
             .finished
             .with_label_values(&[&record.kind, state.as_str()])
             .inc();
+        self.metrics.stats.record(&record);
         if let Some(d) = self.drain.as_mut() {
             d.count_completed();
         }
@@ -734,6 +736,11 @@ impl Supervisor {
             pending,
             pending_total,
             store: self.journal.status(),
+            nodes: self
+                .cluster
+                .as_ref()
+                .map(|c| c.nodes.clone())
+                .unwrap_or_default(),
         }
     }
 }

@@ -268,11 +268,18 @@ impl SharedQueue for PgQueue {
         let (pool, node, lease) = (pool.to_owned(), self.node.clone(), self.lease_ms());
         self.run("claim", move |mut client| async move {
             let tx = client.transaction().await?;
-            tx.execute(
-                "SELECT pg_advisory_xact_lock(hashtext('groundcrew.claim:' || $1))",
-                &[&pool],
-            )
-            .await?;
+            // Another node claims from the pool right now: its batch takes
+            // what is ready, and this node tries again at its next tick.
+            let locked: bool = tx
+                .query_one(
+                    "SELECT pg_try_advisory_xact_lock(hashtext('groundcrew.claim:' || $1))",
+                    &[&pool],
+                )
+                .await?
+                .get(0);
+            if !locked {
+                return Ok(Vec::new());
+            }
             let sql = format!("{CLAIM}{}", rows::TASK_COLUMNS);
             let statement = tx.prepare_cached(&sql).await?;
             let n = n.min(10_000) as i64;

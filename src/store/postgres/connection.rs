@@ -122,6 +122,10 @@ impl Drop for Driver {
     }
 }
 
+/// How long a session may sit idle inside a transaction before the server
+/// ends it (milliseconds).
+const IDLE_IN_TRANSACTION_MS: u64 = 5000;
+
 /// Parses the URL; the error never repeats it.
 pub(super) fn parse(url: &str) -> Result<Config, tokio_postgres::Error> {
     let mut config: Config = url.parse()?;
@@ -140,6 +144,17 @@ pub(super) fn parse(url: &str) -> Result<Config, tokio_postgres::Error> {
     }
     if config.get_application_name().is_none() {
         config.application_name("groundcrew");
+    }
+    // A node frozen (SIGSTOP, a paused VM) inside a transaction would hold
+    // its row and advisory locks, and so stop every other node's claims,
+    // until it wakes: the server ends such a session instead. Our
+    // transactions never wait on the client between statements.
+    let options = config.get_options().unwrap_or_default().to_owned();
+    if !options.contains("idle_in_transaction_session_timeout") {
+        config.options(
+            format!("{options} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}")
+                .trim(),
+        );
     }
     Ok(config)
 }

@@ -232,6 +232,7 @@ function showPanel(panel) {
     ui.panelKey = key;
     refreshLists();
   }
+  statsOnEnds(panel.store.recorded_ends); // charts.js
 }
 
 // Nothing from the last good panel stays visible: a stale "Idle" would
@@ -246,6 +247,7 @@ function showBroken(why) {
   $('history').hidden = true;
   $('history-broken').hidden = false;
   ui.panelKey = ''; // refresh the lists as soon as a panel arrives again
+  statsBroken(); // charts.js
   $('broken-why').textContent = `The panel could not be loaded: ${why}.`;
   $('broken-since').textContent = ui.lastGood ? '' : 'No panel received yet.';
   tickTimes();
