@@ -36,6 +36,7 @@ mod cluster;
 mod connection;
 mod ids;
 mod listener;
+mod log;
 mod manifest;
 mod node;
 mod rows;

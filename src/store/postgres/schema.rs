@@ -30,7 +30,7 @@ const MIGRATION_LOCK: i64 = 0x6763_7277_6d69_6772;
 
 /// One SQL step per schema version: `MIGRATIONS[n]` takes version `n` to
 /// `n + 1`. Steps are only ever appended; a released step never changes.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The newest schema version this build knows.
 pub(super) const SUPPORTED_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -134,6 +134,28 @@ BEGIN
 END
 $fn$;
 "#;
+
+/// Version 4: `task_log`, the last lines each task logged (see `log.rs`).
+/// The trigger removes a task's lines with the task (delete, prune).
+const V4: &str = "
+CREATE TABLE groundcrew.task_log (
+    id      bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,  -- append order
+    task    bigint      NOT NULL,
+    time    timestamptz NOT NULL,
+    level   text        NOT NULL,
+    source  text        NOT NULL,
+    message text        NOT NULL
+);
+CREATE INDEX task_log_by_task ON groundcrew.task_log (task, id);
+CREATE FUNCTION groundcrew.drop_task_log() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM groundcrew.task_log WHERE task IN (SELECT id FROM gone);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER tasks_drop_log AFTER DELETE ON groundcrew.tasks
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT
+    EXECUTE FUNCTION groundcrew.drop_task_log();
+";
 
 /// Version 2: `retry_of`, the failed or canceled task a retry runs again.
 const V2: &str = "ALTER TABLE groundcrew.tasks ADD COLUMN retry_of bigint;";
