@@ -9,8 +9,8 @@ use actix::Addr;
 use actix_web::{App, HttpServer};
 use futures::future::BoxFuture;
 use groundcrew_actors::{
-    Drain, EntityWriter, FsSink, KindOptions, Manifest, Metrics, Registry, SharedQueue, Supervisor,
-    TaskStore, TestKind, Timestamp, Trigger,
+    ArtifactSink, Drain, EntityWriter, FsSink, KindOptions, Manifest, Metrics, Registry,
+    SharedQueue, Supervisor, TaskStore, TestKind, Timestamp, Trigger,
 };
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -163,7 +163,7 @@ pub(crate) async fn serve(
         path: config.data_dir.clone(),
         source,
     })?;
-    let (store, manifest, shared) = open_store(&config)?;
+    let (store, manifest, shared, postgres) = open_store(&config)?;
     let tokens = Arc::new(RwLock::new(tokens(&config)?));
     let registry = prometheus::Registry::new();
     let metrics = Metrics::register(&registry).map_err(ServeError::Metrics)?;
@@ -181,7 +181,12 @@ pub(crate) async fn serve(
         sink = sink.with_extension(ext);
     }
     let sink = Arc::new(sink);
-    let writer = EntityWriter::start(sink.clone(), manifest.clone(), metrics.clone());
+    // `artifacts.sink: postgres` is validated to come with a PostgreSQL store.
+    let publish_to: Arc<dyn ArtifactSink> = match (config.artifacts.sink, &postgres) {
+        (crate::config::ArtifactSinkKind::Postgres, Some(pg)) => pg.clone(),
+        _ => sink.clone(),
+    };
+    let writer = EntityWriter::start(publish_to, manifest.clone(), metrics.clone());
     // Feeds are read before the supervisor starts: a recovered artifact
     // task must see the feeds' content, not an empty catalog.
     let feeds = Arc::new(Feeds::new(config.feed_sources(), manifest, sink));
@@ -352,6 +357,7 @@ type Stores = (
     Arc<dyn TaskStore>,
     Arc<dyn Manifest>,
     Option<Arc<dyn SharedQueue>>,
+    Option<Arc<PostgresStore>>,
 );
 
 /// Opens the configured store. On PostgreSQL the daemon joins the cluster
@@ -361,14 +367,14 @@ fn open_store(config: &Config) -> Result<Stores, ServeError> {
     match config.store_location() {
         StoreLocation::Sqlite(path) => {
             let store = Arc::new(SqliteStore::open(path)?);
-            Ok((store.clone(), store, None))
+            Ok((store.clone(), store, None, None))
         }
         StoreLocation::Postgres(url) => {
             let store = Arc::new(PostgresStore::open(url.expose())?);
             let node = config.node.clone().unwrap_or_else(host_name);
             let lease = Duration::from_secs_f64(config.lease_s);
             let queue: Arc<dyn SharedQueue> = Arc::new(store.join_cluster(&node, lease)?);
-            Ok((store.clone(), store, Some(queue)))
+            Ok((store.clone(), store.clone(), Some(queue), Some(store)))
         }
     }
 }

@@ -125,6 +125,7 @@
 //! `TaskStore` trait gains `claim`, `heartbeat` and a fenced `complete`;
 //! the schema already has `node`, `lease_expires_at` and `run_tokens`.
 
+mod artifacts;
 mod cluster;
 mod connection;
 mod ids;
