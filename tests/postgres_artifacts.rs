@@ -1,7 +1,8 @@
 //! The PostgreSQL artifact sink (`artifacts.sink: postgres`): what one
 //! node publishes every node reads, and a publication from a run that no
 //! longer holds its task (another run, another node, a lapsed lease) is
-//! refused in SQL, also through the entity writer.
+//! refused in SQL, also through the entity writer; two daemons on the
+//! sink both report the artifacts in the database ok.
 
 mod common;
 
@@ -166,4 +167,73 @@ async fn the_writer_reports_a_refused_publication_as_a_stale_run() {
     writer.send(fresh).await.unwrap().unwrap();
     let served = a.artifact_content(&entity("country:DE")).await.unwrap();
     assert_eq!(served.as_deref(), Some(&b"fresh"[..]));
+}
+
+/// A daemon node on `url` with the built-in sample feed, publishing to
+/// PostgreSQL, with its own (unused) artifact directory.
+fn sink_node(dir: &std::path::Path, name: &str, url: &str) -> common::Daemon {
+    common::Daemon::start_with_env(
+        dir,
+        &[],
+        &[
+            ("GROUNDCREW_STORE", url),
+            ("GROUNDCREW_NODE", name),
+            ("GROUNDCREW_LEASE_S", "2"),
+            ("GROUNDCREW_ARTIFACTS__SINK", "postgres"),
+        ],
+    )
+}
+
+#[test]
+fn two_daemons_on_the_postgres_sink_serve_the_same_artifacts() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let url = pg.create_database();
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = sink_node(dir_a.path(), "a", &url);
+    let b = sink_node(dir_b.path(), "b", &url);
+    // Each node's integrity check hashes the content stored in the
+    // database, whichever node published it.
+    let on_a = a.wait_artifacts_ok(60, 1000);
+    let on_b = b.wait_artifacts_ok(60, 1000);
+    let hashes = |body: &serde_json::Value| -> Vec<(String, String)> {
+        body["entities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let name = e["entity"].as_str().unwrap().to_owned();
+                (name, e["hash"].as_str().unwrap().to_owned())
+            })
+            .collect()
+    };
+    let (on_a, on_b) = (hashes(&on_a), hashes(&on_b));
+    assert!(!on_a.is_empty());
+    assert_eq!(on_a, on_b);
+    let stored = pg.psql_in(
+        &db,
+        "SELECT entity || ' ' || encode(sha256(content), 'hex') FROM groundcrew.artifacts \
+         ORDER BY entity COLLATE \"C\"",
+    );
+    let mut stored: Vec<(String, String)> = stored
+        .lines()
+        .map(|l| {
+            let (e, h) = l.split_once(' ').unwrap();
+            (e.to_owned(), h.to_owned())
+        })
+        .collect();
+    stored.sort();
+    let mut listed = on_a.clone();
+    listed.sort();
+    assert_eq!(listed, stored);
+    // No node wrote a file: the artifacts live in the database only.
+    for dir in [dir_a.path(), dir_b.path()] {
+        let files: Vec<_> = std::fs::read_dir(dir.join("artifacts"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(files.is_empty(), "{files:?}");
+    }
 }

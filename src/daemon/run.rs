@@ -189,7 +189,12 @@ pub(crate) async fn serve(
     let writer = EntityWriter::start(publish_to, manifest.clone(), metrics.clone());
     // Feeds are read before the supervisor starts: a recovered artifact
     // task must see the feeds' content, not an empty catalog.
-    let feeds = Arc::new(Feeds::new(config.feed_sources(), manifest, sink));
+    let mut feeds = Feeds::new(config.feed_sources(), manifest, sink);
+    if let (crate::config::ArtifactSinkKind::Postgres, Some(pg)) = (config.artifacts.sink, postgres)
+    {
+        feeds = feeds.stored_in(pg);
+    }
+    let feeds = Arc::new(feeds);
     feeds
         .register_metrics(&registry)
         .map_err(ServeError::Metrics)?;

@@ -84,6 +84,28 @@ impl PostgresStore {
         })
     }
 
+    /// The SHA-256 (as [`content_hash`](groundcrew_actors::content_hash)
+    /// writes it) of every stored artifact's content, by entity, hashed by
+    /// the server: what the integrity check compares with the manifest.
+    pub fn artifact_hashes(
+        &self,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<std::collections::HashMap<String, String>, StoreError>,
+    > {
+        self.read("artifact hashes", |client| async move {
+            let statement = client
+                .prepare_cached(
+                    "SELECT entity, encode(sha256(content), 'hex') FROM groundcrew.artifacts",
+                )
+                .await?;
+            let rows = client.query(&statement, &[]).await?;
+            rows.iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+                .collect()
+        })
+    }
+
     /// Publishes a batch in one transaction; `Ok(true)` per artifact written,
     /// `Ok(false)` per artifact refused by the fence.
     fn publish_batch(&self, batch: &[Artifact]) -> Result<Vec<bool>, StoreError> {
