@@ -196,7 +196,14 @@ fn two_daemons_on_the_postgres_sink_serve_the_same_artifacts() {
     let b = sink_node(dir_b.path(), "b", &url);
     // Each node's integrity check hashes the content stored in the
     // database, whichever node published it.
-    let on_a = a.wait_artifacts_ok(60, 1000);
+    let on_a = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        a.wait_artifacts_ok(60, 1000)
+    }))
+    .unwrap_or_else(|_| {
+        let tasks = "SELECT id, target, state, run, node, attempts, errors, error \
+                     FROM groundcrew.tasks WHERE state <> 'succeeded'";
+        panic!("tasks not succeeded: {}", pg.psql_in(&db, tasks))
+    });
     let on_b = b.wait_artifacts_ok(60, 1000);
     let hashes = |body: &serde_json::Value| -> Vec<(String, String)> {
         body["entities"]
