@@ -668,11 +668,14 @@ async fn idle_panel_has_the_full_shape() {
             "running",
             "pending",
             "pending_total",
-            "store"
+            "store",
+            "nodes"
         ]
         .into()
     );
     assert_eq!(reply.body["state"], "idle");
+    // One node on SQLite: no cluster.
+    assert_eq!(reply.body["nodes"], serde_json::json!([]));
     assert_eq!(
         reply.body["store"],
         json!({"ok": true, "error": null, "failing_since": null, "unwritten": 0, "recorded_ends": 0})

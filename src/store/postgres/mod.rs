@@ -129,6 +129,7 @@ mod artifacts;
 mod cluster;
 mod connection;
 mod ids;
+mod listener;
 mod manifest;
 mod node;
 mod rows;

@@ -144,8 +144,14 @@ WITH reported AS (
     ON CONFLICT (entity) DO UPDATE SET hash = excluded.hash, size = excluded.size,
         written_at = excluded.written_at, source_version = excluded.source_version,
         task = excluded.task, run = excluded.run
+), woke AS (
+    -- On a cluster, an ended run may let another node's follow-up run:
+    -- wake the nodes (delivered at commit).
+    SELECT pg_notify('groundcrew_tasks', ended.pool)
+      FROM (SELECT DISTINCT e.pool FROM unnest($13::text[], $14::text[]) AS e(pool, state)
+             WHERE $39::text IS NOT NULL AND e.state NOT IN ('running', 'canceling')) ended
 )
-SELECT 1";
+SELECT (SELECT count(*) FROM woke)";
 
 const DELETE: &str = "DELETE FROM groundcrew.tasks WHERE id = $1 AND category <> 'pending'";
 const PRUNE_BY_AGE: &str =
