@@ -202,7 +202,13 @@ fn two_daemons_on_the_postgres_sink_serve_the_same_artifacts() {
     .unwrap_or_else(|_| {
         let tasks = "SELECT id, target, state, run, node, attempts, errors, error \
                      FROM groundcrew.tasks WHERE state <> 'succeeded'";
-        panic!("tasks not succeeded: {}", pg.psql_in(&db, tasks))
+        let activity = "SELECT pid, state, wait_event_type, wait_event, left(query, 60) \
+                        FROM pg_stat_activity WHERE datname = current_database()";
+        panic!(
+            "tasks not succeeded: {}\nsessions: {}",
+            pg.psql_in(&db, tasks),
+            pg.psql_in(&db, activity)
+        )
     });
     let on_b = b.wait_artifacts_ok(60, 1000);
     let hashes = |body: &serde_json::Value| -> Vec<(String, String)> {

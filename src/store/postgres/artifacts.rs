@@ -7,9 +7,10 @@
 //! content and its manifest row are written in that transaction, and only
 //! if the publishing run still holds its task: the task's stored run is the
 //! artifact's, and (on a cluster node) the task is held by this node with
-//! an unexpired lease. The task row is locked `FOR SHARE` until commit, so
-//! a rescue (which claims rows `FOR UPDATE SKIP LOCKED`) cannot move it in
-//! between. A refused artifact is answered [`SinkError::StaleRun`]; the
+//! an unexpired lease. The task row is locked `FOR KEY SHARE` until
+//! commit, so a rescue (which takes rows `FOR UPDATE SKIP LOCKED`) cannot
+//! move it in between, while the journal's and the heartbeat's updates
+//! (which change no key) neither wait for it nor deadlock with it. A refused artifact is answered [`SinkError::StaleRun`]; the
 //! entity writer counts it as a stale publish. The manifest row is written
 //! again by the writer afterwards (with the source version), which changes
 //! nothing but that column.
@@ -42,7 +43,7 @@ WITH allowed AS (
     SELECT t.id FROM groundcrew.tasks t
      WHERE t.id = $5 AND t.run = $6 AND t.state IN ('running', 'canceling')
        AND ($7::text IS NULL OR (t.node = $7 AND t.lease_expires_at > now()))
-       FOR SHARE),
+       FOR KEY SHARE),
 art AS (
     INSERT INTO groundcrew.artifacts (entity, content, hash, size, written_at, task, run)
     SELECT $1, $2, $3, $4, now(), $5, $6 FROM allowed
