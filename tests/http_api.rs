@@ -110,6 +110,7 @@ async fn state(limit: usize, metrics_require_token: bool) -> (web::Data<ApiState
     ]);
     let state = web::Data::new(ApiState {
         supervisor: supervisor.clone(),
+        task_log: store.clone(),
         store,
         metrics: registry,
         tokens: Arc::new(RwLock::new(tokens)),
@@ -625,7 +626,7 @@ async fn unknown_api_paths_and_methods_get_json_errors() {
     error_of(&reply, StatusCode::NOT_FOUND, "route_not_found");
     let reply = call(&app, request(Method::PATCH, "/api/v1/tasks", OPERATE)).await;
     error_of(&reply, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
-    assert_eq!(reply.headers.get("allow").unwrap(), "GET, POST");
+    assert_eq!(reply.headers.get("allow").unwrap(), "GET, POST, DELETE");
 }
 
 #[actix_web::test]

@@ -10,7 +10,7 @@ use actix_web::{App, HttpServer};
 use futures::future::BoxFuture;
 use groundcrew_actors::{
     ArtifactSink, Drain, EntityWriter, FsSink, KindOptions, Manifest, Metrics, Registry,
-    SharedQueue, Supervisor, TaskStore, TestKind, Timestamp, Trigger,
+    SharedQueue, Supervisor, TaskLog, TaskStore, TestKind, Timestamp, Trigger,
 };
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -20,6 +20,7 @@ use crate::entities::{watch_feeds, ArtifactKind, Feeds, ARTIFACT_KIND};
 use crate::http::{self, ApiState, Control, ReloadError};
 use crate::kinds::{CommandKind, Isolation, IsolationError, TEST_KIND};
 use crate::store::{PostgresStore, SqliteStore};
+use crate::task_log::{Captured, Shipper};
 
 use super::reload::{ReloadControl, Reloader};
 
@@ -152,6 +153,7 @@ pub(crate) async fn serve(
     config: Config,
     config_file: Option<PathBuf>,
     overrides: Overrides,
+    captured: Captured,
 ) -> Result<(), ServeError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
         path: config.data_dir.clone(),
@@ -163,10 +165,14 @@ pub(crate) async fn serve(
         path: config.data_dir.clone(),
         source,
     })?;
-    let (store, manifest, shared, postgres) = open_store(&config)?;
+    let (store, manifest, task_log, shared, postgres) = open_store(&config)?;
     let tokens = Arc::new(RwLock::new(tokens(&config)?));
     let registry = prometheus::Registry::new();
     let metrics = Metrics::register(&registry).map_err(ServeError::Metrics)?;
+    registry
+        .register(Box::new(captured.dropped.clone()))
+        .map_err(ServeError::Metrics)?;
+    let shipper = Shipper::start(captured.lines, task_log.clone(), captured.dropped);
     let artifacts_dir = config.artifacts_dir();
     std::fs::create_dir_all(&artifacts_dir).map_err(|source| ServeError::DataDir {
         path: artifacts_dir.clone(),
@@ -228,6 +234,7 @@ pub(crate) async fn serve(
     let state = actix_web::web::Data::new(ApiState {
         supervisor: supervisor.clone(),
         store: store.clone(),
+        task_log,
         metrics: registry,
         tokens,
         metrics_require_token: config.http.metrics_require_token,
@@ -299,6 +306,7 @@ pub(crate) async fn serve(
     repairing.abort();
     handle.stop(true).await;
     let _ = http.await;
+    shipper.stop().await;
     isolation.shutdown();
     Ok(())
 }
@@ -356,11 +364,12 @@ async fn wait_for_shutdown(reloader: &Reloader) -> Result<(), ServeError> {
     }
 }
 
-/// The task journal and the manifest (one object behind both), and on
-/// PostgreSQL the shared queue of the cluster.
+/// The task journal, the manifest and the task log (one object behind
+/// all three), and on PostgreSQL the shared queue of the cluster.
 type Stores = (
     Arc<dyn TaskStore>,
     Arc<dyn Manifest>,
+    Arc<dyn TaskLog>,
     Option<Arc<dyn SharedQueue>>,
     Option<Arc<PostgresStore>>,
 );
@@ -372,14 +381,20 @@ fn open_store(config: &Config) -> Result<Stores, ServeError> {
     match config.store_location() {
         StoreLocation::Sqlite(path) => {
             let store = Arc::new(SqliteStore::open(path)?);
-            Ok((store.clone(), store, None, None))
+            Ok((store.clone(), store.clone(), store, None, None))
         }
         StoreLocation::Postgres(url) => {
             let store = Arc::new(PostgresStore::open(url.expose())?);
             let node = config.node.clone().unwrap_or_else(host_name);
             let lease = Duration::from_secs_f64(config.lease_s);
             let queue: Arc<dyn SharedQueue> = Arc::new(store.join_cluster(&node, lease)?);
-            Ok((store.clone(), store.clone(), Some(queue), Some(store)))
+            Ok((
+                store.clone(),
+                store.clone(),
+                store.clone(),
+                Some(queue),
+                Some(store),
+            ))
         }
     }
 }
