@@ -32,6 +32,7 @@
 //! Dropping the store commits every write handed over before, then stops
 //! its runtime thread and closes the connections; the drop waits for that.
 
+mod artifacts;
 mod cluster;
 mod connection;
 mod ids;

@@ -30,7 +30,7 @@ const MIGRATION_LOCK: i64 = 0x6763_7277_6d69_6772;
 
 /// One SQL step per schema version: `MIGRATIONS[n]` takes version `n` to
 /// `n + 1`. Steps are only ever appended; a released step never changes.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The newest schema version this build knows.
 pub(super) const SUPPORTED_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -40,6 +40,20 @@ CREATE SCHEMA IF NOT EXISTS groundcrew;
 CREATE TABLE IF NOT EXISTS groundcrew.schema_version (
     version    integer     PRIMARY KEY,
     applied_at timestamptz NOT NULL DEFAULT now()
+);
+";
+
+/// Version 5: artifact content for `artifacts.sink: postgres` (see
+/// `artifacts.rs`), so that every node serves the same artifacts.
+const V5: &str = "
+CREATE TABLE groundcrew.artifacts (
+    entity     text        PRIMARY KEY,
+    content    bytea       NOT NULL,
+    hash       text        NOT NULL,
+    size       bigint      NOT NULL,
+    written_at timestamptz NOT NULL,
+    task       bigint,
+    run        bigint
 );
 ";
 
