@@ -19,6 +19,10 @@ use groundcrew_actors::{Artifact, ArtifactSink, EntityName, SinkError, StoreErro
 
 use super::PostgresStore;
 
+/// Bounds on one publication transaction's waits.
+const PUBLISH_TIMEOUTS: &str =
+    "SET LOCAL lock_timeout = '10s'; SET LOCAL statement_timeout = '60s'";
+
 /// Transaction-level advisory lock key for publication ("gcrwsink").
 const SINK_LOCK: i64 = 0x6763_7277_7369_6e6b;
 
@@ -125,6 +129,9 @@ impl PostgresStore {
         let node = self.cluster_node.get().cloned();
         futures::executor::block_on(self.read("artifact publish", move |mut client| async move {
             let tx = client.transaction().await?;
+            // A publication that cannot get its locks fails (and is
+            // retried) rather than hold the writer forever.
+            tx.batch_execute(PUBLISH_TIMEOUTS).await?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SINK_LOCK])
                 .await?;
             let unfenced = tx.prepare_cached(PUT_UNFENCED).await?;
@@ -175,6 +182,9 @@ impl ArtifactSink for PostgresStore {
         let entity = entity.as_str().to_owned();
         futures::executor::block_on(self.read("artifact removal", move |mut client| async move {
             let tx = client.transaction().await?;
+            // A publication that cannot get its locks fails (and is
+            // retried) rather than hold the writer forever.
+            tx.batch_execute(PUBLISH_TIMEOUTS).await?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SINK_LOCK])
                 .await?;
             let removed = tx
