@@ -2,7 +2,8 @@
 # Side by side, one command (issue 19): drains N durable no-op tasks on one
 # throwaway PostgreSQL 15 (fsync on) with 1 and 3 groundcrew nodes and with
 # graphile-worker, and prints one table with ratios to graphile-worker.
-# Usage: benches/compare/run.sh [N] (env: BATCH, LIMIT, PG_BIN). Cleans up
+# Usage: benches/compare/run.sh [N] (env: BATCH, LIMIT, PG_BIN; PROFILE=DIR
+# records perf during the one-node drain). Cleans up
 # its cluster and processes on exit. Not part of CI.
 set -euo pipefail
 N=${1:-${N:-20000}}
@@ -68,7 +69,21 @@ stop_nodes() {
 
 echo "groundcrew, 1 node..." >&2
 n1=$(start_node gc1 a); [ "${n1#,}" = "$n1" ] || { cat "$WORK"/node-gc1-a/err >&2; exit 1; }
+if [ -n "${PROFILE:-}" ]; then
+  # PROFILE=DIR: the whole machine sampled during the one-node drain.
+  mkdir -p "$PROFILE"
+  perf record -q -a -g -F 499 -o "$PROFILE/perf.data" 2>/dev/null &
+  PERF=$!; sleep 0.5
+fi
 R1=$(python3 "$HERE/drain.py" "$N" "$BATCH" "$(psql_in gc1)" "$n1")
+if [ -n "${PROFILE:-}" ]; then
+  kill -INT "$PERF"; wait "$PERF" || true
+  perf report -i "$PROFILE/perf.data" --stdio --sort comm --no-children 2>/dev/null >"$PROFILE/by-process.txt" || true
+  perf report -i "$PROFILE/perf.data" --stdio --comm groundcrew,tokio-runtime-w --no-children \
+    --sort dso,symbol -g none --percent-limit 0.7 2>/dev/null >"$PROFILE/groundcrew.txt" || true
+  perf report -i "$PROFILE/perf.data" --stdio --comm postgres --no-children \
+    --sort symbol -g none --percent-limit 1 2>/dev/null >"$PROFILE/postgres.txt" || true
+fi
 stop_nodes
 echo "groundcrew, 3 nodes..." >&2
 n3=(); for nm in a b c; do n3+=("$(start_node gc3 "$nm")"); done
