@@ -17,4 +17,5 @@ pub mod http;
 pub mod kinds;
 mod logging;
 pub mod store;
+mod task_log;
 pub mod web;

@@ -240,9 +240,29 @@ fn show_prints_one_task_whole() {
     ] {
         assert!(out.contains(want), "{want:?} missing in\n{out}");
     }
+    // The task's log follows; its last line (the end) within moments.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let out = loop {
+        let out = ok(cli(&daemon, &["show", "1"]));
+        if out.contains("task ended state=succeeded") || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(out.contains("  log          "), "{out}");
+    assert!(
+        out.contains(" info  groundcrew_actors::") && out.contains(": task ended state=succeeded"),
+        "{out}"
+    );
     let json: serde_json::Value =
         serde_json::from_str(&ok(cli(&daemon, &["show", "1", "--json"]))).unwrap();
     assert_eq!(json["state"], "succeeded");
+    let ended = json["log"].as_array().unwrap().iter().find(|l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("task ended"))
+    });
+    assert_eq!(ended.unwrap()["level"], "info", "{json:#}");
     let missing = cli(&daemon, &["show", "99"]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no task with id 99"));
@@ -289,4 +309,48 @@ fn tasks_filters_by_kind_trigger_and_target() {
     let bad = cli(&daemon, &["tasks", "--since", "yesterday"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not an RFC 3339 time"));
+}
+
+#[test]
+fn retry_failed_and_delete_act_on_the_filtered_failed_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &[]);
+    ok(cli(&daemon, &["limit", "background", "0"]));
+    for (id, target) in ["asn:1", "asn:2", "country:DE"].iter().enumerate() {
+        ok(cli(&daemon, &["submit", "test", target]));
+        ok(cli(&daemon, &["cancel", &(id + 1).to_string()]));
+    }
+    let out = ok(cli(&daemon, &["retry", "--failed", "--target", "asn:"]));
+    assert!(out.starts_with("retried 2 of 2 failed task(s)\n"), "{out}");
+    assert!(
+        out.contains("  #2 queued as task #") && out.contains("  #1 queued as task #"),
+        "{out}"
+    );
+    let out = ok(cli(
+        &daemon,
+        &["retry", "--failed", "--limit", "1", "--json"],
+    ));
+    let reply: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&reply["matched"], &reply["tasks"][0]["retry_of"]),
+        (&serde_json::json!(3), &serde_json::json!(3)),
+        "{reply}"
+    );
+    let bad = cli(&daemon, &["retry", "1", "--kind", "test"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("go with --failed"));
+    let bad = cli(&daemon, &["delete"]);
+    assert!(!bad.status.success(), "delete needs --failed or --finished");
+
+    let out = ok(cli(
+        &daemon,
+        &[
+            "delete", "--failed", "--kind", "test", "--target", "country:",
+        ],
+    ));
+    assert_eq!(out.trim(), "deleted 1 of 1 failed task(s): #3");
+    let out = ok(cli(&daemon, &["tasks", "--status", "failed"]));
+    assert!(out.starts_with("2 failed task(s)"), "{out}");
+    let out = ok(cli(&daemon, &["delete", "--finished"]));
+    assert_eq!(out.trim(), "deleted 0 of 0 finished task(s)");
 }

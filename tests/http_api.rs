@@ -110,6 +110,7 @@ async fn state(limit: usize, metrics_require_token: bool) -> (web::Data<ApiState
     ]);
     let state = web::Data::new(ApiState {
         supervisor: supervisor.clone(),
+        task_log: store.clone(),
         store,
         metrics: registry,
         tokens: Arc::new(RwLock::new(tokens)),
@@ -625,7 +626,7 @@ async fn unknown_api_paths_and_methods_get_json_errors() {
     error_of(&reply, StatusCode::NOT_FOUND, "route_not_found");
     let reply = call(&app, request(Method::PATCH, "/api/v1/tasks", OPERATE)).await;
     error_of(&reply, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
-    assert_eq!(reply.headers.get("allow").unwrap(), "GET, POST");
+    assert_eq!(reply.headers.get("allow").unwrap(), "GET, POST, DELETE");
 }
 
 #[actix_web::test]
@@ -668,11 +669,14 @@ async fn idle_panel_has_the_full_shape() {
             "running",
             "pending",
             "pending_total",
-            "store"
+            "store",
+            "nodes"
         ]
         .into()
     );
     assert_eq!(reply.body["state"], "idle");
+    // One node on SQLite: no cluster.
+    assert_eq!(reply.body["nodes"], serde_json::json!([]));
     assert_eq!(
         reply.body["store"],
         json!({"ok": true, "error": null, "failing_since": null, "unwritten": 0, "recorded_ends": 0})

@@ -255,6 +255,17 @@ fn three_nodes_share_the_work_and_a_killed_nodes_tasks_end_once_elsewhere() {
         .map(|n| n["node"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["n1", "n2", "n3"], "{panel:#}");
+    // So does the CLI.
+    let out = std::process::Command::new(common::binary())
+        .arg("status")
+        .env("GROUNDCREW_URL", &d.base)
+        .env("GROUNDCREW_TOKEN", &d.token)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("node n1: alive, "), "{text}");
+    assert!(text.contains("node n3: gone, "), "{text}");
 }
 
 #[test]

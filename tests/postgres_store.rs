@@ -141,7 +141,7 @@ fn migrations_are_idempotent_and_a_newer_schema_is_refused() {
             &db,
             "SELECT string_agg(version::text, ',' ORDER BY version) FROM groundcrew.schema_version"
         ),
-        "1,2,3",
+        "1,2,3,4,5",
         "each step applied once"
     );
 
@@ -222,4 +222,39 @@ fn writable_recovers_without_a_write_once_the_server_is_back() {
         assert!(Instant::now() < deadline, "still not writable: {e}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn a_cluster_node_is_woken_by_an_enqueue_from_anywhere() {
+    use groundcrew::store::PgQueue;
+    use groundcrew_actors::SharedQueue;
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let url = pg.create_database();
+    let store = std::sync::Arc::new(PostgresStore::open(&url).unwrap());
+    let queue: PgQueue = store.join_cluster("n1", Duration::from_secs(5)).unwrap();
+    let mut wakeups = queue.wakeups();
+    // Connected and listening: the first wake-up says so.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while *wakeups.borrow_and_update() == 0 {
+        assert!(std::time::Instant::now() < deadline, "never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let seen = *wakeups.borrow_and_update();
+    // An application enqueues in its own session.
+    let db = url.rsplit('/').next().unwrap();
+    pg.psql_in(db, "SELECT task FROM groundcrew.enqueue('test', 'asn:1')");
+    while *wakeups.borrow_and_update() == seen {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no wake-up after an enqueue"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // And the node claims what was enqueued.
+    let claimed = block_on(queue.claim("background", 10)).unwrap();
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    assert_eq!(claimed[0].state, TaskState::Running);
+    assert_eq!(claimed[0].attempts, 1);
 }

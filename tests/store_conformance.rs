@@ -50,6 +50,9 @@ macro_rules! conformance_tests {
                 unfinished_returns_queued_and_running_in_id_order,
                 allocated_ids_only_grow,
                 manifest_puts_gets_lists_and_removes,
+                log_keeps_the_newest_lines_per_task_oldest_first,
+                log_lines_of_unknown_tasks_are_dropped,
+                log_lines_go_with_their_task_when_deleted_or_pruned,
             );
         }
     };
@@ -92,9 +95,10 @@ mod suite {
     //! The behaviours, generic over the backend.
 
     use groundcrew_actors::{
-        ArtifactRecord, AttemptError, Change, EntityName, HistoryCategory, Manifest,
-        ManifestChange, Priority, Progress, Retention, RunToken, TaskFilter, TaskId, TaskRecord,
-        TaskSpec, TaskState, TaskStore, Timestamp, Trigger,
+        ArtifactRecord, AttemptError, Change, EntityName, HistoryCategory, LogLine, Manifest,
+        ManifestChange, Priority, Progress, Retention, RunToken, TaskFilter, TaskId, TaskLog,
+        TaskLogLine, TaskRecord, TaskSpec, TaskState, TaskStore, Timestamp, Trigger,
+        LOG_LINES_PER_TASK,
     };
     use serde_json::json;
 
@@ -702,5 +706,132 @@ mod suite {
             "cc"
         );
         assert_eq!(Manifest::artifacts(&store).await.unwrap().len(), 2);
+    }
+
+    /// Line `n` of task `task`: its number in the message, its time and
+    /// level derived from it, so that order and every field are checked.
+    fn line(task: u64, n: u64) -> TaskLogLine {
+        let level = ["info", "warn", "error"][(n % 3) as usize];
+        let source = if n % 2 == 0 {
+            "stderr"
+        } else {
+            "groundcrew::kinds"
+        };
+        TaskLogLine {
+            task: TaskId(task),
+            line: LogLine::new(Timestamp(T0.0 + n), level, source, format!("line {n} ü")),
+        }
+    }
+
+    async fn messages<S: TaskLog>(store: &S, task: u64) -> Vec<String> {
+        let lines = store.log(TaskId(task)).await.expect("log");
+        lines.into_iter().map(|l| l.message).collect()
+    }
+
+    fn numbered(range: std::ops::Range<u64>) -> Vec<String> {
+        range.map(|n| format!("line {n} ü")).collect()
+    }
+
+    pub(crate) async fn log_keeps_the_newest_lines_per_task_oldest_first<S: TaskStore + TaskLog>(
+        store: S,
+    ) {
+        let limit = LOG_LINES_PER_TASK as u64;
+        put(
+            &store,
+            [
+                task(1, "country:A", TaskState::Running),
+                task(2, "country:B", TaskState::Running),
+            ],
+        )
+        .await;
+        // Interleaved tasks in one append, the fields as given.
+        let first: Vec<TaskLogLine> = (0..limit - 50)
+            .flat_map(|n| {
+                [line(1, n), line(2, n)]
+                    .into_iter()
+                    .take(if n < 3 { 2 } else { 1 })
+            })
+            .collect();
+        store.append_log(first).await.expect("append");
+        let lines = store.log(TaskId(2)).await.unwrap();
+        assert_eq!(lines, (0..3).map(|n| line(2, n).line).collect::<Vec<_>>());
+        assert_eq!(messages(&store, 1).await, numbered(0..limit - 50));
+
+        // Past the limit across appends: the oldest go. The append is not
+        // awaited; a later awaited write still comes after it.
+        drop(store.append_log((limit - 50..limit + 100).map(|n| line(1, n)).collect()));
+        put(&store, [task(3, "country:C", TaskState::Queued)]).await;
+        assert_eq!(messages(&store, 1).await, numbered(100..limit + 100));
+
+        // Past the limit in one append.
+        let many = (limit + 100..3 * limit + 7).map(|n| line(1, n)).collect();
+        store.append_log(many).await.expect("append");
+        assert_eq!(
+            messages(&store, 1).await,
+            numbered(2 * limit + 7..3 * limit + 7)
+        );
+        assert_eq!(
+            messages(&store, 2).await.len(),
+            3,
+            "other tasks keep theirs"
+        );
+        assert!(messages(&store, 3).await.is_empty());
+    }
+
+    pub(crate) async fn log_lines_of_unknown_tasks_are_dropped<S: TaskStore + TaskLog>(store: S) {
+        put(&store, [task(1, "country:A", TaskState::Running)]).await;
+        store
+            .append_log(vec![line(7, 0), line(1, 1), line(7, 2)])
+            .await
+            .expect("append");
+        assert_eq!(messages(&store, 1).await, numbered(1..2));
+        // Lines sent before the task existed did not wait for it.
+        put(&store, [task(7, "country:B", TaskState::Running)]).await;
+        assert!(messages(&store, 7).await.is_empty());
+        assert!(messages(&store, 99).await.is_empty());
+    }
+
+    pub(crate) async fn log_lines_go_with_their_task_when_deleted_or_pruned<
+        S: TaskStore + TaskLog,
+    >(
+        store: S,
+    ) {
+        put(
+            &store,
+            [
+                finished(1, TaskState::Failed, T0),
+                finished(2, TaskState::Succeeded, T0),
+                task(3, "country:C", TaskState::Running),
+            ],
+        )
+        .await;
+        let lines = (1..=3)
+            .flat_map(|t| (0..5).map(move |n| line(t, n)))
+            .collect();
+        store.append_log(lines).await.expect("append");
+        assert!(store.delete(TaskId(1)).await.unwrap());
+        let everything = Retention {
+            max_age_s: Some(0),
+            max_count: Some(0),
+        };
+        assert_eq!(
+            store
+                .prune(everything, Timestamp(T0.0 + 60_000))
+                .await
+                .unwrap(),
+            1
+        );
+        // An id put again (a restored journal) starts with an empty log.
+        put(
+            &store,
+            [
+                finished(1, TaskState::Failed, T0),
+                finished(2, TaskState::Failed, T0),
+            ],
+        )
+        .await;
+        assert!(messages(&store, 1).await.is_empty());
+        assert!(messages(&store, 2).await.is_empty());
+        assert_eq!(messages(&store, 3).await, numbered(0..5));
     }
 }

@@ -82,6 +82,7 @@ mod stats;
 mod store;
 mod supervisor;
 mod task;
+mod task_log;
 mod test_kind;
 mod time;
 mod writer;
@@ -108,6 +109,10 @@ pub use store::{
     Progress, Retention, StoreError, TaskFilter, TaskPage, TaskRecord, TaskStore,
 };
 pub use supervisor::{Drain, DrainReport, StartError, Supervisor, SupervisorBuilder};
+pub use task_log::{
+    newest_log_lines, LogLine, TaskLog, TaskLogLine, LOG_LINES_PER_TASK, MAX_LOG_MESSAGE,
+    STDERR_SOURCE,
+};
 pub use test_kind::{check_test_artifact, test_artifact, TestKind};
 pub use time::Timestamp;
 pub use writer::{content_hash, EntityWriter, Publish, PublishError, PublishOutcome, Remove};

@@ -5,7 +5,7 @@
 //! [`Durable`] futures are ready at once: there is nothing to wait for when
 //! nothing survives the process anyway.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -17,6 +17,7 @@ use crate::store::{
     ArtifactRecord, Change, Durable, HistoryCategory, Manifest, ManifestChange, Retention,
     StoreError, TaskFilter, TaskPage, TaskRecord, TaskStore,
 };
+use crate::task_log::{newest_log_lines, LogLine, TaskLog, TaskLogLine, LOG_LINES_PER_TASK};
 use crate::time::Timestamp;
 
 /// A task journal and artifact manifest kept in memory.
@@ -40,6 +41,8 @@ struct Inner {
     last_id: AtomicU64,
     tasks: Mutex<BTreeMap<TaskId, TaskRecord>>,
     artifacts: Mutex<BTreeMap<EntityName, ArtifactRecord>>,
+    /// Log lines per task; locked after `tasks` where both are held.
+    logs: Mutex<BTreeMap<TaskId, VecDeque<LogLine>>>,
 }
 
 impl MemoryStore {
@@ -60,6 +63,10 @@ impl MemoryStore {
             .artifacts
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn logs(&self) -> MutexGuard<'_, BTreeMap<TaskId, VecDeque<LogLine>>> {
+        self.inner.logs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn apply(tasks: &mut BTreeMap<TaskId, TaskRecord>, change: Change) {
@@ -157,6 +164,7 @@ impl TaskStore for MemoryStore {
         let terminal = tasks.get(&id).is_some_and(|t| t.state.is_terminal());
         if terminal {
             tasks.remove(&id);
+            self.logs().remove(&id);
         }
         ready(terminal)
     }
@@ -181,10 +189,39 @@ impl TaskStore for MemoryStore {
                 kept += 1;
             }
         }
+        let mut logs = self.logs();
         for id in &doomed {
             tasks.remove(id);
+            logs.remove(id);
         }
         ready(doomed.len() as u64)
+    }
+}
+
+impl TaskLog for MemoryStore {
+    fn append_log(&self, lines: Vec<TaskLogLine>) -> Durable {
+        let tasks = self.tasks();
+        let mut logs = self.logs();
+        for TaskLogLine { task, line } in newest_log_lines(lines) {
+            if !tasks.contains_key(&task) {
+                continue;
+            }
+            let log = logs.entry(task).or_default();
+            if log.len() == LOG_LINES_PER_TASK {
+                log.pop_front();
+            }
+            log.push_back(line);
+        }
+        ready(())
+    }
+
+    fn log(&self, task: TaskId) -> BoxFuture<'static, Result<Vec<LogLine>, StoreError>> {
+        let lines = self
+            .logs()
+            .get(&task)
+            .map(|log| log.iter().cloned().collect())
+            .unwrap_or_default();
+        ready(lines)
     }
 }
 

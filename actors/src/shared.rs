@@ -88,6 +88,11 @@ pub trait SharedQueue: Send + Sync + 'static {
     /// How long a claim holds without a heartbeat.
     fn lease(&self) -> std::time::Duration;
 
+    /// Changes whenever ready work may have appeared anywhere in the
+    /// cluster (an enqueue, a completion, a rescue); the supervisor claims
+    /// then, and polls slowly besides in case a wake-up was lost.
+    fn wakeups(&self) -> tokio::sync::watch::Receiver<u64>;
+
     /// Enqueues new requests (records built by
     /// [`TaskRecord::new_queued`]) in one transaction, coalescing them with
     /// the cluster's queue; answers per request, in order, once durable.

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::entity::EntityName;
+use crate::spec::{RunToken, TaskId};
 
 /// One artifact to publish: the entity it belongs to and its full content.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -27,6 +28,9 @@ pub struct Artifact {
     pub entity: EntityName,
     /// The complete content.
     pub content: Vec<u8>,
+    /// The task execution publishing it: a sink shared by several nodes
+    /// (PostgreSQL) fences on it; the file sink ignores it.
+    pub source: Option<(TaskId, RunToken)>,
 }
 
 /// The place artifacts are stored.
@@ -121,6 +125,27 @@ pub enum SinkError {
         path: PathBuf,
         /// The sink's root.
         root: PathBuf,
+    },
+    /// A shared sink refused the artifact: its execution no longer holds
+    /// its task's claim (a later run took over, or its node's lease lapsed).
+    #[error(
+        "task {task} run {run} no longer holds its claim; artifact of {entity} was not written"
+    )]
+    StaleRun {
+        /// The entity.
+        entity: EntityName,
+        /// The task.
+        task: TaskId,
+        /// The token the publication carried.
+        run: RunToken,
+    },
+    /// A sink backed by a database failed (the whole batch).
+    #[error("artifact sink {what} failed: {message}")]
+    Backend {
+        /// The operation: publish, remove, inspect.
+        what: &'static str,
+        /// The database's error, with its causes.
+        message: String,
     },
 }
 
@@ -422,6 +447,7 @@ mod tests {
         Artifact {
             entity: entity(name),
             content: content.into(),
+            source: None,
         }
     }
 

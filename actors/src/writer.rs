@@ -175,7 +175,9 @@ impl PublishError {
     /// outside the sink's root, a missing or closed writer are not.
     pub fn is_retryable(&self) -> bool {
         match self {
-            PublishError::Sink { source, .. } => matches!(source, SinkError::Io { .. }),
+            PublishError::Sink { source, .. } => {
+                matches!(source, SinkError::Io { .. } | SinkError::Backend { .. })
+            }
             PublishError::Manifest { .. } => true,
             PublishError::Closed { .. }
             | PublishError::NoWriter { .. }
@@ -502,7 +504,14 @@ impl Worker {
                     task: source.map(|(task, _)| task),
                     run: source.map(|(_, run)| run),
                 };
-                ((record, p.replies), Artifact { entity, content })
+                (
+                    (record, p.replies),
+                    Artifact {
+                        entity,
+                        content,
+                        source,
+                    },
+                )
             })
             .unzip();
         let results = self.sink.publish(&artifacts);
@@ -512,6 +521,22 @@ impl Worker {
         for ((record, replies), result) in meta.into_iter().zip(results) {
             match result {
                 Ok(()) => stored.push((record, replies, PublishOutcome::Written as fn(_) -> _)),
+                Err(SinkError::StaleRun { entity, task, run }) => {
+                    // The shared sink's own fence: nothing was written.
+                    self.metrics
+                        .stale_runs
+                        .with_label_values(&["publish"])
+                        .inc();
+                    tracing::warn!(task = task.0, run = run.0, %entity,
+                        "the artifact sink refused a publication from an execution that no longer holds its task's claim");
+                    let stale = PublishError::StaleRun {
+                        entity,
+                        task,
+                        stale: run,
+                        current: None,
+                    };
+                    self.answer_all(replies, Err(stale));
+                }
                 Err(source) => {
                     // The file may or may not be the new one; the next
                     // publication must not trust the old record to skip.

@@ -10,7 +10,7 @@ use super::client::Client;
 use super::{ClientArgs, TaskFilterArgs};
 
 /// `value` as a URL query value (RFC 3986 unreserved characters kept).
-fn encode(value: &str) -> String {
+pub(super) fn encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
@@ -22,7 +22,7 @@ fn encode(value: &str) -> String {
         .collect()
 }
 
-fn print_json(v: &Value) -> anyhow::Result<()> {
+pub(super) fn print_json(v: &Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -76,6 +76,19 @@ pub(crate) fn panel_text(p: &Value) -> String {
             pool["pending"]
         ));
     }
+    for node in p["nodes"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  node {}: {}, {} running, last heartbeat {}\n",
+            node["node"].as_str().unwrap_or("?"),
+            if node["alive"] == true {
+                "alive"
+            } else {
+                "gone"
+            },
+            node["running"],
+            node["heartbeat_at"].as_str().unwrap_or("?"),
+        ));
+    }
     for (title, key) in [("running", "running"), ("pending", "pending")] {
         let tasks = p[key].as_array().cloned().unwrap_or_default();
         if !tasks.is_empty() {
@@ -103,17 +116,11 @@ pub(crate) fn tasks(
     limit: u64,
     filter: &TaskFilterArgs,
 ) -> anyhow::Result<()> {
-    let mut path = format!("/api/v1/tasks?status={}&limit={limit}", encode(status));
-    for (name, value) in [
-        ("kind", &filter.kind),
-        ("trigger", &filter.trigger),
-        ("target", &filter.target),
-        ("since", &filter.since),
-    ] {
-        if let Some(v) = value {
-            path.push_str(&format!("&{name}={}", encode(v)));
-        }
-    }
+    let path = format!(
+        "/api/v1/tasks?status={}&limit={limit}{}",
+        encode(status),
+        filter_query(filter)
+    );
     let page = Client::new(args)?.get(&path)?;
     if args.json {
         return print_json(&page);
@@ -128,6 +135,22 @@ pub(crate) fn tasks(
         );
     }
     Ok(())
+}
+
+/// The filter as query parameters, each preceded by `&`.
+pub(super) fn filter_query(filter: &TaskFilterArgs) -> String {
+    let mut query = String::new();
+    for (name, value) in [
+        ("kind", &filter.kind),
+        ("trigger", &filter.trigger),
+        ("target", &filter.target),
+        ("since", &filter.since),
+    ] {
+        if let Some(v) = value {
+            query.push_str(&format!("&{name}={}", encode(v)));
+        }
+    }
+    query
 }
 
 pub(crate) fn submit(

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, Overrides};
 
+mod bulk;
 mod client;
 mod commands;
 mod completions;
@@ -41,6 +42,15 @@ pub(crate) struct TaskFilterArgs {
     pub(crate) since: Option<String>,
 }
 
+impl TaskFilterArgs {
+    /// Whether no filter is given.
+    fn is_empty(&self) -> bool {
+        [&self.kind, &self.trigger, &self.target, &self.since]
+            .iter()
+            .all(|v| v.is_none())
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs the daemon (embedded defaults without --config).
@@ -67,12 +77,43 @@ enum Command {
         /// Task id.
         id: u64,
     },
-    /// Requests a failed or canceled task again (trigger operator).
+    /// Requests a failed or canceled task again (trigger operator), or with
+    /// --failed every one the filters show (at most --limit, newest first).
     Retry {
         #[command(flatten)]
         client: ClientArgs,
         /// Task id.
-        id: u64,
+        #[arg(required_unless_present = "failed", conflicts_with = "failed")]
+        id: Option<u64>,
+        /// Retry the failed list (failed and canceled tasks).
+        #[arg(long)]
+        failed: bool,
+        #[command(flatten)]
+        filter: TaskFilterArgs,
+        /// With --failed: at most this many tasks (default 100, at most 1000).
+        #[arg(long, requires = "failed")]
+        limit: Option<u64>,
+    },
+    /// Removes the failed or finished tasks the filters show from the
+    /// history (at most --limit, newest first).
+    Delete {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The failed list: failed and canceled tasks.
+        #[arg(
+            long,
+            required_unless_present = "finished",
+            conflicts_with = "finished"
+        )]
+        failed: bool,
+        /// The finished list: succeeded and merged tasks.
+        #[arg(long)]
+        finished: bool,
+        #[command(flatten)]
+        filter: TaskFilterArgs,
+        /// At most this many tasks (default 100, at most 1000).
+        #[arg(long)]
+        limit: Option<u64>,
     },
     /// Submits a task.
     Submit {
@@ -182,7 +223,27 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             filter,
         } => commands::tasks(&client, &status, limit, &filter),
         Command::Show { client, id } => show::show(&client, id),
-        Command::Retry { client, id } => commands::retry(&client, id),
+        Command::Retry {
+            client,
+            id,
+            failed: _,
+            filter,
+            limit,
+        } => match id {
+            Some(id) if filter.is_empty() => commands::retry(&client, id),
+            Some(_) => anyhow::bail!("--kind, --trigger, --target and --since go with --failed"),
+            None => bulk::retry_failed(&client, &filter, limit),
+        },
+        Command::Delete {
+            client,
+            failed,
+            finished: _,
+            filter,
+            limit,
+        } => {
+            let status = if failed { "failed" } else { "finished" };
+            bulk::delete(&client, status, &filter, limit)
+        }
         Command::Submit {
             client,
             kind,
@@ -220,8 +281,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
     config.apply_overrides(&overrides);
     config.validate_bind()?;
-    crate::logging::init(&config.log).map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))?;
+    let captured = crate::logging::init(&config.log)
+        .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))?;
     actix_web::rt::System::new()
-        .block_on(crate::daemon::serve(config, args.config, overrides))
+        .block_on(crate::daemon::serve(
+            config,
+            args.config,
+            overrides,
+            captured,
+        ))
         .context("daemon failed")
 }

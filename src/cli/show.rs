@@ -1,20 +1,47 @@
 //! `groundcrew show ID`: one task, whole: its request, coalescing, every
-//! attempt's error and its outcome.
+//! attempt's error, its outcome and its log.
 
 use serde_json::Value;
 
 use super::client::Client;
 use super::ClientArgs;
 
-/// Prints task `id` as `GET /api/v1/tasks/{id}` gives it.
+/// Prints task `id` as `GET /api/v1/tasks/{id}` gives it, and its lines
+/// from `GET /api/v1/tasks/{id}/log` (with `--json`: as key `log`).
 pub(crate) fn show(args: &ClientArgs, id: u64) -> anyhow::Result<()> {
-    let t = Client::new(args)?.get(&format!("/api/v1/tasks/{id}"))?;
+    let client = Client::new(args)?;
+    let mut t = client.get(&format!("/api/v1/tasks/{id}"))?;
+    let log = client.get(&format!("/api/v1/tasks/{id}/log"))?;
     if args.json {
+        t["log"] = log["lines"].clone();
         println!("{}", serde_json::to_string_pretty(&t)?);
         return Ok(());
     }
-    print!("{}", describe(&t));
+    print!("{}{}", describe(&t), describe_log(&log["lines"]));
     Ok(())
+}
+
+/// The log lines, one per line (a message's own line breaks indented
+/// under it); nothing when there are none.
+fn describe_log(lines: &Value) -> String {
+    let lines = lines.as_array().map(Vec::as_slice).unwrap_or_default();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut out = format!("  log          {} line(s)\n", lines.len());
+    for l in lines {
+        let message = l["message"]
+            .as_str()
+            .unwrap_or("")
+            .replace('\n', "\n        ");
+        out.push_str(&format!(
+            "    {} {:<5} {}: {message}\n",
+            l["time"].as_str().unwrap_or("?"),
+            l["level"].as_str().unwrap_or("?"),
+            l["source"].as_str().unwrap_or("?"),
+        ));
+    }
+    out
 }
 
 /// The text `show` prints, one fact per line; absent facts are left out.
@@ -143,5 +170,21 @@ mod tests {
             !text.contains("not before") && !text.contains("result"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn log_lines_show_oldest_first_with_their_source() {
+        let lines = json!([
+            {"time": "2026-12-03T10:00:01.000Z", "level": "info", "source": "stderr", "message": "fetching"},
+            {"time": "2026-12-03T10:00:02.000Z", "level": "warn", "source": "groundcrew_actors::supervisor", "message": "failed: one\ntwo"}
+        ]);
+        assert_eq!(
+            describe_log(&lines),
+            "  log          2 line(s)\n\
+             \x20   2026-12-03T10:00:01.000Z info  stderr: fetching\n\
+             \x20   2026-12-03T10:00:02.000Z warn  groundcrew_actors::supervisor: failed: one\n\
+             \x20       two\n"
+        );
+        assert_eq!(describe_log(&json!([])), "");
     }
 }

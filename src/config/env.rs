@@ -21,7 +21,7 @@ const PREFIX: &str = "GROUNDCREW_";
 const CLIENT_VARIABLES: [&str; 2] = ["GROUNDCREW_TOKEN", "GROUNDCREW_URL"];
 
 /// Every key a variable can set; `pools.<name>` stands for any pool.
-pub(super) const KEYS: [&str; 25] = [
+pub(super) const KEYS: [&str; 26] = [
     "data_dir",
     "feeds",
     "feed_poll_ms",
@@ -43,6 +43,7 @@ pub(super) const KEYS: [&str; 25] = [
     "retention.prune_interval_s",
     "artifacts.dir",
     "artifacts.extension",
+    "artifacts.sink",
     "log.format",
     "log.level",
     "shutdown.drain_timeout_s",
@@ -137,6 +138,7 @@ fn set(c: &mut Config, key: &str, raw: &str) -> Result<(), Option<Problem>> {
         }
         ["artifacts", "dir"] => c.artifacts.dir = non_empty(raw).map(PathBuf::from),
         ["artifacts", "extension"] => c.artifacts.extension = non_empty(raw).map(str::to_owned),
+        ["artifacts", "sink"] => c.artifacts.sink = parse(raw, "artifact sink (file or postgres)")?,
         ["log", "format"] => c.log.format = parse(raw, "log format (pretty or json)")?,
         ["log", "level"] => c.log.level = raw.to_owned(),
         ["shutdown", "drain_timeout_s"] => {

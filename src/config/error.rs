@@ -163,6 +163,9 @@ pub enum Problem {
     /// An artifact extension outside `[a-z0-9]{1,8}`.
     #[error("invalid artifact extension {0:?}: must match [a-z0-9]{{1,8}} (or be empty for none)")]
     Extension(String),
+    /// `artifacts.sink: postgres` with a store that is not PostgreSQL.
+    #[error("artifact sink postgres needs a PostgreSQL store (store: postgres://…); this store is SQLite")]
+    SinkNeedsPostgres,
     /// A log level directive that is not `level` or `target=level`, comma
     /// separated, with level one of trace, debug, info, warn, error, off.
     #[error(

@@ -156,6 +156,33 @@ pub struct ArtifactsConfig {
     /// (or null) for none.
     #[serde(deserialize_with = "de::optional_extension")]
     pub extension: Option<String>,
+    /// Where artifacts are published: files under `dir` (the default), or
+    /// table `groundcrew.artifacts` so that every node of a cluster serves
+    /// the same artifacts (only with a PostgreSQL store).
+    pub sink: ArtifactSinkKind,
+}
+
+/// The artifact sink.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArtifactSinkKind {
+    /// Files under the artifact directory.
+    #[default]
+    File,
+    /// Table `groundcrew.artifacts` in the PostgreSQL store.
+    Postgres,
+}
+
+impl FromStr for ArtifactSinkKind {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "file" => Ok(ArtifactSinkKind::File),
+            "postgres" => Ok(ArtifactSinkKind::Postgres),
+            _ => Err(()),
+        }
+    }
 }
 
 /// Logging.
@@ -374,6 +401,7 @@ impl Default for ArtifactsConfig {
         ArtifactsConfig {
             dir: None,
             extension: Some("txt".to_owned()),
+            sink: ArtifactSinkKind::File,
         }
     }
 }

@@ -783,3 +783,22 @@ fn kinds_isolation_from_file_and_environment() {
     assert!(e.to_string().contains("GROUNDCREW_KINDS_ISOLATION"), "{e}");
     assert!(e.to_string().contains("jail"), "{e}");
 }
+
+#[test]
+fn postgres_artifact_sink_needs_a_postgres_store() {
+    let e = load_err("g.yaml", "artifacts:\n  sink: postgres\n");
+    assert_eq!(place(&e).2, Some("artifacts.sink"), "{e}");
+    assert!(e.to_string().contains("needs a PostgreSQL store"), "{e}");
+    let c = load(
+        "g.yaml",
+        "store: postgres://gc@db/gc\nartifacts:\n  sink: postgres\n",
+    )
+    .unwrap();
+    assert_eq!(c.artifacts.sink, ArtifactSinkKind::Postgres);
+    assert_eq!(Config::default().artifacts.sink, ArtifactSinkKind::File);
+    let e = Config::load(None, env(&[("GROUNDCREW_ARTIFACTS__SINK", "s3")])).unwrap_err();
+    assert!(
+        e.to_string().contains("artifact sink (file or postgres)"),
+        "{e}"
+    );
+}

@@ -62,6 +62,11 @@ pub(super) fn check(config: &Config) -> Result<(), Refusal> {
             ));
         }
     }
+    if config.artifacts.sink == super::ArtifactSinkKind::Postgres
+        && !matches!(config.store_location(), super::StoreLocation::Postgres(_))
+    {
+        return Err((KeyPath::parse("artifacts.sink"), Problem::SinkNeedsPostgres));
+    }
     if !is_level(&config.log.level) {
         return Err((
             KeyPath::parse("log.level"),

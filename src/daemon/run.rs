@@ -9,8 +9,8 @@ use actix::Addr;
 use actix_web::{App, HttpServer};
 use futures::future::BoxFuture;
 use groundcrew_actors::{
-    Drain, EntityWriter, FsSink, KindOptions, Manifest, Metrics, Registry, SharedQueue, Supervisor,
-    TaskStore, TestKind, Timestamp, Trigger,
+    ArtifactSink, Drain, EntityWriter, FsSink, KindOptions, Manifest, Metrics, Registry,
+    SharedQueue, Supervisor, TaskLog, TaskStore, TestKind, Timestamp, Trigger,
 };
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -20,6 +20,7 @@ use crate::entities::{watch_feeds, ArtifactKind, Feeds, ARTIFACT_KIND};
 use crate::http::{self, ApiState, Control, ReloadError};
 use crate::kinds::{CommandKind, Isolation, IsolationError, TEST_KIND};
 use crate::store::{PostgresStore, SqliteStore};
+use crate::task_log::{Captured, Shipper};
 
 use super::reload::{ReloadControl, Reloader};
 
@@ -152,6 +153,7 @@ pub(crate) async fn serve(
     config: Config,
     config_file: Option<PathBuf>,
     overrides: Overrides,
+    captured: Captured,
 ) -> Result<(), ServeError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
         path: config.data_dir.clone(),
@@ -163,10 +165,14 @@ pub(crate) async fn serve(
         path: config.data_dir.clone(),
         source,
     })?;
-    let (store, manifest, shared) = open_store(&config)?;
+    let (store, manifest, task_log, shared, postgres) = open_store(&config)?;
     let tokens = Arc::new(RwLock::new(tokens(&config)?));
     let registry = prometheus::Registry::new();
     let metrics = Metrics::register(&registry).map_err(ServeError::Metrics)?;
+    registry
+        .register(Box::new(captured.dropped.clone()))
+        .map_err(ServeError::Metrics)?;
+    let shipper = Shipper::start(captured.lines, task_log.clone(), captured.dropped);
     let artifacts_dir = config.artifacts_dir();
     std::fs::create_dir_all(&artifacts_dir).map_err(|source| ServeError::DataDir {
         path: artifacts_dir.clone(),
@@ -181,10 +187,20 @@ pub(crate) async fn serve(
         sink = sink.with_extension(ext);
     }
     let sink = Arc::new(sink);
-    let writer = EntityWriter::start(sink.clone(), manifest.clone(), metrics.clone());
+    // `artifacts.sink: postgres` is validated to come with a PostgreSQL store.
+    let publish_to: Arc<dyn ArtifactSink> = match (config.artifacts.sink, &postgres) {
+        (crate::config::ArtifactSinkKind::Postgres, Some(pg)) => pg.clone(),
+        _ => sink.clone(),
+    };
+    let writer = EntityWriter::start(publish_to, manifest.clone(), metrics.clone());
     // Feeds are read before the supervisor starts: a recovered artifact
     // task must see the feeds' content, not an empty catalog.
-    let feeds = Arc::new(Feeds::new(config.feed_sources(), manifest, sink));
+    let mut feeds = Feeds::new(config.feed_sources(), manifest, sink);
+    if let (crate::config::ArtifactSinkKind::Postgres, Some(pg)) = (config.artifacts.sink, postgres)
+    {
+        feeds = feeds.stored_in(pg);
+    }
+    let feeds = Arc::new(feeds);
     feeds
         .register_metrics(&registry)
         .map_err(ServeError::Metrics)?;
@@ -218,6 +234,7 @@ pub(crate) async fn serve(
     let state = actix_web::web::Data::new(ApiState {
         supervisor: supervisor.clone(),
         store: store.clone(),
+        task_log,
         metrics: registry,
         tokens,
         metrics_require_token: config.http.metrics_require_token,
@@ -289,6 +306,7 @@ pub(crate) async fn serve(
     repairing.abort();
     handle.stop(true).await;
     let _ = http.await;
+    shipper.stop().await;
     isolation.shutdown();
     Ok(())
 }
@@ -346,12 +364,14 @@ async fn wait_for_shutdown(reloader: &Reloader) -> Result<(), ServeError> {
     }
 }
 
-/// The task journal and the manifest (one object behind both), and on
-/// PostgreSQL the shared queue of the cluster.
+/// The task journal, the manifest and the task log (one object behind
+/// all three), and on PostgreSQL the shared queue of the cluster.
 type Stores = (
     Arc<dyn TaskStore>,
     Arc<dyn Manifest>,
+    Arc<dyn TaskLog>,
     Option<Arc<dyn SharedQueue>>,
+    Option<Arc<PostgresStore>>,
 );
 
 /// Opens the configured store. On PostgreSQL the daemon joins the cluster
@@ -361,14 +381,20 @@ fn open_store(config: &Config) -> Result<Stores, ServeError> {
     match config.store_location() {
         StoreLocation::Sqlite(path) => {
             let store = Arc::new(SqliteStore::open(path)?);
-            Ok((store.clone(), store, None))
+            Ok((store.clone(), store.clone(), store, None, None))
         }
         StoreLocation::Postgres(url) => {
             let store = Arc::new(PostgresStore::open(url.expose())?);
             let node = config.node.clone().unwrap_or_else(host_name);
             let lease = Duration::from_secs_f64(config.lease_s);
             let queue: Arc<dyn SharedQueue> = Arc::new(store.join_cluster(&node, lease)?);
-            Ok((store.clone(), store, Some(queue)))
+            Ok((
+                store.clone(),
+                store.clone(),
+                store.clone(),
+                Some(queue),
+                Some(store),
+            ))
         }
     }
 }

@@ -117,6 +117,9 @@ pub struct Feeds {
     supervisor: OnceLock<Addr<Supervisor>>,
     manifest: Arc<dyn Manifest>,
     sink: Arc<FsSink>,
+    /// Where artifacts live instead of `sink` with `artifacts.sink:
+    /// postgres`: the integrity check hashes the stored content there.
+    stored: Option<Arc<crate::store::PostgresStore>>,
     /// Artifact hashes by file identity, so that a check reads only the
     /// files that changed.
     hashes: Arc<FileHashes>,
@@ -145,6 +148,7 @@ impl Feeds {
             supervisor: OnceLock::new(),
             manifest,
             sink,
+            stored: None,
             hashes: Arc::default(),
             refused: IntCounterVec::new(
                 Opts::new(
@@ -370,11 +374,26 @@ impl Feeds {
         Ok(tasks)
     }
 
+    /// Checks artifacts in `store` (`artifacts.sink: postgres`) instead of
+    /// the files of the sink.
+    pub fn stored_in(mut self, store: Arc<crate::store::PostgresStore>) -> Self {
+        self.stored = Some(store);
+        self
+    }
+
     /// Checks every artifact against the feeds, the manifest and the disk
     /// (reading only the files that changed since the last check).
     pub async fn integrity(&self) -> Result<Vec<EntityReport>, groundcrew_actors::StoreError> {
         let expected = self.all();
         let records = self.manifest.artifacts().await?;
+        if let Some(store) = &self.stored {
+            let stored = store.artifact_hashes().await?;
+            return Ok(integrity::check_hashes(expected, records, |e| {
+                stored.get(e.as_str()).cloned().ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "no stored artifact")
+                })
+            }));
+        }
         let sink = Arc::clone(&self.sink);
         let hashes = Arc::clone(&self.hashes);
         let reports = tokio::task::spawn_blocking(move || {

@@ -77,6 +77,24 @@ pub fn check(
     hashes: &FileHashes,
 ) -> Vec<EntityReport> {
     let mut seen = HashSet::with_capacity(expected.len());
+    let reports = check_hashes(expected, records, |entity| {
+        let path = path_of(entity);
+        let hash = hashes.hash(&path);
+        seen.insert(path);
+        hash
+    });
+    hashes.retain(&seen);
+    reports
+}
+
+/// Like [`check`], with each stored artifact's hash from `hash_of` (an
+/// error of kind `NotFound` for none): for artifacts stored elsewhere than
+/// in files (`artifacts.sink: postgres`).
+pub(crate) fn check_hashes(
+    expected: Vec<(EntityName, Arc<Expected>)>,
+    records: Vec<ArtifactRecord>,
+    mut hash_of: impl FnMut(&EntityName) -> std::io::Result<String>,
+) -> Vec<EntityReport> {
     let mut records: BTreeMap<EntityName, ArtifactRecord> =
         records.into_iter().map(|r| (r.entity.clone(), r)).collect();
     let mut reports = Vec::with_capacity(expected.len());
@@ -84,18 +102,13 @@ pub fn check(
         let record = records.remove(&entity);
         let state = match &record {
             None => EntityState::Missing,
-            Some(r) => {
-                let path = path_of(&entity);
-                let hash = hashes.hash(&path);
-                seen.insert(path);
-                match hash {
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => EntityState::Missing,
-                    Err(_) => EntityState::Corrupt,
-                    Ok(hash) if hash != r.hash => EntityState::Corrupt,
-                    Ok(_) if r.hash != want.hash => EntityState::Stale,
-                    Ok(_) => EntityState::Ok,
-                }
-            }
+            Some(r) => match hash_of(&entity) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => EntityState::Missing,
+                Err(_) => EntityState::Corrupt,
+                Ok(hash) if hash != r.hash => EntityState::Corrupt,
+                Ok(_) if r.hash != want.hash => EntityState::Stale,
+                Ok(_) => EntityState::Ok,
+            },
         };
         reports.push(report(entity, state, record, Some(want.hash.clone())));
     }
@@ -103,7 +116,6 @@ pub fn check(
         reports.push(report(entity, EntityState::Orphaned, Some(record), None));
     }
     reports.sort_by(|a, b| (a.state, &a.entity).cmp(&(b.state, &b.entity)));
-    hashes.retain(&seen);
     reports
 }
 

@@ -31,13 +31,14 @@ use actix::Addr;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest};
 use futures::future::BoxFuture;
-use groundcrew_actors::{Supervisor, TaskStore};
+use groundcrew_actors::{Supervisor, TaskLog, TaskStore};
 use serde::Serialize;
 
 use crate::auth::TokenSet;
 use crate::entities::Feeds;
 
 mod auth;
+mod bulk;
 mod error;
 mod events;
 mod feeds;
@@ -49,6 +50,7 @@ mod rebuild;
 mod stats;
 mod submit;
 mod system;
+mod task_log;
 mod tasks;
 mod whoami;
 
@@ -63,6 +65,8 @@ pub struct ApiState {
     pub supervisor: Addr<Supervisor>,
     /// The task history the supervisor journals to.
     pub store: Arc<dyn TaskStore>,
+    /// The tasks' log lines (the same store, as a rule).
+    pub task_log: Arc<dyn TaskLog>,
     /// What `/metrics` exposes.
     pub metrics: prometheus::Registry,
     /// Accepted tokens; behind a lock so that a config reload can swap them.
@@ -172,12 +176,17 @@ pub const ROUTES: &[ApiRoute] = &[
     route(Method::GET, "/api/v1/stats", |r| r.to(stats::show)),
     route(Method::GET, "/api/v1/tasks", |r| r.to(tasks::list)),
     route(Method::POST, "/api/v1/tasks", |r| r.to(submit::submit)),
+    route(Method::DELETE, "/api/v1/tasks", |r| r.to(bulk::delete)),
+    route(Method::POST, "/api/v1/tasks/retry", |r| r.to(bulk::retry)),
     route(Method::GET, "/api/v1/tasks/{id}", |r| r.to(tasks::show)),
     route(Method::DELETE, "/api/v1/tasks/{id}", |r| {
         r.to(tasks::delete)
     }),
     route(Method::POST, "/api/v1/tasks/{id}/retry", |r| {
         r.to(submit::retry)
+    }),
+    route(Method::GET, "/api/v1/tasks/{id}/log", |r| {
+        r.to(task_log::show)
     }),
     route(Method::POST, "/api/v1/rebuild", |r| r.to(rebuild::rebuild)),
     route(Method::PUT, "/api/v1/pools/{pool}/limit", |r| {

@@ -19,7 +19,7 @@ use super::{ApiError, ApiState};
 /// Tasks listed when `limit` is absent.
 const DEFAULT_LIMIT: u64 = 50;
 /// Most tasks one page may list.
-const MAX_LIMIT: u64 = 1000;
+pub(super) const MAX_LIMIT: u64 = 1000;
 /// Largest task id and offset: stores keep them as signed 64-bit integers,
 /// so anything beyond is refused as a bad parameter rather than failing
 /// in the store.
@@ -58,31 +58,43 @@ impl ListQuery {
     /// The filter the query asks for; an empty value is refused rather
     /// than read as "any".
     fn filter(&self) -> Result<TaskFilter, ApiError> {
-        let given = |name: &str, v: &Option<String>| -> Result<Option<String>, ApiError> {
-            match v.as_deref() {
-                Some("") => Err(invalid(name, "must not be empty".to_owned())),
-                other => Ok(other.map(str::to_owned)),
-            }
-        };
-        let since = match given("since", &self.since)? {
-            None => None,
-            Some(raw) => Some(
-                serde_json::from_value::<Timestamp>(serde_json::Value::String(raw.clone()))
-                    .map_err(|_| {
-                        invalid(
-                            "since",
-                            format!("{raw:?} is not an RFC 3339 time such as 2026-12-03T10:00:00Z"),
-                        )
-                    })?,
-            ),
-        };
-        Ok(TaskFilter {
-            kind: given("kind", &self.kind)?,
-            trigger: given("trigger", &self.trigger)?.map(|t| Trigger::parse(&t)),
-            target_prefix: given("target", &self.target)?,
-            since,
-        })
+        filter(&self.kind, &self.trigger, &self.target, &self.since)
     }
+}
+
+/// The filter of the `kind`, `trigger`, `target` and `since` parameters;
+/// an empty value is refused rather than read as "any".
+pub(super) fn filter(
+    kind: &Option<String>,
+    trigger: &Option<String>,
+    target: &Option<String>,
+    since: &Option<String>,
+) -> Result<TaskFilter, ApiError> {
+    let given = |name: &str, v: &Option<String>| -> Result<Option<String>, ApiError> {
+        match v.as_deref() {
+            Some("") => Err(invalid(name, "must not be empty".to_owned())),
+            other => Ok(other.map(str::to_owned)),
+        }
+    };
+    let since = match given("since", since)? {
+        None => None,
+        Some(raw) => Some(
+            serde_json::from_value::<Timestamp>(serde_json::Value::String(raw.clone())).map_err(
+                |_| {
+                    invalid(
+                        "since",
+                        format!("{raw:?} is not an RFC 3339 time such as 2026-12-03T10:00:00Z"),
+                    )
+                },
+            )?,
+        ),
+    };
+    Ok(TaskFilter {
+        kind: given("kind", kind)?,
+        trigger: given("trigger", trigger)?.map(|t| Trigger::parse(&t)),
+        target_prefix: given("target", target)?,
+        since,
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -129,14 +141,14 @@ pub(super) async fn list(
     }))
 }
 
-fn invalid(parameter: &str, message: String) -> ApiError {
+pub(super) fn invalid(parameter: &str, message: String) -> ApiError {
     ApiError::InvalidParameter {
         parameter: parameter.to_owned(),
         message,
     }
 }
 
-fn number(value: Option<&str>, parameter: &str, default: u64) -> Result<u64, ApiError> {
+pub(super) fn number(value: Option<&str>, parameter: &str, default: u64) -> Result<u64, ApiError> {
     value.map_or(Ok(default), |v| {
         v.parse()
             .map_err(|_| invalid(parameter, format!("{v:?} is not a non-negative integer")))

@@ -78,6 +78,7 @@ mod stderr;
 
 pub use command::{CommandKind, EX_TEMPFAIL, KILL_GRACE};
 pub use isolation::{CgroupUnavailable, Isolation, IsolationError};
+pub(crate) use stderr::STDERR_TARGET;
 
 /// Kind names the daemon registers itself; configured kinds cannot use them.
 pub const BUILT_IN_KINDS: [&str; 2] = [crate::entities::ARTIFACT_KIND, TEST_KIND];

@@ -17,6 +17,10 @@ use groundcrew_actors::TaskContext;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 use tokio::process::ChildStderr;
 
+/// The `tracing` target of the stderr line events (this module's path, as
+/// by default), which the task log captures as source `stderr`.
+pub(crate) const STDERR_TARGET: &str = "groundcrew::kinds::stderr";
+
 /// The longest stderr line logged; longer lines are cut.
 const MAX_STDERR_LINE: usize = 4096;
 
@@ -47,7 +51,7 @@ pub(super) async fn read_stderr(ctx: &TaskContext, stderr: ChildStderr) -> VecDe
                 if dropped > 0 {
                     tracing::info!(task, kind, dropped, "command stderr lines dropped");
                 }
-                tracing::info!(task, kind, line = %line, "command stderr");
+                tracing::info!(target: STDERR_TARGET, task, kind, line = %line, "command stderr");
             }
         }
         if tail.len() == STDERR_TAIL {
@@ -170,6 +174,13 @@ async fn read_line<R: AsyncBufRead + Unpin>(
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn the_stderr_target_is_this_modules_path() {
+        // Log filters written for the module (`groundcrew::kinds=debug`)
+        // keep applying to the lines.
+        assert_eq!(STDERR_TARGET, module_path!().trim_end_matches("::tests"));
+    }
 
     #[test]
     fn a_burst_is_logged_then_the_rate_applies_and_drops_are_counted() {

@@ -35,6 +35,7 @@
 //! the file; the drop waits for that final commit.
 
 mod guard;
+mod log;
 mod rows;
 mod schema;
 mod writer;

@@ -24,10 +24,16 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/html; charset=utf-8",
         include_str!("assets/index.html"),
     ),
+    // One script from several files, each a part of the page built on
+    // app.js's helpers: a task's own page, the failed list's bulk actions.
     (
         "/app.js",
         "text/javascript; charset=utf-8",
-        include_str!("assets/app.js"),
+        concat!(
+            include_str!("assets/app.js"),
+            include_str!("assets/task.js"),
+            include_str!("assets/bulk.js"),
+        ),
     ),
     (
         "/charts.js",

@@ -2,7 +2,8 @@
 // Each test starts its own daemon, so that no task of one test shows up in
 // another's panel.
 
-import { readFile, unlink } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, unlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { after, afterEach, before, test } from 'node:test';
@@ -375,4 +376,104 @@ test('SIGTERM with the page open: the event stream lets the daemon exit promptly
   assert.equal(code, 0);
   assert.ok(Date.now() - t0 < 5000, `exited in ${Date.now() - t0} ms`);
   await until('Missing / broken status', async () => (await stateText(page)) === 'Missing / broken status', 5000);
+});
+
+const OPS = 'operate-token-0123456789abcdef';
+
+/** A daemon with an operate token and one command kind `noisy` running `body` in /bin/sh. */
+async function commandDaemon(body) {
+  const dir = await mkdtemp(join(tmpdir(), 'groundcrew-kind-'));
+  const script = join(dir, 'noisy.sh');
+  await writeFile(script, `#!/bin/sh\n${body}`);
+  await chmod(script, 0o755);
+  return daemon({
+    config: `
+[[tokens]]
+name = "ops"
+token = "${OPS}"
+role = "operate"
+
+[[kinds]]
+name = "noisy"
+command = ["${script}"]
+`,
+  });
+}
+
+test("a task's own page shows its request, attempts, error and its command's stderr lines", async () => {
+  const d = await commandDaemon("echo 'fetching feed' >&2\necho 'disk full: /var/x' >&2\nexit 3\n");
+  const submitted = await d.call('POST', '/api/v1/tasks', { kind: 'noisy', target: 'all', params: { depth: 2 } }, OPS);
+  assert.equal(submitted.status, 202);
+  const id = submitted.body.id;
+  await until('the task failed and its stderr logged', async () => {
+    const { body } = await d.call('GET', `/api/v1/tasks/${id}/log`, undefined, OPS);
+    return body.lines.some((l) => l.source === 'stderr' && l.message === 'disk full: /var/x')
+      && body.lines.some((l) => l.message.startsWith('task ended'));
+  });
+  const page = await openPage(browser, d, { token: OPS });
+  // The id in the failed list links to the task's page.
+  const listed = page.locator(`#list-failed li[data-key="${id}"]`);
+  await listed.waitFor({ timeout: 5000 });
+  await listed.getByRole('link', { name: `task #${id}`, exact: true }).click();
+  await until('the task page', async () => /noisy all/.test(await page.locator('#task-title').innerText()));
+  assert.equal(new URL(page.url()).hash, `#/tasks/${id}`);
+  assert.equal(await page.locator('#history-title').isVisible(), false, 'the dashboard steps aside');
+  const body = page.locator('#task-body');
+  await until('the log lines', async () => /disk full: \/var\/x/.test(await body.innerText()));
+  const text = await body.innerText();
+  assert.match(text, /State\s+failed/);
+  assert.match(text, /Triggers\s+api/);
+  assert.match(text, /"depth": 2/, 'params');
+  assert.match(text, /command exited with status 3: fetching feed/, 'error');
+  assert.match(text, /Attempt 1 failed \d+ s ago \d{4}-\d\d-\d\dT[\d:]+Z: command exited/);
+  const log = await page.locator('#task-body ol.log li').allInnerTexts();
+  const stderr = log.filter((l) => /\bstderr\b/.test(l));
+  assert.equal(stderr.length, 2, log.join('\n'));
+  assert.match(stderr[0], /^\d\d:\d\d:\d\d\.\d{3} info stderr fetching feed$/);
+  assert.match(stderr[1], /info stderr disk full: \/var\/x$/);
+  assert.ok(log.findIndex((l) => /task ended state=failed/.test(l)) > log.indexOf(stderr[1]), 'oldest first');
+  assert.deepEqual(page.problems.filter((p) => !p.includes('/api/v1/entities')), []);
+  await screenshot(page, 'task-page-laptop');
+  await page.setViewportSize(PHONE);
+  await screenshot(page, 'task-page-phone');
+  await page.setViewportSize(LAPTOP);
+
+  // Retry from its page; the new task's page links back to it.
+  await page.locator('#task-body').getByRole('button', { name: 'Retry' }).click();
+  const notice = await until('the retry notice', async () => /Retry of #\d+ queued as task #(\d+)/.exec(await page.locator('#notice').innerText()));
+  await page.evaluate((to) => { location.hash = `#/tasks/${to}`; }, notice[1]);
+  await until('the retry\'s page', async () => /Retry of\s+#\d+/.test(await body.innerText().catch(() => '')));
+  await body.getByRole('link', { name: `#${id}`, exact: true }).click();
+  await until('back on the first task', async () => new URL(page.url()).hash === `#/tasks/${id}`);
+  await body.getByRole('link', { name: '← All tasks' }).click();
+  await page.locator('#history-title').waitFor();
+  assert.equal(await page.locator('#task-page').isHidden(), true);
+  await page.evaluate(() => { location.hash = '#/tasks/987654'; });
+  await until('the unknown task', async () => /There is no task #987654/.test(await body.innerText()));
+});
+
+test('"Retry all shown" and "Delete all shown" act on the failed list', async () => {
+  const d = await daemon();
+  await d.call('PUT', '/api/v1/pools/background/limit', { limit: 0 });
+  const ids = [];
+  for (const target of ['test:a', 'test:b']) {
+    const { body } = await d.call('POST', '/api/v1/tasks', { kind: 'test', target });
+    await d.call('DELETE', `/api/v1/tasks/${body.id}`);
+    ids.push(body.id);
+  }
+  const page = await openPage(browser, d);
+  for (const id of ids) await page.locator(`#list-failed li[data-key="${id}"]`).waitFor({ timeout: 5000 });
+  await page.getByRole('button', { name: 'Retry all shown' }).click();
+  await until('the bulk retry notice', async () => /^Retried 2 of 2 failed tasks: #\d+ as #\d+ queued, #\d+ as #\d+ queued\.$/.test(await page.locator('#notice').innerText()));
+  await until('the retries pending', async () => (await page.locator('#list-pending li').count()) === 2);
+  const pending = await d.call('GET', '/api/v1/tasks?status=pending');
+  assert.deepEqual(pending.body.tasks.map((t) => t.retry_of).sort(), [...ids].sort());
+  await screenshot(page, 'bulk-retry-laptop');
+  page.once('dialog', (dialog) => dialog.accept());
+  await page.getByRole('button', { name: 'Delete all shown' }).click();
+  await until('the bulk delete notice', async () => /^Deleted 2 failed tasks from the history\.$/.test(await page.locator('#notice').innerText()));
+  await until('the failed list empty', async () => (await page.locator('#list-failed li').count()) === 0);
+  assert.equal((await d.call('GET', '/api/v1/tasks?status=failed')).body.total, 0);
+  assert.equal((await d.call('GET', '/api/v1/tasks?status=pending')).body.total, 2, 'pending tasks untouched');
+  assert.deepEqual(page.problems, []);
 });

@@ -39,8 +39,21 @@ use crate::store::{StoreError, TaskRecord};
 use super::{Live, Supervisor};
 
 /// How often a node claims and refreshes its view of the queue without a
-/// wake-up.
-pub(super) const POLL: Duration = Duration::from_millis(500);
+/// wake-up (a fallback: wake-ups come from the shared queue).
+pub(super) const POLL: Duration = Duration::from_secs(1);
+
+/// Ready work may have appeared in the cluster.
+struct Wake;
+
+impl actix::StreamHandler<Wake> for Supervisor {
+    fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        self.admit(ctx);
+    }
+
+    fn finished(&mut self, _ctx: &mut Context<Self>) {
+        // The queue stopped sending wake-ups: the poll carries on.
+    }
+}
 
 /// Most pending tasks the panel's view of the cluster queue holds.
 const PENDING_VIEW: usize = 1000;
@@ -50,6 +63,9 @@ pub(super) struct Cluster {
     pub(super) queue: Arc<dyn SharedQueue>,
     /// Pools with a claim in flight.
     claiming: HashSet<String>,
+    /// Pools asked to claim while their claim was in flight: they claim
+    /// again when it is back.
+    again: HashSet<String>,
     heartbeat_in_flight: bool,
     rescue_in_flight: bool,
     pending_in_flight: bool,
@@ -75,6 +91,7 @@ impl Cluster {
         Self {
             queue,
             claiming: HashSet::new(),
+            again: HashSet::new(),
             heartbeat_in_flight: false,
             rescue_in_flight: false,
             pending_in_flight: false,
@@ -98,6 +115,11 @@ impl Supervisor {
         // Until the first heartbeat nothing is claimed, so no claim needs a
         // lease yet.
         self.runs.lease_until(Instant::now() + lease);
+        let wakeups = futures::stream::unfold(c.queue.wakeups(), |mut rx| async move {
+            rx.changed().await.ok()?;
+            Some((Wake, rx))
+        });
+        ctx.add_stream(wakeups);
         ctx.run_interval(POLL, |act, ctx| {
             act.admit(ctx);
             act.refresh_pending(ctx);
@@ -117,7 +139,11 @@ impl Supervisor {
         let mut claims = Vec::new();
         for (name, pool) in &self.pools {
             let free = pool.limit.saturating_sub(pool.active);
-            if free == 0 || c.claiming.contains(name) {
+            if free == 0 {
+                continue;
+            }
+            if c.claiming.contains(name) {
+                c.again.insert(name.clone());
                 continue;
             }
             c.claiming.insert(name.clone());
@@ -142,6 +168,7 @@ impl Supervisor {
             return;
         };
         c.claiming.remove(&pool);
+        let again = c.again.remove(&pool);
         let records = match result {
             Ok(records) => records,
             Err(e) => {
@@ -177,8 +204,9 @@ impl Supervisor {
             );
             self.launch(id, &pool, run, ctx);
         }
-        // A full batch: there may be more.
-        if got_some {
+        // More may be ready: a wake-up came meanwhile, or the batch had
+        // some (it may have been full).
+        if got_some || again {
             self.claim_shared(ctx);
         }
         self.flush(ctx);

@@ -583,6 +583,12 @@ impl Supervisor {
         tracing::warn!(task = id.0, kind = %r.kind, attempt = r.attempts, delay_ms = delay.as_millis() as u64,
             error = r.error.as_deref().unwrap_or(""), "task failed, will retry");
         self.requeue(id);
+        if self.cluster.is_some() {
+            // Any node may claim it once the backoff is over; this one
+            // looks then, ahead of its poll.
+            ctx.run_later(delay, |act, ctx| act.admit(ctx));
+            return;
+        }
         self.schedule_release(id, delay, ctx);
     }
 

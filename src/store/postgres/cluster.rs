@@ -71,6 +71,7 @@ pub struct PgQueue {
     store: Arc<PostgresStore>,
     node: String,
     lease: Duration,
+    wakeups: tokio::sync::watch::Receiver<u64>,
 }
 
 impl PostgresStore {
@@ -116,10 +117,16 @@ impl PostgresStore {
         }
         tracing::info!(node = %node, lease_s = lease.as_secs_f64(), target = %self.target,
             "joined the cluster on PostgreSQL");
+        let wakeups = super::listener::start(
+            self.driver.handle(),
+            self.config.clone(),
+            self.target.clone(),
+        );
         Ok(PgQueue {
             store: Arc::clone(self),
             node: node.to_owned(),
             lease,
+            wakeups,
         })
     }
 }
@@ -200,6 +207,10 @@ impl SharedQueue for PgQueue {
 
     fn lease(&self) -> Duration {
         self.lease
+    }
+
+    fn wakeups(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.wakeups.clone()
     }
 
     fn enqueue(

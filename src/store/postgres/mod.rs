@@ -20,114 +20,24 @@
 //! again (with backoff) when the server is back. [`TaskStore::writable`]
 //! reports the last outcome, and the node lock's state (see `node.rs`).
 //!
-//! # One node
-//! [`PostgresStore::claim_node`] takes a lock that a second daemon on the
-//! same database cannot get: several nodes need claims and leases, which
-//! are not built yet.
+//! # Several nodes
+//! Every daemon on the database is a node: [`PostgresStore::join_cluster`]
+//! takes the node name's lock (see `node.rs`) and answers the shared
+//! queue the supervisor claims from (see `cluster.rs`, and `listener.rs`
+//! for wake-ups). The journal then applies a completion of the current run
+//! only while this node holds its lease (see the fencing clause in
+//! `writer.rs`).
 //!
 //! # Shutdown
 //! Dropping the store commits every write handed over before, then stops
 //! its runtime thread and closes the connections; the drop waits for that.
-//!
-//! # Phase 2: several nodes (design, not built)
-//! Today the runtime owns the queue in memory and journals to the store;
-//! with several nodes the database owns it and each node's supervisor
-//! becomes a cache of what it claimed. Patterns follow River (claims with
-//! `SKIP LOCKED`, a rescuer for stuck jobs) and graphile-worker (claims
-//! that record who holds a job and since when), with a lease in place of
-//! their fixed stuck-job timeouts. The sketch, per step:
-//!
-//! **Claim** (batched, per pool, woken by `LISTEN groundcrew_tasks` with a
-//! 5 s poll as fallback). `run_tokens` gives each execution a new token:
-//! the lease epoch, used as the fencing token.
-//! ```sql
-//! WITH free AS (
-//!   SELECT id FROM groundcrew.tasks
-//!    WHERE state = 'queued' AND pool = $pool AND waiting_behind IS NULL
-//!      AND (run_after IS NULL OR run_after <= now())
-//!    ORDER BY priority DESC, id          -- index tasks_queued
-//!    LIMIT $free_workers
-//!    FOR UPDATE SKIP LOCKED)
-//! UPDATE groundcrew.tasks t
-//!    SET state = 'running', attempts = t.attempts + 1,
-//!        run = nextval('groundcrew.run_tokens'), node = $node,
-//!        started_at = now(), lease_expires_at = now() + $lease
-//!   FROM free WHERE t.id = free.id
-//! RETURNING t.*;
-//! ```
-//! A cluster-wide pool limit takes `pg_advisory_xact_lock(hashtext('pool:'
-//! || $pool))` first and claims at most `limit - count(running in pool)`;
-//! without the lock two nodes would both see the same free slots.
-//!
-//! **Lease** (every `lease_s / 3`, one statement per node, with the node's
-//! row in a `groundcrew.nodes (node, heartbeat_at, workers)` table for the
-//! panel): `UPDATE tasks SET lease_expires_at = now() + $lease WHERE node =
-//! $node AND state IN ('running', 'canceling') RETURNING id, run`. A task the
-//! node runs that is missing from the answer was rescued: cancel it locally
-//! and count `groundcrew_stale_runs_total`.
-//!
-//! **Rescue** (any node, every `lease_s / 2`): expired leases go back to the
-//! queue, or fail at `max_attempts`, and a `NOTIFY` wakes the claimers:
-//! ```sql
-//! WITH lost AS (
-//!   SELECT id FROM groundcrew.tasks
-//!    WHERE state IN ('running', 'canceling') AND lease_expires_at < now()
-//!    FOR UPDATE SKIP LOCKED)
-//! UPDATE groundcrew.tasks t SET state = 'queued', node = NULL,
-//!        lease_expires_at = NULL, run_after = now() + $backoff,
-//!        errors = t.errors || jsonb_build_object('attempt', t.attempts,
-//!                 'message', 'lease expired on node ' || t.node)
-//!   FROM lost WHERE t.id = lost.id RETURNING t.id;
-//! ```
-//!
-//! **Fencing.** Every write of an execution names `(id, run)` and holds
-//! only while the lease does; a node that froze past its lease changes
-//! nothing. Completions go in batches, like today's journal:
-//! ```sql
-//! UPDATE groundcrew.tasks t SET state = c.state, result = c.result, ...,
-//!        node = NULL, lease_expires_at = NULL, finished_at = now()
-//!   FROM unnest($ids, $runs, $states, ...) AS c(id, run, state, ...)
-//!  WHERE t.id = c.id AND t.run = c.run AND t.node = $node
-//!    AND t.state IN ('running', 'canceling') AND t.lease_expires_at > now()
-//! RETURNING t.id;   -- ids missing from the answer were stale
-//! ```
-//! Progress reports already carry the run token (`Change::Report`).
-//! Publication checks the same predicate in the transaction that records
-//! the artifact, under `pg_advisory_xact_lock(hashtext('publish:' ||
-//! $sink))`, so publication stays serialized cluster-wide; a PostgreSQL
-//! sink (content, hash, run) commits the content in that transaction too.
-//!
-//! **Coalescing in the schema.** Once every state change is one SQL
-//! statement (claim, complete, rescue, enqueue) instead of a replay of the
-//! in-memory journal, plain partial unique indexes hold at every
-//! statement: `(kind, target) WHERE state = 'queued' AND waiting_behind IS
-//! NULL`, the same for follow-ups (`waiting_behind IS NOT NULL`), and
-//! `WHERE state IN ('running', 'canceling')`. A completion releases its
-//! follow-up in the same statement (`UPDATE ... SET waiting_behind = NULL
-//! WHERE waiting_behind = $id`).
-//!
-//! **Enqueue** is a SQL function `groundcrew.enqueue(kind, target, params,
-//! trigger, priority, pool)`, so an embedding application can enqueue in
-//! its own transaction (transactional enqueue). It takes
-//! `pg_advisory_xact_lock_shared(hashtext($kind))` for an entity and the
-//! exclusive form for `all`, so that an `all` and the entity refreshes it
-//! absorbs never interleave; then: a queued `all` of the kind absorbs an
-//! entity request (`merged` + 1); an `all` marks the kind's queued entity
-//! tasks `merged` into itself; otherwise `INSERT ... ON CONFLICT (kind,
-//! target) WHERE state = 'queued' AND waiting_behind IS NULL DO UPDATE SET
-//! merged = merged + 1, priority = greatest(...), triggers = ...`, with
-//! `waiting_behind` set to the running task of the key if there is one
-//! (the follow-up); `NOTIFY groundcrew_tasks, pool` at the end (delivered
-//! at commit).
-//!
-//! **What goes.** The node lock ([`PostgresStore::claim_node`]) and start-up
-//! recovery of "interrupted" tasks (the rescuer does it per lease). The
-//! `TaskStore` trait gains `claim`, `heartbeat` and a fenced `complete`;
-//! the schema already has `node`, `lease_expires_at` and `run_tokens`.
 
+mod artifacts;
 mod cluster;
 mod connection;
 mod ids;
+mod listener;
+mod log;
 mod manifest;
 mod node;
 mod rows;

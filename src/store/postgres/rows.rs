@@ -359,7 +359,7 @@ pub(super) fn time(ts: Timestamp) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ts.as_millis())
 }
 
-fn millis(t: SystemTime) -> Timestamp {
+pub(super) fn millis(t: SystemTime) -> Timestamp {
     let ms = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
     Timestamp(u64::try_from(ms).unwrap_or(u64::MAX))
 }

@@ -8,15 +8,13 @@
 //! migrate one after the other, and a failed step leaves the old version
 //! whole. A database migrated by a newer build is refused unchanged.
 //!
-//! # Ready for several nodes
-//! The tasks table already has what claiming from several nodes needs
-//! (`node`, `lease_expires_at`, a partial index over the queued tasks, run
-//! tokens from the `run_tokens` sequence), so that phase 2 adds statements,
-//! not a new table. It has no coalescing constraints yet: the runtime
-//! coalesces in memory on one node, and its journal may pass through
-//! states (a follow-up put before the run it waits for ends) that a
-//! per-statement unique index would refuse. Cluster-wide coalescing will
-//! need deferred constraints or claim-time checks (see `mod.rs`).
+//! # Several nodes
+//! Version 3 adds what nodes sharing the database need beside the
+//! columns version 1 already had (`node`, `lease_expires_at`, `run`):
+//! the nodes table, the deferred constraint that one kind and target runs
+//! once at every commit, and `groundcrew.enqueue()`. Only a deferred
+//! constraint works here: one journal batch may end a run and start the
+//! next of the same key in any row order.
 //!
 //! # Ids
 //! Task ids come from sequence `task_ids`, which steps by 128: one
@@ -32,7 +30,7 @@ const MIGRATION_LOCK: i64 = 0x6763_7277_6d69_6772;
 
 /// One SQL step per schema version: `MIGRATIONS[n]` takes version `n` to
 /// `n + 1`. Steps are only ever appended; a released step never changes.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The newest schema version this build knows.
 pub(super) const SUPPORTED_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -42,6 +40,20 @@ CREATE SCHEMA IF NOT EXISTS groundcrew;
 CREATE TABLE IF NOT EXISTS groundcrew.schema_version (
     version    integer     PRIMARY KEY,
     applied_at timestamptz NOT NULL DEFAULT now()
+);
+";
+
+/// Version 5: artifact content for `artifacts.sink: postgres` (see
+/// `artifacts.rs`), so that every node serves the same artifacts.
+const V5: &str = "
+CREATE TABLE groundcrew.artifacts (
+    entity     text        PRIMARY KEY,
+    content    bytea       NOT NULL,
+    hash       text        NOT NULL,
+    size       bigint      NOT NULL,
+    written_at timestamptz NOT NULL,
+    task       bigint,
+    run        bigint
 );
 ";
 
@@ -136,6 +148,28 @@ BEGIN
 END
 $fn$;
 "#;
+
+/// Version 4: `task_log`, the last lines each task logged (see `log.rs`).
+/// The trigger removes a task's lines with the task (delete, prune).
+const V4: &str = "
+CREATE TABLE groundcrew.task_log (
+    id      bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,  -- append order
+    task    bigint      NOT NULL,
+    time    timestamptz NOT NULL,
+    level   text        NOT NULL,
+    source  text        NOT NULL,
+    message text        NOT NULL
+);
+CREATE INDEX task_log_by_task ON groundcrew.task_log (task, id);
+CREATE FUNCTION groundcrew.drop_task_log() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM groundcrew.task_log WHERE task IN (SELECT id FROM gone);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER tasks_drop_log AFTER DELETE ON groundcrew.tasks
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT
+    EXECUTE FUNCTION groundcrew.drop_task_log();
+";
 
 /// Version 2: `retry_of`, the failed or canceled task a retry runs again.
 const V2: &str = "ALTER TABLE groundcrew.tasks ADD COLUMN retry_of bigint;";

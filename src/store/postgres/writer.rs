@@ -19,7 +19,8 @@
 //! or canceling, same run token); the remaining reports touch tasks the
 //! batch does not put, so their order against the puts does not matter.
 //! `Delete` and `Prune` read what is stored, so they end the fold: what
-//! came before commits first, then they run alone.
+//! came before commits first, then they run alone. So do task log lines
+//! (one statement per append; the daemon appends a few times a second).
 //!
 //! A new [`Change`] variant gets an arm in [`Fold::add`]; one that cannot
 //! be folded ends the fold like `Delete`.
@@ -44,7 +45,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use deadpool_postgres::Pool;
-use groundcrew_actors::{Change, ManifestChange, Retention, StoreError, TaskId, Timestamp};
+use groundcrew_actors::{
+    Change, ManifestChange, Retention, StoreError, TaskId, TaskLogLine, Timestamp,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use super::connection::Backoff;
@@ -83,6 +86,8 @@ pub(super) enum Op {
     Manifest(Vec<ManifestChange>),
     Delete(TaskId),
     Prune(Retention, Timestamp),
+    /// Task log lines, one statement of their own (see `log.rs`).
+    Log(Vec<TaskLogLine>),
 }
 
 /// What the writer task receives.
@@ -144,8 +149,14 @@ WITH reported AS (
     ON CONFLICT (entity) DO UPDATE SET hash = excluded.hash, size = excluded.size,
         written_at = excluded.written_at, source_version = excluded.source_version,
         task = excluded.task, run = excluded.run
+), woke AS (
+    -- On a cluster, an ended run may let another node's follow-up run:
+    -- wake the nodes (delivered at commit).
+    SELECT pg_notify('groundcrew_tasks', ended.pool)
+      FROM (SELECT DISTINCT e.pool FROM unnest($13::text[], $14::text[]) AS e(pool, state)
+             WHERE $39::text IS NOT NULL AND e.state NOT IN ('running', 'canceling')) ended
 )
-SELECT 1";
+SELECT (SELECT count(*) FROM woke)";
 
 const DELETE: &str = "DELETE FROM groundcrew.tasks WHERE id = $1 AND category <> 'pending'";
 const PRUNE_BY_AGE: &str =
@@ -205,7 +216,9 @@ impl Fold {
                     }
                 })
                 .collect(),
-            Op::Delete(_) | Op::Prune(..) => unreachable!("deletes do not fold"),
+            Op::Delete(_) | Op::Prune(..) | Op::Log(_) => {
+                unreachable!("deletes and log lines do not fold")
+            }
         };
         match converted {
             Ok(changes) => {
@@ -450,6 +463,13 @@ impl Writer {
                     }
                     tx.commit().await?;
                     Ok(removed)
+                })
+                .await
+            }
+            Op::Log(lines) => {
+                let columns = super::log::LogColumns::new(&lines)?;
+                self.execute("task log append", |client| async move {
+                    columns.append(&client).await
                 })
                 .await
             }

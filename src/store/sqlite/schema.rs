@@ -36,7 +36,7 @@ pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One SQL step per schema version: `MIGRATIONS[n]` takes version `n` to
 /// `n + 1`. Steps are only ever appended; a released step never changes.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The newest schema version this build knows.
 pub(super) const SUPPORTED_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -106,6 +106,24 @@ CREATE TABLE manifest (
     task           INTEGER,
     run            INTEGER
 ) WITHOUT ROWID;
+";
+
+/// Version 4: `task_log`, the last lines each task logged (see
+/// `log.rs`). The trigger removes a task's lines with the task (delete,
+/// prune); a later step that rebuilds `tasks` must create it again.
+const V4: &str = "
+CREATE TABLE task_log (
+    id      INTEGER PRIMARY KEY,  -- append order
+    task    INTEGER NOT NULL,
+    time    INTEGER NOT NULL,     -- milliseconds since the Unix epoch
+    level   TEXT    NOT NULL,
+    source  TEXT    NOT NULL,
+    message TEXT    NOT NULL
+);
+CREATE INDEX task_log_by_task ON task_log (task, id);
+CREATE TRIGGER tasks_drop_log AFTER DELETE ON tasks BEGIN
+    DELETE FROM task_log WHERE task = old.id;
+END;
 ";
 
 /// Version 3: `retry_of`, the failed or canceled task a retry runs again.
@@ -331,6 +349,46 @@ mod tests {
         // Canceling holds the key: no second run of it.
         let err = conn.execute(insert, rusqlite::params![10, "running"]);
         assert!(err.is_err(), "a second run beside a canceling one");
+    }
+
+    /// A version 3 file keeps its tasks and gains the task log, whose
+    /// lines go with their task.
+    #[test]
+    fn version_3_files_gain_a_task_log_that_follows_its_tasks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v3.db");
+        let conn = Connection::open(&path).unwrap();
+        for step in [V1, V2, V3] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.execute(
+            "INSERT INTO tasks (id, kind, target, trigger, triggers, params, priority, pool,
+                 state, attempts, errors, merged, created_at)
+             VALUES (7, 'k', 'asn:1', 'api', '[]', 'null', 0, 'p', 'failed', 1, '[]', 0, 0)",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+
+        let mut conn = Connection::open(&path).unwrap();
+        assert_eq!(prepare(&mut conn, &path).unwrap(), 3);
+        let count = |conn: &Connection, table: &str| -> u64 {
+            conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(count(&conn, "tasks"), 1);
+        conn.execute(
+            "INSERT INTO task_log (task, time, level, source, message)
+             VALUES (7, 0, 'info', 'stderr', 'one'), (7, 1, 'info', 'stderr', 'two')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(count(&conn, "task_log"), 2);
+        conn.execute("DELETE FROM tasks WHERE id = 7", []).unwrap();
+        assert_eq!(count(&conn, "task_log"), 0, "lines go with their task");
     }
 
     /// The generated `category` column repeats [`HistoryCategory::states`]

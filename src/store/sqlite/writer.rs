@@ -37,7 +37,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 
 use groundcrew_actors::{
-    Change, ManifestChange, Retention, StoreError, TaskId, TaskRecord, Timestamp,
+    Change, ManifestChange, Retention, StoreError, TaskId, TaskLogLine, TaskRecord, Timestamp,
 };
 use rusqlite::{params, Connection, TransactionBehavior};
 use tokio::sync::oneshot;
@@ -107,6 +107,8 @@ pub(super) enum Op {
     Manifest(Vec<ManifestChange>),
     Delete(TaskId),
     Prune(Retention, Timestamp),
+    /// Task log lines (see `log.rs`).
+    Log(Vec<TaskLogLine>),
 }
 
 impl Op {
@@ -115,6 +117,7 @@ impl Op {
         match self {
             Op::Tasks(changes) => changes.is_empty(),
             Op::Manifest(changes) => changes.is_empty(),
+            Op::Log(lines) => lines.is_empty(),
             Op::Delete(_) | Op::Prune(..) => false,
         }
     }
@@ -311,6 +314,9 @@ fn apply_op(conn: &Connection, op: &Op, high: &mut u64) -> Result<u64, StoreErro
             .map(|n| n as u64)
             .map_err(|e| backend(&format!("delete of task {id}"), e)),
         Op::Prune(retention, now) => prune(conn, *retention, *now).map_err(|e| backend("prune", e)),
+        Op::Log(lines) => super::log::append(conn, lines)
+            .map(|()| 0)
+            .map_err(|e| backend("task log append", e)),
     }
 }
 

@@ -303,7 +303,7 @@ function createRunning(t) {
   return h('li', { class: 'task running' },
     h('div', { class: 'task-head' },
       h('span', { class: 'name', 'data-f': 'name' }),
-      h('span', { class: 'muted' }, `#${t.id}`),
+      h('a', { class: 'muted', href: `#/tasks/${t.id}`, 'aria-label': `task #${t.id}` }, `#${t.id}`),
       h('span', { class: 'badge', 'data-f': 'trigger', title: 'trigger' }),
       cancelButton(t)),
     h('div', { class: 'small' },
@@ -334,7 +334,7 @@ function createPending(t) {
   return h('li', { class: 'task pending' },
     h('div', { class: 'task-head' },
       h('span', { class: 'name', 'data-f': 'name' }),
-      h('span', { class: 'muted' }, `#${t.id}`),
+      h('a', { class: 'muted', href: `#/tasks/${t.id}`, 'aria-label': `task #${t.id}` }, `#${t.id}`),
       h('span', { class: 'badge', 'data-f': 'trigger', title: 'trigger' }),
       cancelButton(t)),
     h('div', { class: 'small' },
@@ -496,7 +496,7 @@ function historyItem(list, t) {
   const parts = [
     h('div', { class: 'task-head' },
       h('span', { class: 'name' }, t.name),
-      h('span', { class: 'muted' }, `#${t.id}`),
+      h('a', { class: 'muted', href: `#/tasks/${t.id}`, 'aria-label': `task #${t.id}` }, `#${t.id}`),
       h('span', { class: `badge state-${t.state}` }, t.state),
       canOperate() && (t.state === 'failed' || t.state === 'canceled') ? h('button', {
         type: 'button', class: 'small-btn', 'aria-label': `Retry ${t.name} (#${t.id})`,
@@ -751,6 +751,7 @@ async function start() {
   connect();
   refreshLists();
   if (canOperate()) loadEntities();
+  showRoute(); // task.js: a task's own page, when the address names one
 }
 
 document.addEventListener('DOMContentLoaded', () => {
