@@ -410,11 +410,7 @@ impl Supervisor {
             .tasks
             .iter()
             .take(limit)
-            .map(|r| {
-                let mut t = PanelTask::from_record(r);
-                t.waiting_behind = r.waiting_behind;
-                t
-            })
+            .map(PanelTask::from_record)
             .collect();
         Some((tasks, c.pending.total as usize))
     }

@@ -172,29 +172,28 @@ impl Handler<Cancel> for Supervisor {
                 })
             });
         }
-        let lookup = self.store.get(id);
-        if let Some(shared) = self.cancel_shared(id) {
-            return Box::pin(async move {
-                let state = match shared.await.map_err(CancelError::Store)? {
-                    SharedCancel::Canceled => TaskState::Canceled,
-                    SharedCancel::Signaled => TaskState::Canceling,
-                    SharedCancel::Unknown => {
-                        return match lookup.await.map_err(CancelError::Store)? {
-                            Some(r) => Err(CancelError::AlreadyEnded { id, state: r.state }),
-                            None => Err(CancelError::NotFound(id)),
-                        }
-                    }
-                };
-                Ok(CancelReply {
-                    id,
-                    state,
-                    canceled_follow_ups: Vec::new(),
-                    grace_s: None,
-                })
-            });
-        }
+        // Not running here: on a cluster it may be queued or run elsewhere;
+        // otherwise (or if the cluster does not know it) it has ended or
+        // never was. The store is asked only then.
+        let shared = self.cancel_shared(id);
+        let store = std::sync::Arc::clone(&self.store);
         Box::pin(async move {
-            match lookup.await.map_err(CancelError::Store)? {
+            if let Some(shared) = shared {
+                let state = match shared.await.map_err(CancelError::Store)? {
+                    SharedCancel::Canceled => Some(TaskState::Canceled),
+                    SharedCancel::Signaled => Some(TaskState::Canceling),
+                    SharedCancel::Unknown => None,
+                };
+                if let Some(state) = state {
+                    return Ok(CancelReply {
+                        id,
+                        state,
+                        canceled_follow_ups: Vec::new(),
+                        grace_s: None,
+                    });
+                }
+            }
+            match store.get(id).await.map_err(CancelError::Store)? {
                 Some(r) => Err(CancelError::AlreadyEnded { id, state: r.state }),
                 None => Err(CancelError::NotFound(id)),
             }
