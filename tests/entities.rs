@@ -62,7 +62,10 @@ impl Setup {
                     class.file_name().unwrap().to_str().unwrap(),
                     path.file_stem().unwrap().to_str().unwrap()
                 );
-                out.insert(name, std::fs::read(&path).unwrap());
+                out.insert(
+                    name,
+                    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+                );
             }
         }
         out
