@@ -62,10 +62,15 @@ impl Setup {
                     class.file_name().unwrap().to_str().unwrap(),
                     path.file_stem().unwrap().to_str().unwrap()
                 );
-                out.insert(
-                    name,
-                    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-                );
+                // A file removed between the listing and the read is gone:
+                // the daemon may be removing artifacts while a test waits.
+                match std::fs::read(&path) {
+                    Ok(bytes) => {
+                        out.insert(name, bytes);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => panic!("{}: {e}", path.display()),
+                }
             }
         }
         out
