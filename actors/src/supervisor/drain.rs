@@ -68,6 +68,10 @@ impl Supervisor {
     /// Called after every execution end while draining: counts it and
     /// answers the drain once nothing runs.
     pub(super) fn drain_progress(&mut self, _ctx: &mut Context<Self>) {
+        // Counting scans every live task: only while draining.
+        if self.drain.is_none() {
+            return;
+        }
         let running = self.running_count();
         let Some(drain) = self.drain.as_mut() else {
             return;
