@@ -235,7 +235,7 @@ impl SupervisorBuilder {
             delayed_at_start,
             drain: None,
             writer: self.writer,
-            journal: Default::default(),
+            journal: super::journal::Journal::new(self.shared.is_none()),
             runs,
             cluster: self.shared.map(super::cluster::Cluster::new),
         }

@@ -8,6 +8,16 @@
 //! store may batch further). Progress reports for the same execution are
 //! folded into one change while they wait.
 //!
+//! A put of a task also replaces, in place, the task's earlier put still
+//! waiting in the buffer when nothing a store's uniqueness rules look at can
+//! differ between the two: the start, cancel and end of one execution (no
+//! other task of the key can be queued or running meanwhile), or two puts of
+//! one pending task in the same place in the queue (a merge). A task that
+//! starts and ends within one write is then one put, not two, and the store
+//! never sees the intermediate record, which a crash could not have kept
+//! apart from the rest of that write anyway. Not on a cluster, whose store
+//! fences each completion on its own.
+//!
 //! # Accepted entirely or not at all
 //! A request's effects (a new task, an absorbed one, a merge) are applied
 //! in memory at once, so that later requests coalesce with it, but a new
@@ -54,6 +64,11 @@ pub(super) struct Journal {
     /// Index in `buffer` of the last report of each execution, so that the
     /// next one replaces it.
     reports: HashMap<TaskId, (usize, RunToken)>,
+    /// Index in `buffer` of the last put of each task, so that a later put
+    /// may replace it (see the module docs).
+    puts: HashMap<TaskId, usize>,
+    /// Whether puts replace earlier ones (off on a cluster).
+    fold_puts: bool,
     /// The write the store has now.
     in_flight: Option<Batch>,
     /// Set while writes fail.
@@ -132,7 +147,28 @@ fn id_of(change: &Change) -> TaskId {
     }
 }
 
+/// Whether a put of `later` may take the place of the buffered put of
+/// `earlier`, the same task's: both of one execution that has started
+/// (start, cancel, end or requeue), or both of the task pending in the
+/// same place (queued, or the follow-up of the same run).
+fn replaces(earlier: &TaskRecord, later: &TaskRecord) -> bool {
+    let executing = matches!(earlier.state, TaskState::Running | TaskState::Canceling);
+    let pending_alike = earlier.state == TaskState::Queued
+        && later.state == TaskState::Queued
+        && earlier.waiting_behind == later.waiting_behind;
+    earlier.run == later.run && (executing || pending_alike)
+}
+
 impl Journal {
+    /// An empty journal; `fold_puts`: whether a put may replace an earlier
+    /// one of the task (see the module docs).
+    pub(super) fn new(fold_puts: bool) -> Self {
+        Self {
+            fold_puts,
+            ..Self::default()
+        }
+    }
+
     /// Whether the task may be admitted or shown: its request is durable.
     pub(super) fn is_confirmed(&self, id: TaskId) -> bool {
         !self.unconfirmed.contains(&id)
@@ -178,14 +214,31 @@ impl Journal {
             // a put that would overwrite it.
             Change::Put(r) => {
                 self.reports.remove(&r.id);
+                if self.fold_puts {
+                    if let Some(&i) = self.puts.get(&r.id) {
+                        if matches!(&self.buffer[i], Change::Put(earlier) if replaces(earlier, r)) {
+                            self.buffer[i] = change;
+                            return;
+                        }
+                    }
+                    self.puts.insert(r.id, self.buffer.len());
+                }
             }
         }
         self.buffer.push(change);
     }
 
+    /// Forgets where buffered changes are: the buffer was taken or
+    /// rearranged.
+    fn clear_places(&mut self) {
+        self.reports.clear();
+        self.puts.clear();
+    }
+
     /// Everything written for a task that never became durable goes.
     fn forget(&mut self, id: TaskId) {
         self.buffer.retain(|c| id_of(c) != id);
+        self.clear_places();
     }
 
     /// The last record journaled for `id`, if it was put.
@@ -237,7 +290,7 @@ impl Supervisor {
         if j.buffer.is_empty() && j.tickets.is_empty() && j.failure.is_none() {
             return;
         }
-        j.reports.clear();
+        j.clear_places();
         let changes = std::mem::take(&mut j.buffer);
         let tickets = std::mem::take(&mut j.tickets);
         let durable = self.store.write(changes.clone());
@@ -312,7 +365,7 @@ impl Supervisor {
         let mut changes = batch.changes;
         changes.append(&mut j.buffer);
         j.buffer = changes;
-        j.reports.clear();
+        j.clear_places();
         let mut tickets = batch.tickets;
         tickets.append(&mut j.tickets);
         for ticket in tickets.into_iter().rev() {
@@ -445,6 +498,7 @@ impl Supervisor {
     /// flight, in order.
     pub(super) fn flush_on_stop(&mut self) {
         let changes = std::mem::take(&mut self.journal.buffer);
+        self.journal.clear_places();
         if !changes.is_empty() {
             drop(self.store.write(changes));
         }
