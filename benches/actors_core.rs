@@ -7,9 +7,14 @@
 //! - `durable_submit_to_complete/{memory,sqlite}`: the same drain at limit 16
 //!   with every request, start and end journaled to SQLite (WAL,
 //!   synchronous=FULL, group commit), against the in-memory store.
-//! - `coalesce_duplicates/{groundcrew,hashmap_floor}`: 1,000,000 submits over
-//!   1,000 targets with no worker free, so all but 1,000 merge; against
-//!   counting the same requests in a `HashMap`.
+//! - `coalesce_duplicates/{submit_many,hashmap_floor}`: 1,000,000 submits
+//!   over 1,000 targets with no worker free, so all but 1,000 merge, sent as
+//!   `SubmitMany` messages of 1,000; against counting the same requests in a
+//!   `HashMap`. `coalesce_duplicates/submit` sends one `Submit` per request
+//!   (1,000 in flight), 100,000 of them to keep the run short.
+//!
+//! Samples are few and warm-ups short so that all the criterion benches
+//! finish in under 3 minutes (issue 19).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,11 +24,13 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use groundcrew::store::SqliteStore;
 use groundcrew_actors::prelude::*;
-use groundcrew_actors::{EntityName, MemoryStore, PanelSnapshot, TaskStore};
+use groundcrew_actors::{EntityName, MemoryStore, PanelSnapshot, SubmitMany, TaskStore};
 use tokio::sync::{Notify, Semaphore};
 
 const TASKS: usize = 10_000;
 const DUPLICATES: usize = 1_000_000;
+/// Duplicates for the one-message-per-request variant.
+const SINGLE_DUPLICATES: usize = 100_000;
 const TARGETS: usize = 1_000;
 
 fn targets() -> Vec<Target> {
@@ -96,7 +103,9 @@ async fn tokio_drain(limit: usize) -> Duration {
     start.elapsed()
 }
 
-async fn groundcrew_coalesce() -> Duration {
+/// `duplicates` requests over [`TARGETS`], 1,000 at a time: one `Submit`
+/// each, or one `SubmitMany` per 1,000 with `many`.
+async fn groundcrew_coalesce(duplicates: usize, many: bool) -> Duration {
     let mut kinds = Registry::new();
     kinds
         .register("refresh", |_ctx: TaskContext| async {
@@ -111,12 +120,18 @@ async fn groundcrew_coalesce() -> Duration {
         .unwrap();
     let targets = targets();
     let start = Instant::now();
-    for round in 0..DUPLICATES / 1000 {
-        let sends = (0..1000).map(|i| {
+    for round in 0..duplicates / 1000 {
+        let specs = (0..1000).map(|i| {
             let t = targets[(round * 1000 + i) % TARGETS].clone();
-            sup.send(Submit(TaskSpec::new("refresh", t, Trigger::FeedUpdate)))
+            TaskSpec::new("refresh", t, Trigger::FeedUpdate)
         });
-        futures::future::join_all(sends).await;
+        if many {
+            let replies = sup.send(SubmitMany(specs.collect())).await.unwrap();
+            assert!(replies.iter().all(Result::is_ok));
+        } else {
+            let replies = futures::future::join_all(specs.map(|s| sup.send(Submit(s)))).await;
+            assert!(replies.into_iter().all(|r| r.unwrap().is_ok()));
+        }
     }
     let elapsed = start.elapsed();
     let panel = sup.send(PanelSnapshot { pending_limit: 0 }).await.unwrap();
@@ -148,6 +163,8 @@ fn in_actix<F: std::future::Future<Output = Duration> + 'static>(
 fn submit_to_complete(c: &mut Criterion) {
     let mut g = c.benchmark_group("submit_to_complete");
     g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
         .throughput(Throughput::Elements(TASKS as u64));
     for limit in [2, 16] {
         g.bench_with_input(
@@ -180,6 +197,8 @@ fn submit_to_complete(c: &mut Criterion) {
 fn durable_submit_to_complete(c: &mut Criterion) {
     let mut g = c.benchmark_group("durable_submit_to_complete");
     g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
         .throughput(Throughput::Elements(TASKS as u64));
     g.bench_function("memory", |b| {
         b.iter_custom(|iters| {
@@ -205,11 +224,18 @@ fn coalesce_duplicates(c: &mut Criterion) {
     let mut g = c.benchmark_group("coalesce_duplicates");
     g.sample_size(10)
         .throughput(Throughput::Elements(DUPLICATES as u64));
-    g.bench_function("groundcrew", |b| {
-        b.iter_custom(|iters| in_actix(groundcrew_coalesce, iters))
+    g.warm_up_time(Duration::from_secs(1));
+    g.bench_function("submit_many", |b| {
+        b.iter_custom(|iters| in_actix(|| groundcrew_coalesce(DUPLICATES, true), iters))
     });
     g.bench_function("hashmap_floor", |b| {
         b.iter_custom(|iters| (0..iters).map(|_| hashmap_coalesce()).sum())
+    });
+    g.throughput(Throughput::Elements(SINGLE_DUPLICATES as u64));
+    g.bench_function("submit", |b| {
+        b.iter_custom(|iters| {
+            in_actix(|| groundcrew_coalesce(SINGLE_DUPLICATES, false), iters)
+        })
     });
     g.finish();
 }
