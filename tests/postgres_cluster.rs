@@ -530,7 +530,10 @@ fn postgres_restarted_under_three_nodes_every_accepted_task_ends_once() {
             assert!(status == 202 || status == 503, "{status} {reply}");
             (status == 202).then(|| reply["id"].as_u64().unwrap())
         });
-        eprintln!("{base} accepts again {:?} after the restart", restarting.elapsed());
+        eprintln!(
+            "{base} accepts again {:?} after the restart",
+            restarting.elapsed()
+        );
         accepted.push(id);
     }
 
@@ -562,7 +565,10 @@ fn postgres_restarted_under_three_nodes_every_accepted_task_ends_once() {
     // Nothing started while the database was away (a claim committed
     // just before the stop may show on a panel a little later).
     let during = sampler.started_between(stopped + Duration::from_millis(500), restarting);
-    assert!(during.is_empty(), "runs started during the outage: {during:?}");
+    assert!(
+        during.is_empty(),
+        "runs started during the outage: {during:?}"
+    );
     sampler.finish();
     let (_, pending) = d.call("GET", "/api/v1/tasks?status=pending", None);
     assert_eq!(pending["total"], 0, "{pending}");
@@ -574,3 +580,36 @@ fn postgres_restarted_under_three_nodes_every_accepted_task_ends_once() {
     assert_eq!(open, "0", "every task in the history ended");
 }
 
+#[test]
+fn a_waiting_cancel_of_a_task_on_another_node_answers_once_it_has_ended() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let url = pg.create_database();
+    let artifacts = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = node(dir_a.path(), "a", &url, artifacts.path());
+    let b = node(dir_b.path(), "b", &url, artifacts.path());
+    // Only node a runs work.
+    let (status, _) = b.call(
+        "PUT",
+        "/api/v1/pools/background/limit",
+        Some(json!({"limit": 0})),
+    );
+    assert_eq!(status, 200);
+    let (status, reply) = b.call("POST", "/api/v1/tasks", Some(test_task("asn:9", 600, 100)));
+    assert_eq!(status, 202, "{reply}");
+    let id = reply["id"].as_u64().unwrap();
+    wait_until("a running the task", 30, || {
+        running(&a.base, &a.token).filter(|r| r.iter().any(|(_, t)| *t == id))
+    });
+    // Canceled through node b, which does not run it.
+    let (status, reply) = b.call("DELETE", &format!("/api/v1/tasks/{id}?wait=true"), None);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["id"], id, "{reply}");
+    assert_eq!(reply["state"], "canceled", "{reply}");
+    // The answer came once the end was in the store.
+    let (_, task) = b.call("GET", &format!("/api/v1/tasks/{id}"), None);
+    assert_eq!(task["state"], "canceled", "{task}");
+    assert!(running(&a.base, &a.token).is_some_and(|r| r.iter().all(|(_, t)| *t != id)));
+}

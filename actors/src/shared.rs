@@ -45,15 +45,18 @@ pub struct HeldRun {
 }
 
 /// What a cancel through the shared queue did.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub enum SharedCancel {
     /// No such task, or it has ended already.
     Unknown,
     /// It was queued and is now canceled.
     Canceled,
-    /// It runs on the named node, which will stop it at its next
-    /// heartbeat.
-    Signaled,
+    /// It runs on another node, which will stop it at its next heartbeat,
+    /// after the grace period of its pool (named here).
+    Signaled {
+        /// The task's pool.
+        pool: String,
+    },
 }
 
 /// One node of the cluster, as the shared queue knows it.

@@ -200,7 +200,7 @@ UPDATE groundcrew.tasks
        finished_at = CASE WHEN state = 'queued' THEN now() END,
        waiting_behind = CASE WHEN state = 'queued' THEN NULL ELSE waiting_behind END
  WHERE id = $1 AND state IN ('queued', 'running', 'canceling')
-RETURNING state";
+RETURNING state, pool";
 
 impl SharedQueue for PgQueue {
     fn node(&self) -> &str {
@@ -350,7 +350,9 @@ impl SharedQueue for PgQueue {
             Ok(match client.query_opt(&statement, &[&id]).await? {
                 None => SharedCancel::Unknown,
                 Some(row) if row.get::<_, &str>(0) == "canceled" => SharedCancel::Canceled,
-                Some(_) => SharedCancel::Signaled,
+                Some(row) => SharedCancel::Signaled {
+                    pool: row.try_get(1)?,
+                },
             })
         })
     }
