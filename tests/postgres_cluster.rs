@@ -613,3 +613,87 @@ fn a_waiting_cancel_of_a_task_on_another_node_answers_once_it_has_ended() {
     assert_eq!(task["state"], "canceled", "{task}");
     assert!(running(&a.base, &a.token).is_some_and(|r| r.iter().all(|(_, t)| *t != id)));
 }
+
+fn set_limit(d: &Daemon, limit: u64) {
+    let (status, reply) = d.call(
+        "PUT",
+        "/api/v1/pools/background/limit",
+        Some(json!({"limit": limit})),
+    );
+    assert_eq!(status, 200, "{reply}");
+}
+
+#[test]
+fn a_rescued_task_absorbs_the_follow_up_waiting_behind_it() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let url = pg.create_database();
+    let artifacts = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = node(dir_a.path(), "a", &url, artifacts.path());
+    let b = node(dir_b.path(), "b", &url, artifacts.path());
+    set_limit(&b, 0);
+    let (_, reply) = a.call("POST", "/api/v1/tasks", Some(test_task("asn:77", 30, 100)));
+    let id = reply["id"].as_u64().unwrap();
+    wait_until("a running the task", 30, || {
+        running(&a.base, &a.token).filter(|r| r.iter().any(|(_, t)| *t == id))
+    });
+    // A request for the same target waits behind the run.
+    let (status, reply) = b.call("POST", "/api/v1/tasks", Some(test_task("asn:77", 30, 100)));
+    assert_eq!(status, 202, "{reply}");
+    assert_eq!(reply["outcome"], "follow_up", "{reply}");
+    let follow_up = reply["id"].as_u64().unwrap();
+    set_limit(&b, 2);
+    a.kill9();
+    // b rescues the run; its retry serves the follow-up's request too.
+    let task = wait_until("the rescued task ended", 60, || {
+        let (_, t) = b.call("GET", &format!("/api/v1/tasks/{id}"), None);
+        (t["state"] == "succeeded").then_some(t)
+    });
+    assert_eq!(task["attempts"], 2, "{task}");
+    assert_eq!(task["merged"], 1, "{task}");
+    let (_, f) = b.call("GET", &format!("/api/v1/tasks/{follow_up}"), None);
+    assert_eq!(f["state"], "merged", "{f}");
+    assert_eq!(f["merged_into"], id, "{f}");
+    assert!(f["waiting_behind"].is_null(), "{f}");
+}
+
+#[test]
+fn a_follow_up_no_longer_waits_behind_a_task_that_ended() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let url = pg.create_database();
+    let artifacts = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = node(dir.path(), "solo", &url, artifacts.path());
+    let (_, reply) = d.call("POST", "/api/v1/tasks", Some(test_task("asn:78", 20, 100)));
+    let id = reply["id"].as_u64().unwrap();
+    wait_until("the task running", 30, || {
+        running(&d.base, &d.token).filter(|r| r.iter().any(|(_, t)| *t == id))
+    });
+    let (_, reply) = d.call("POST", "/api/v1/tasks", Some(test_task("asn:78", 1, 10)));
+    assert_eq!(reply["outcome"], "follow_up", "{reply}");
+    let follow_up = reply["id"].as_u64().unwrap();
+    // Nothing is claimed for now: the follow-up stays queued.
+    set_limit(&d, 0);
+    wait_until("the task ended", 60, || {
+        let (_, t) = d.call("GET", &format!("/api/v1/tasks/{id}"), None);
+        (t["state"] == "succeeded").then_some(())
+    });
+    let (_, f) = d.call("GET", &format!("/api/v1/tasks/{follow_up}"), None);
+    assert_eq!(f["state"], "queued", "{f}");
+    assert!(f["waiting_behind"].is_null(), "released: {f}");
+    let db = url.rsplit('/').next().unwrap();
+    let stored = pg.psql_in(
+        db,
+        &format!("SELECT coalesce(waiting_behind::text, 'none') FROM groundcrew.tasks WHERE id = {follow_up}"),
+    );
+    assert_eq!(stored, "none");
+    set_limit(&d, 2);
+    wait_until("the follow-up ended", 60, || {
+        let (_, t) = d.call("GET", &format!("/api/v1/tasks/{follow_up}"), None);
+        (t["state"] == "succeeded").then_some(())
+    });
+}

@@ -19,7 +19,10 @@
 //!   those it still holds with an unexpired lease: an expired lease is
 //!   lost even if no one rescued it yet) and records the node's row.
 //! - **Rescue** puts expired `running` tasks back in the queue with the
-//!   attempt's error recorded (`canceling` ones end `canceled`).
+//!   attempt's error recorded (`canceling` ones end `canceled`). The
+//!   trigger of schema version 6 merges the follow-up waiting behind a
+//!   task put back in the queue into it, and releases the follow-up of a
+//!   task that ended, whichever statement ended the run.
 //! - **Completion** is the journal's batch statement, whose fencing clause
 //!   applies a put of the current run only while this node holds its lease
 //!   (see `writer.rs`).
