@@ -23,6 +23,12 @@ WORKLOADS = [
     ("1M duplicate submits over 1k targets", [
         ("groundcrew", "groundcrew-duplicates", 0),
         ("counting them in a HashMap (floor)", "hashmap-floor-duplicates", 0)]),
+    ("full build of a generated ip2asn feed by the daemon (tasks = feed lines)", [
+        ("groundcrew serve, empty data directory", "groundcrew-feed-build", None),
+        ("writing the same bytes: temp files, one syncfs, renames (floor)",
+         "write-bytes-floor", None),
+        ("groundcrew serve, restart on the unchanged feed", "groundcrew-unchanged-restart",
+         None)]),
     ("durable no-op tasks on PostgreSQL (fsync=on)", [
         ("groundcrew, 1 node", "groundcrew-postgres-1", None),
         ("groundcrew, 3 nodes", "groundcrew-postgres-3", None),
@@ -30,6 +36,9 @@ WORKLOADS = [
         ("graphile-worker, localQueue 500", "graphile-worker-localqueue", None),
         ("apalis-postgres 1.0, batch 100", "apalis-postgres", None)]),
 ]
+
+# Extra fields a result may carry, shown in its row's notes.
+NOTES = ["entities", "peak_rss_mib", "rss_mib"]
 
 def main():
     results = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
@@ -51,9 +60,12 @@ def main():
             continue
         base = rows[0][1]["per_s"]
         out += ["", f"## {title}", "",
-                "| system | tasks | tasks/s | × groundcrew |", "|---|---|---|---|"]
+                "| system | tasks | tasks/s | seconds | × groundcrew | notes |",
+                "|---|---|---|---|---|---|"]
         for label, r in rows:
-            out.append(f"| {label} | {r['tasks']} | {r['per_s']:.0f} | {r['per_s'] / base:.2f}× |")
+            notes = ", ".join(f"{k} {r[k]:.0f}" for k in NOTES if k in r)
+            out.append(f"| {label} | {r['tasks']} | {r['per_s']:.0f} | {r.get('secs', r.get('seconds', 0)):.2f} "
+                       f"| {r['per_s'] / base:.2f}× | {notes} |")
         for label, r in rows:
             if r.get("succeeded") not in (None, r["tasks"]):
                 out.append(f"\nWARNING: {label}: {r['succeeded']} of {r['tasks']} succeeded")

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Side by side, one command (issue 19). In process: groundcrew in memory and
-# on SQLite beside the plain-tokio floor and apalis 1.0 (memory, SQLite).
+# on SQLite beside the plain-tokio floor and apalis 1.0 (memory, SQLite); the
+# daemon's full build of a generated feed beside writing its bytes.
 # Durable: N no-op tasks on one throwaway PostgreSQL 15 (fsync on) with 1 and
 # 3 groundcrew nodes, graphile-worker and apalis-postgres. Prints one report
 # with every peer as a ratio to groundcrew and writes it to benches/RESULTS.md.
 # Usage: benches/compare/run.sh [N] (env: BATCH, LIMIT, PG_BIN, INPROC_N,
-# SQLITE_PEER_N; PROFILE=DIR records perf during the one-node drain). Cleans
-# up its cluster and processes on exit. Not part of CI.
+# SQLITE_PEER_N, FEED_LINES; PROFILE=DIR records perf during the one-node
+# drain). Cleans up its cluster and processes on exit. Not part of CI.
 set -euo pipefail
 N=${1:-${N:-20000}}
 BATCH=${BATCH:-1000}
@@ -47,6 +48,9 @@ echo "in process: apalis..." >&2
 for l in 2 16; do "$APALIS" memory "$INPROC_N" "$l" >>"$RESULTS"; done
 "$APALIS" sqlite "$SQLITE_PEER_N" "$LIMIT" >>"$RESULTS"
 "$APALIS" sqlite-full "$SQLITE_PEER_N" "$LIMIT" >>"$RESULTS"
+FEED_LINES=${FEED_LINES:-500000}
+echo "the daemon's full build of a $FEED_LINES-line feed..." >&2
+(cd "$ROOT" && cargo bench --quiet --bench feed_daemon -- "$FEED_LINES") | grep '^{' >>"$RESULTS"
 if [ ! -d "$WORK/npm/node_modules/graphile-worker" ]; then
   echo "installing graphile-worker..." >&2
   mkdir -p "$WORK/npm" && (cd "$WORK/npm" && npm install --silent --no-audit --no-fund graphile-worker@0.18 >/dev/null)
