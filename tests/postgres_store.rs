@@ -141,7 +141,7 @@ fn migrations_are_idempotent_and_a_newer_schema_is_refused() {
             &db,
             "SELECT string_agg(version::text, ',' ORDER BY version) FROM groundcrew.schema_version"
         ),
-        "1,2,3,4,5",
+        "1,2,3,4,5,6",
         "each step applied once"
     );
 
