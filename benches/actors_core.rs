@@ -233,9 +233,7 @@ fn coalesce_duplicates(c: &mut Criterion) {
     });
     g.throughput(Throughput::Elements(SINGLE_DUPLICATES as u64));
     g.bench_function("submit", |b| {
-        b.iter_custom(|iters| {
-            in_actix(|| groundcrew_coalesce(SINGLE_DUPLICATES, false), iters)
-        })
+        b.iter_custom(|iters| in_actix(|| groundcrew_coalesce(SINGLE_DUPLICATES, false), iters))
     });
     g.finish();
 }

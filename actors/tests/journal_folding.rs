@@ -44,7 +44,12 @@ impl HeldStore {
             .lock()
             .unwrap()
             .iter()
-            .map(|w| w.iter().filter(|(t, _)| *t == id).map(|(_, s)| *s).collect())
+            .map(|w| {
+                w.iter()
+                    .filter(|(t, _)| *t == id)
+                    .map(|(_, s)| *s)
+                    .collect()
+            })
             .filter(|w: &Vec<TaskState>| !w.is_empty())
             .collect()
     }
@@ -127,7 +132,10 @@ async fn an_execution_that_starts_and_ends_while_a_write_is_in_flight_is_one_put
     .await;
     store.hold(false);
     for id in &ids {
-        assert_eq!(wait_ended(&store.inner, *id).await.state, TaskState::Succeeded);
+        assert_eq!(
+            wait_ended(&store.inner, *id).await.state,
+            TaskState::Succeeded
+        );
     }
     let last = store.puts_of(ids[3]);
     assert!(
