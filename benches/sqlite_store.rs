@@ -29,7 +29,7 @@ fn durable_tasks(c: &mut Criterion) {
 
     for (name, max_batch, tasks) in [
         ("group_commit", groundcrew::store::DEFAULT_MAX_BATCH, 20_000),
-        ("transaction_per_write", 1, 1_000),
+        ("transaction_per_write", 1, 400),
     ] {
         let store = Arc::new(
             SqliteStore::open_with_max_batch(dir.path().join(format!("{name}.db")), max_batch)

@@ -16,13 +16,16 @@ use groundcrew_actors::{
 };
 use tokio::sync::watch;
 
+/// The puts of each write, as (task, state).
+type Writes = Arc<Mutex<Vec<Vec<(TaskId, TaskState)>>>>;
+
 /// A memory store that records the puts of every write, as (task, state),
 /// and keeps writes from completing while held.
 #[derive(Clone)]
 struct HeldStore {
     inner: MemoryStore,
     held: Arc<watch::Sender<bool>>,
-    writes: Arc<Mutex<Vec<Vec<(TaskId, TaskState)>>>>,
+    writes: Writes,
 }
 
 impl HeldStore {
@@ -166,7 +169,7 @@ async fn merges_into_a_task_while_its_write_is_in_flight_are_one_put() {
     let third = sup.send(Submit(spec("refresh", "asn:1")));
     let answers = actix::spawn(async move { (first.await, second.await, third.await) });
     for _ in 0..200 {
-        if store.writes.lock().unwrap().len() >= 1 {
+        if !store.writes.lock().unwrap().is_empty() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
