@@ -147,7 +147,7 @@ impl Supervisor {
                 continue;
             }
             c.claiming.insert(name.clone());
-            claims.push((name.clone(), c.queue.claim(name, free)));
+            claims.push((name.clone(), c.queue.claim(name, free, pool.cluster_limit)));
         }
         for (pool_name, claimed) in claims {
             ctx.spawn(
