@@ -737,7 +737,14 @@ impl Supervisor {
             active: pools.iter().map(|p| p.active).sum(),
             limit: pools.iter().map(|p| p.limit).sum(),
         };
-        let state = if running.is_empty() && pending_total == 0 && !self.shared_busy() {
+        // Idle only once the store has every change: a reader that sees
+        // Idle then finds each task's end in the store.
+        let store = self.journal.status();
+        let state = if running.is_empty()
+            && pending_total == 0
+            && !self.shared_busy()
+            && store.unwritten == 0
+        {
             Activity::Idle
         } else {
             Activity::Active
@@ -749,7 +756,7 @@ impl Supervisor {
             running,
             pending,
             pending_total,
-            store: self.journal.status(),
+            store,
             nodes: self
                 .cluster
                 .as_ref()
