@@ -559,7 +559,10 @@ fn postgres_restarted_under_three_nodes_every_accepted_task_ends_once() {
         let t = &tasks[id];
         assert_eq!(t["result"]["rounds"], 40, "{t}");
         if held.contains(id) {
-            assert_eq!(t["attempts"], 2, "run again after the outage: {t}");
+            assert!(
+                t["attempts"].as_u64() >= Some(2),
+                "run again after the outage: {t}"
+            );
         }
     }
     // Nothing started while the database was away (a claim committed
