@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 const LEASE_S: &str = "2";
 
 fn node(dir: &Path, name: &str, url: &str, artifacts: &Path) -> Daemon {
-    node_with_lease(dir, name, url, artifacts, LEASE_S)
+    node_with(dir, name, url, artifacts, &[])
 }
 
 /// Lease of test nodes that lose no claim: long enough that a loaded
@@ -29,18 +29,26 @@ fn node(dir: &Path, name: &str, url: &str, artifacts: &Path) -> Daemon {
 const STEADY_LEASE_S: &str = "10";
 
 fn node_with_lease(dir: &Path, name: &str, url: &str, artifacts: &Path, lease_s: &str) -> Daemon {
-    Daemon::start_with_env(
+    node_with(
         dir,
-        &[],
-        &[
-            ("GROUNDCREW_STORE", url),
-            ("GROUNDCREW_FEEDS", "[]"),
-            ("GROUNDCREW_NODE", name),
-            ("GROUNDCREW_LEASE_S", lease_s),
-            ("GROUNDCREW_POOLS__BACKGROUND", "2"),
-            ("GROUNDCREW_ARTIFACTS__DIR", artifacts.to_str().unwrap()),
-        ],
+        name,
+        url,
+        artifacts,
+        &[("GROUNDCREW_LEASE_S", lease_s)],
     )
+}
+
+fn node_with(dir: &Path, name: &str, url: &str, artifacts: &Path, more: &[(&str, &str)]) -> Daemon {
+    let mut vars = vec![
+        ("GROUNDCREW_STORE", url),
+        ("GROUNDCREW_FEEDS", "[]"),
+        ("GROUNDCREW_NODE", name),
+        ("GROUNDCREW_LEASE_S", LEASE_S),
+        ("GROUNDCREW_POOLS__BACKGROUND", "2"),
+        ("GROUNDCREW_ARTIFACTS__DIR", artifacts.to_str().unwrap()),
+    ];
+    vars.extend_from_slice(more);
+    Daemon::start_with_env(dir, &[], &vars)
 }
 
 fn test_task(target: &str, times: u64, round_ms: u64) -> Value {
@@ -718,4 +726,88 @@ fn a_follow_up_no_longer_waits_behind_a_task_that_ended() {
         let (_, t) = d.call("GET", &format!("/api/v1/tasks/{follow_up}"), None);
         (t["state"] == "succeeded").then_some(())
     });
+}
+
+/// Issue 17: a pool's `cluster_limit` holds across nodes. Three nodes with
+/// two workers each may run six tasks at once; with `cluster_limit: 3`
+/// the task history never has more than three running at one instant.
+#[test]
+fn a_cluster_limit_caps_a_pools_running_tasks_on_all_nodes_together() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let url = pg.create_database();
+    let artifacts = tempfile::tempdir().unwrap();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let limit = [("GROUNDCREW_POOLS__BACKGROUND__CLUSTER_LIMIT", "3")];
+    let nodes: Vec<Daemon> = ["c1", "c2", "c3"]
+        .iter()
+        .zip(&dirs)
+        .map(|(name, dir)| node_with(dir.path(), name, &url, artifacts.path(), &limit))
+        .collect();
+    let (_, panel) = nodes[0].call("GET", "/api/v1/panel", None);
+    let pool = panel["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "background")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (&pool["limit"], &pool["cluster_limit"]),
+        (&json!(2), &json!(3))
+    );
+
+    let mut accepted = BTreeSet::new();
+    for n in 0..18u64 {
+        let d = &nodes[(n % 3) as usize];
+        let (status, reply) = d.call(
+            "POST",
+            "/api/v1/tasks",
+            Some(test_task(&format!("asn:{n}"), 3, 100)),
+        );
+        assert_eq!(status, 202, "{reply}");
+        accepted.insert(reply["id"].as_u64().unwrap());
+    }
+    let d = &nodes[0];
+    wait_until("every task ended", 120, || {
+        accepted
+            .iter()
+            .all(|id| {
+                let (_, t) = d.call("GET", &format!("/api/v1/tasks/{id}"), None);
+                t["state"] == "succeeded"
+            })
+            .then_some(())
+    });
+    // From the history: each task ran once, and at no instant did more
+    // than three run (an end at the same instant as a start comes first).
+    let db = url.rsplit('/').next().unwrap();
+    let out = pg.psql_in(
+        db,
+        "SELECT id, attempts, (extract(epoch FROM started_at) * 1000000)::bigint,
+                (extract(epoch FROM finished_at) * 1000000)::bigint
+           FROM groundcrew.tasks WHERE kind = 'test' ORDER BY id",
+    );
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .filter(|l| l.contains('|'))
+        .map(|l| l.split('|').collect())
+        .collect();
+    let ids: BTreeSet<u64> = rows.iter().map(|r| r[0].parse().unwrap()).collect();
+    assert_eq!(ids, accepted, "{out}");
+    let mut events = Vec::new();
+    for r in &rows {
+        assert_eq!(r[1], "1", "ran once: {r:?}");
+        let (start, end): (i64, i64) = (r[2].parse().unwrap(), r[3].parse().unwrap());
+        assert!(start <= end, "{r:?}");
+        events.push((start, 1));
+        events.push((end, -1));
+    }
+    events.sort();
+    let (mut now, mut most) = (0, 0);
+    for (_, step) in events {
+        now += step;
+        most = most.max(now);
+    }
+    assert!(most <= 3, "{most} tasks ran at once: {out}");
 }

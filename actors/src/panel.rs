@@ -38,6 +38,9 @@ pub struct PoolStatus {
     pub active: usize,
     /// Its worker limit.
     pub limit: usize,
+    /// Its cluster-wide limit, when one is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_limit: Option<usize>,
     /// Tasks waiting in it.
     pub pending: usize,
 }

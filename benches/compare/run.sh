@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Side by side, one command (issue 19): drains N durable no-op tasks on one
-# throwaway PostgreSQL 15 (fsync on) with 1 and 3 groundcrew nodes and with
-# graphile-worker, and prints one table with ratios to graphile-worker.
-# Usage: benches/compare/run.sh [N] (env: BATCH, LIMIT, PG_BIN; PROFILE=DIR
-# records perf during the one-node drain). Cleans up
-# its cluster and processes on exit. Not part of CI.
+# Side by side, one command (issue 19). In process: groundcrew in memory and
+# on SQLite beside the plain-tokio floor and apalis 1.0 (memory, SQLite); the
+# daemon's full build of a generated feed beside writing its bytes.
+# Durable: N no-op tasks on one throwaway PostgreSQL 15 (fsync on) with 1 and
+# 3 groundcrew nodes, graphile-worker and apalis-postgres. Prints one report
+# with every peer as a ratio to groundcrew and writes it to benches/RESULTS.md.
+# Usage: benches/compare/run.sh [N] (env: BATCH, LIMIT, PG_BIN, INPROC_N,
+# SQLITE_PEER_N, FEED_LINES; PROFILE=DIR records perf during the one-node
+# drain). Cleans up its cluster and processes on exit. Not part of CI.
 set -euo pipefail
 N=${1:-${N:-20000}}
 BATCH=${BATCH:-1000}
@@ -28,9 +31,26 @@ trap cleanup EXIT
 chmod 755 "$WORK"; mkdir -p "$WORK/data" "$WORK/sock"
 [ "$(id -u)" = 0 ] && chown nobody "$WORK/data" "$WORK/sock"
 
-echo "building groundcrew (release)..." >&2
+echo "building groundcrew (release) and the apalis drain..." >&2
 (cd "$ROOT" && cargo build --release --quiet --bin groundcrew)
 GC="$ROOT/target/release/groundcrew"
+(cd "$HERE/apalis" && cargo build --release --quiet)
+APALIS="$HERE/apalis/target/release/apalis-drain"
+RESULTS="$WORK/results.jsonl"
+# tag SYSTEM: adds "system" (and "tasks") to one JSON result line on stdin.
+tag() { python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); r["system"]=sys.argv[1]; r.setdefault("tasks", int(sys.argv[2])); print(json.dumps(r))' "$1" "$N"; }
+
+INPROC_N=${INPROC_N:-10000}
+SQLITE_PEER_N=${SQLITE_PEER_N:-2000}  # apalis-sqlite drains a few hundred per second
+echo "in process: groundcrew and the tokio floor..." >&2
+(cd "$ROOT" && cargo bench --quiet --bench inproc_drain -- "$INPROC_N") | grep '^{' >>"$RESULTS"
+echo "in process: apalis..." >&2
+for l in 2 16; do "$APALIS" memory "$INPROC_N" "$l" >>"$RESULTS"; done
+"$APALIS" sqlite "$SQLITE_PEER_N" "$LIMIT" >>"$RESULTS"
+"$APALIS" sqlite-full "$SQLITE_PEER_N" "$LIMIT" >>"$RESULTS"
+FEED_LINES=${FEED_LINES:-500000}
+echo "the daemon's full build of a $FEED_LINES-line feed..." >&2
+(cd "$ROOT" && cargo bench --quiet --bench feed_daemon -- "$FEED_LINES") | grep '^{' >>"$RESULTS"
 if [ ! -d "$WORK/npm/node_modules/graphile-worker" ]; then
   echo "installing graphile-worker..." >&2
   mkdir -p "$WORK/npm" && (cd "$WORK/npm" && npm install --silent --no-audit --no-fund graphile-worker@0.18 >/dev/null)
@@ -46,7 +66,7 @@ echo $! >"$WORK/pg.pid"
 for _ in $(seq 600); do "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PORT" && break; sleep 0.1; done
 PG_VERSION=$("$PG_BIN/postgres" --version)
 psql_in() { echo "psql -X -A -t -q -h 127.0.0.1 -p $PORT -U postgres -d $1"; }
-for db in gc1 gc3 gw; do $(psql_in postgres) -c "CREATE DATABASE $db"; done
+for db in gc1 gc3 gw ap; do $(psql_in postgres) -c "CREATE DATABASE $db"; done
 url() { echo "postgres://postgres@127.0.0.1:$PORT/$1"; }
 
 # start_node DB NAME: starts one node, prints "base,token".
@@ -95,19 +115,16 @@ RG=$(cd "$WORK/npm" && node graphile.mjs "$(url gw)" "$N" "$BATCH" "$LIMIT" 0 2>
 $(psql_in postgres) -c "DROP DATABASE gw" -c "CREATE DATABASE gw"
 RL=$(cd "$WORK/npm" && node graphile.mjs "$(url gw)" "$N" "$BATCH" "$LIMIT" 500 2>/dev/null | tail -1)
 
-python3 - "$N" "$LIMIT" "$GW_VERSION" "$PG_VERSION" "$R1" "$R3" "$RG" "$RL" <<'PY'
-import json, sys
-n, limit, gwv, pgv = sys.argv[1:5]
-r1, r3, rg, rl = (json.loads(a) for a in sys.argv[5:9])
-base = rg["per_s"]
-print(f"{n} durable no-op tasks, batches via the API / addJobs, {limit} workers per process; {pgv}, fsync=on\n")
-print("| system | tasks/s | seconds | × graphile-worker (defaults) |")
-print("|---|---|---|---|")
-for name, r in [("groundcrew, 1 node", r1), ("groundcrew, 3 nodes", r3),
-                (f"graphile-worker {gwv}, defaults", rg),
-                (f"graphile-worker {gwv}, localQueue 500", rl)]:
-    print(f"| {name} | {r['per_s']:.0f} | {r['seconds']:.2f} | {r['per_s']/base:.2f}× |")
-for name, r in [("1 node", r1), ("3 nodes", r3)]:
-    if r["succeeded"] != int(n):
-        print(f"\nWARNING: groundcrew {name}: {r['succeeded']} of {n} succeeded")
-PY
+echo "apalis-postgres..." >&2
+"$APALIS" postgres "$N" "$LIMIT" "$(url ap)" >>"$RESULTS"
+
+{ echo "$R1" | tag groundcrew-postgres-1; echo "$R3" | tag groundcrew-postgres-3
+  echo "$RG" | tag graphile-worker; echo "$RL" | tag graphile-worker-localqueue; } >>"$RESULTS"
+python3 -c 'import json,sys; print(json.dumps(dict(zip(sys.argv[1::2], sys.argv[2::2]))))' \
+  machine "$(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(uname -r)" \
+  groundcrew "$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet || echo ' (dirty)')" \
+  rustc "$(rustc --version)" apalis "1.0.0 (apalis-sqlite, apalis-postgres 1.0.0)" \
+  graphile-worker "$GW_VERSION (Node.js $(node --version))" postgresql "$PG_VERSION" \
+  "durable workload" "$N tasks, batches of $BATCH via the API / addJobs / push_bulk, $LIMIT workers per process" \
+  >"$WORK/versions.json"
+python3 "$HERE/report.py" "$RESULTS" "$WORK/versions.json" | tee "$ROOT/benches/RESULTS.md"

@@ -108,6 +108,8 @@ struct Pool {
     active: usize,
     /// How long a stopped execution gets before it is stopped hard.
     cancel_grace: Duration,
+    /// Most tasks of the pool running at once on all nodes of a cluster.
+    cluster_limit: Option<usize>,
 }
 
 struct Live {
@@ -725,6 +727,7 @@ impl Supervisor {
                 name: name.clone(),
                 active: p.active,
                 limit: p.limit,
+                cluster_limit: p.cluster_limit,
                 pending: self.shared_pending_in(name).unwrap_or_else(|| {
                     self.queue.pending_in(name) - hidden.get(name.as_str()).unwrap_or(&0)
                 }),
