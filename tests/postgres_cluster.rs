@@ -739,7 +739,11 @@ fn a_cluster_limit_caps_a_pools_running_tasks_on_all_nodes_together() {
     let url = pg.create_database();
     let artifacts = tempfile::tempdir().unwrap();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let limit = [("GROUNDCREW_POOLS__BACKGROUND__CLUSTER_LIMIT", "3")];
+    // A steady lease: a run lost to a loaded machine would run twice.
+    let limit = [
+        ("GROUNDCREW_POOLS__BACKGROUND__CLUSTER_LIMIT", "3"),
+        ("GROUNDCREW_LEASE_S", STEADY_LEASE_S),
+    ];
     let nodes: Vec<Daemon> = ["c1", "c2", "c3"]
         .iter()
         .zip(&dirs)
