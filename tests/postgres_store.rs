@@ -253,7 +253,7 @@ fn a_cluster_node_is_woken_by_an_enqueue_from_anywhere() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // And the node claims what was enqueued.
-    let claimed = block_on(queue.claim("background", 10)).unwrap();
+    let claimed = block_on(queue.claim("background", 10, None)).unwrap();
     assert_eq!(claimed.len(), 1, "{claimed:?}");
     assert_eq!(claimed[0].state, TaskState::Running);
     assert_eq!(claimed[0].attempts, 1);

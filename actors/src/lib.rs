@@ -93,8 +93,9 @@ pub use kind::{KindError, KindOptions, Registry, Task, TaskError, TaskResult, DE
 pub use memory::MemoryStore;
 pub use message::{
     AwaitRunEnd, Cancel, CancelError, CancelReply, LimitError, PanelSnapshot, Rebuild,
-    SetCancelGrace, SetLimit, StatsSnapshot, StoreHealth, Submit, SubmitError, SubmitMany,
-    SubmitOutcome, SubmitReply, DEFAULT_CANCEL_GRACE, FULL_REBUILD_ABOVE, MAX_WORKER_LIMIT,
+    SetCancelGrace, SetClusterLimit, SetLimit, StatsSnapshot, StoreHealth, Submit, SubmitError,
+    SubmitMany, SubmitOutcome, SubmitReply, DEFAULT_CANCEL_GRACE, FULL_REBUILD_ABOVE,
+    MAX_WORKER_LIMIT,
 };
 pub use metrics::Metrics;
 pub use panel::{Activity, Panel, PanelTask, PoolStatus, StoreStatus, Workers};

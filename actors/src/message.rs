@@ -250,6 +250,18 @@ pub struct SetLimit {
     pub limit: usize,
 }
 
+/// Changes a pool's cluster-wide limit (see
+/// [`SupervisorBuilder::cluster_limit`](crate::SupervisorBuilder::cluster_limit));
+/// `None` removes it. Applies to claims from then on.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), LimitError>")]
+pub struct SetClusterLimit {
+    /// The pool.
+    pub pool: String,
+    /// Most tasks of the pool running at once on all nodes.
+    pub limit: Option<usize>,
+}
+
 /// Changes a pool's cancel grace period: how long a canceled or timed-out
 /// execution gets to stop on its own before it is stopped hard. Applies to
 /// stops from then on.

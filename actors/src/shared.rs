@@ -108,11 +108,14 @@ pub trait SharedQueue: Send + Sync + 'static {
 
     /// Claims up to `n` ready tasks of `pool` for this node, highest
     /// priority first: each comes back `running`, its attempt counted, with
-    /// a new run token and a lease.
+    /// a new run token and a lease. With a `cluster_limit`, fewer: the
+    /// pool's tasks running on all nodes (unexpired leases) and the claimed
+    /// ones together stay within it.
     fn claim(
         &self,
         pool: &str,
         n: usize,
+        cluster_limit: Option<usize>,
     ) -> BoxFuture<'static, Result<Vec<TaskRecord>, StoreError>>;
 
     /// Renews the leases of `runs` (what this node runs now) and records

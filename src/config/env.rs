@@ -21,7 +21,7 @@ const PREFIX: &str = "GROUNDCREW_";
 const CLIENT_VARIABLES: [&str; 2] = ["GROUNDCREW_TOKEN", "GROUNDCREW_URL"];
 
 /// Every key a variable can set; `pools.<name>` stands for any pool.
-pub(super) const KEYS: [&str; 26] = [
+pub(super) const KEYS: [&str; 27] = [
     "data_dir",
     "feeds",
     "feed_poll_ms",
@@ -33,6 +33,7 @@ pub(super) const KEYS: [&str; 26] = [
     "tokens",
     "pools.<name>",
     "pools.<name>.cancel_grace_s",
+    "pools.<name>.cluster_limit",
     "builtin_kinds.artifact.timeout_s",
     "builtin_kinds.test.timeout_s",
     "http.bind",
@@ -119,6 +120,16 @@ fn set(c: &mut Config, key: &str, raw: &str) -> Result<(), Option<Problem>> {
                 }));
             };
             pool.cancel_grace_s = grace;
+        }
+        ["pools", name, "cluster_limit"] if !name.is_empty() => {
+            let limit = parse(raw, "worker limit")?;
+            let Some(pool) = c.pools.get_mut(name) else {
+                return Err(Some(Problem::Parse {
+                    expected: "a pool configured in the file or by GROUNDCREW_POOLS__<NAME>",
+                    value: name.to_owned(),
+                }));
+            };
+            pool.cluster_limit = Some(limit);
         }
         ["builtin_kinds", "artifact", "timeout_s"] => {
             c.builtin_kinds.artifact.timeout_s = optional_count(raw)?;

@@ -166,6 +166,9 @@ pub enum Problem {
     /// `artifacts.sink: postgres` with a store that is not PostgreSQL.
     #[error("artifact sink postgres needs a PostgreSQL store (store: postgres://…); this store is SQLite")]
     SinkNeedsPostgres,
+    /// A pool's `cluster_limit` with a store that is not PostgreSQL.
+    #[error("cluster_limit needs a PostgreSQL store (store: postgres://…); on one node the pool's limit is its limit")]
+    ClusterLimitNeedsPostgres,
     /// A log level directive that is not `level` or `target=level`, comma
     /// separated, with level one of trace, debug, info, warn, error, off.
     #[error(

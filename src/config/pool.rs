@@ -1,10 +1,12 @@
 //! One entry of the `pools` map: a worker limit, written as a number, or a
-//! map with the limit and the pool's cancel grace period.
+//! map with the limit, the pool's cancel grace period and, on PostgreSQL,
+//! a cluster-wide limit.
 //!
 //! ```yaml
 //! pools:
 //!   background: 2                       # limit only
 //!   slow: {limit: 1, cancel_grace_s: 60}
+//!   reports: {limit: 4, cluster_limit: 6}
 //! ```
 
 use std::fmt;
@@ -22,6 +24,9 @@ pub struct PoolConfig {
     /// How long a canceled or timed-out task gets to stop on its own
     /// before it is stopped hard; default 10 s.
     pub cancel_grace_s: u64,
+    /// Most tasks of the pool running at once on all the nodes of a
+    /// PostgreSQL store together; each claim uses its own node's value.
+    pub cluster_limit: Option<usize>,
     /// Written as a map (errors about the limit then name `.limit`).
     pub(super) long_form: bool,
 }
@@ -32,6 +37,7 @@ impl PoolConfig {
         Self {
             limit,
             cancel_grace_s: DEFAULT_CANCEL_GRACE.as_secs(),
+            cluster_limit: None,
             long_form: false,
         }
     }
@@ -56,6 +62,8 @@ struct LongForm {
     limit: usize,
     #[serde(default = "default_grace_s")]
     cancel_grace_s: u64,
+    #[serde(default)]
+    cluster_limit: Option<usize>,
 }
 
 fn default_grace_s() -> u64 {
@@ -66,7 +74,7 @@ impl<'de> Visitor<'de> for PoolVisitor {
     type Value = PoolConfig;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a worker limit, or a map with limit and cancel_grace_s")
+        f.write_str("a worker limit, or a map with limit, cancel_grace_s and cluster_limit")
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
@@ -86,6 +94,7 @@ impl<'de> Visitor<'de> for PoolVisitor {
         Ok(PoolConfig {
             limit: long.limit,
             cancel_grace_s: long.cancel_grace_s,
+            cluster_limit: long.cluster_limit,
             long_form: true,
         })
     }

@@ -433,7 +433,7 @@ fn a_pool_takes_a_cancel_grace_in_its_long_form() {
     let e = load_err("g.yaml", "pools:\n  slow: fast\n");
     assert!(
         e.to_string()
-            .contains("a worker limit, or a map with limit and cancel_grace_s"),
+            .contains("a worker limit, or a map with limit, cancel_grace_s and cluster_limit"),
         "{e}"
     );
 }
@@ -454,6 +454,65 @@ fn builtin_kind_timeouts_default_to_none_and_zero_is_refused() {
     );
     let e = load_err("g.yaml", "builtin_kinds:\n  refresh:\n    timeout_s: 5\n");
     assert!(e.to_string().contains("refresh"), "{e}");
+}
+
+/// Issue 17: a pool's cluster-wide limit is a key of its long form, only
+/// with a PostgreSQL store.
+#[test]
+fn a_pool_takes_a_cluster_limit_on_postgres_only() {
+    let pg = "store: postgres://gc@localhost/gc\n";
+    let c = load(
+        "g.yaml",
+        &format!("{pg}pools:\n  reports: {{limit: 4, cluster_limit: 6}}\n  slow: 1\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        (c.pools["reports"].limit, c.pools["reports"].cluster_limit),
+        (4, Some(6))
+    );
+    assert_eq!(c.pools["slow"].cluster_limit, None);
+    let t = load(
+        "g.toml",
+        "store = \"postgres://gc@localhost/gc\"\n[pools]\nreports = { limit = 4, cluster_limit = 6 }\n",
+    )
+    .unwrap();
+    assert_eq!(t.pools["reports"], c.pools["reports"]);
+
+    let e = load_err(
+        "g.yaml",
+        "pools:\n  reports: 2\n  slow:\n    limit: 1\n    cluster_limit: 3\n",
+    );
+    assert_eq!(
+        place(&e),
+        (Some(5), Some(5), Some("pools.slow.cluster_limit"))
+    );
+    assert!(e.to_string().contains("needs a PostgreSQL store"), "{e}");
+    let e = load_err(
+        "g.yaml",
+        &format!("{pg}pools:\n  slow: {{limit: 1, cluster_limit: -1}}\n"),
+    );
+    assert!(e.to_string().contains("-1"), "{e}");
+
+    let vars = env(&[
+        ("GROUNDCREW_STORE", "postgres://gc@localhost/gc"),
+        ("GROUNDCREW_POOLS__SLOW", "1"),
+        ("GROUNDCREW_POOLS__SLOW__CLUSTER_LIMIT", "5"),
+    ]);
+    let c = Config::load(None, vars).unwrap();
+    assert_eq!(c.pools["slow"].cluster_limit, Some(5));
+    let e = Config::load(
+        None,
+        env(&[
+            ("GROUNDCREW_POOLS__SLOW", "1"),
+            ("GROUNDCREW_POOLS__SLOW__CLUSTER_LIMIT", "5"),
+        ]),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("cluster_limit needs a PostgreSQL store"),
+        "{e}"
+    );
 }
 
 #[test]

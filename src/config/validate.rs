@@ -89,6 +89,12 @@ fn pools(config: &Config) -> Result<(), Refusal> {
             };
             return Err((key, Problem::Limit(LimitError::TooLarge(pool.limit))));
         }
+        if pool.cluster_limit.is_some()
+            && !matches!(config.store_location(), super::StoreLocation::Postgres(_))
+        {
+            let key = at.key(name).key("cluster_limit");
+            return Err((key, Problem::ClusterLimitNeedsPostgres));
+        }
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use actix::Addr;
 use futures::future::BoxFuture;
-use groundcrew_actors::{SetCancelGrace, SetLimit, Supervisor};
+use groundcrew_actors::{SetCancelGrace, SetClusterLimit, SetLimit, Supervisor};
 
 use crate::auth::{self, TokenSet};
 use crate::config::{Config, ConfigError, Overrides};
@@ -109,6 +109,11 @@ impl Reloader {
             };
             // An unknown pool is reported by the limit below.
             let _ = self.supervisor.send(grace).await;
+            let cluster_limit = SetClusterLimit {
+                pool: pool.clone(),
+                limit: settings.cluster_limit,
+            };
+            let _ = self.supervisor.send(cluster_limit).await;
             let applied = self
                 .supervisor
                 .send(SetLimit {

@@ -218,6 +218,9 @@ pub(crate) async fn serve(
         builder = builder
             .pool(name, pool.limit)
             .cancel_grace(name, pool.cancel_grace());
+        if let Some(limit) = pool.cluster_limit {
+            builder = builder.cluster_limit(name, limit);
+        }
     }
     let supervisor = builder.start().await.map_err(ServeError::Supervisor)?;
     feeds.attach(supervisor.clone());

@@ -28,6 +28,7 @@ pub struct SupervisorBuilder {
     metrics: Option<Metrics>,
     pools: BTreeMap<String, usize>,
     cancel_grace: BTreeMap<String, Duration>,
+    cluster_limits: BTreeMap<String, usize>,
     worker_threads: usize,
     writer: Option<Addr<EntityWriter>>,
     shared: Option<Arc<dyn SharedQueue>>,
@@ -72,6 +73,7 @@ impl SupervisorBuilder {
             metrics: None,
             pools: BTreeMap::from([(crate::kind::DEFAULT_POOL.to_owned(), 2)]),
             cancel_grace: BTreeMap::new(),
+            cluster_limits: BTreeMap::new(),
             worker_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             writer: None,
             shared: None,
@@ -107,6 +109,14 @@ impl SupervisorBuilder {
     /// [`DEFAULT_CANCEL_GRACE`](crate::DEFAULT_CANCEL_GRACE)).
     pub fn cancel_grace(mut self, pool: impl Into<String>, grace: Duration) -> Self {
         self.cancel_grace.insert(pool.into(), grace);
+        self
+    }
+
+    /// Most tasks of `pool` running at once on all nodes of the shared
+    /// queue together (see [`SharedQueue::claim`]); each node's claims
+    /// apply its own value. Unused without a shared queue.
+    pub fn cluster_limit(mut self, pool: impl Into<String>, limit: usize) -> Self {
+        self.cluster_limits.insert(pool.into(), limit);
         self
     }
 
@@ -213,6 +223,7 @@ impl SupervisorBuilder {
                     limit,
                     active: 0,
                     cancel_grace,
+                    cluster_limit: self.cluster_limits.get(&name).copied(),
                 };
                 (name, pool)
             })

@@ -155,7 +155,7 @@ impl Supervisor {
                 continue;
             }
             c.claiming.insert(name.clone());
-            claims.push((name.clone(), c.queue.claim(name, free)));
+            claims.push((name.clone(), c.queue.claim(name, free, pool.cluster_limit)));
         }
         let sent = Instant::now();
         for (pool_name, claimed) in claims {

@@ -7,8 +7,9 @@ use crate::entity::Target;
 use crate::spec::TaskSpec;
 
 use crate::message::{
-    Finished, LimitError, PanelSnapshot, Rebuild, Report, SetCancelGrace, SetLimit, StatsSnapshot,
-    StoreHealth, Submit, SubmitError, SubmitMany, SubmitReply, MAX_WORKER_LIMIT,
+    Finished, LimitError, PanelSnapshot, Rebuild, Report, SetCancelGrace, SetClusterLimit,
+    SetLimit, StatsSnapshot, StoreHealth, Submit, SubmitError, SubmitMany, SubmitReply,
+    MAX_WORKER_LIMIT,
 };
 use crate::panel::StoreStatus;
 use crate::store::Change;
@@ -125,6 +126,24 @@ impl Handler<SetLimit> for Supervisor {
             .with_label_values(&[&msg.pool])
             .set(msg.limit as i64);
         self.admit(ctx);
+        Ok(())
+    }
+}
+
+impl Handler<SetClusterLimit> for Supervisor {
+    type Result = Result<(), LimitError>;
+
+    fn handle(&mut self, msg: SetClusterLimit, ctx: &mut Self::Context) -> Self::Result {
+        let pool = self
+            .pools
+            .get_mut(&msg.pool)
+            .ok_or_else(|| LimitError::UnknownPool(msg.pool.clone()))?;
+        if pool.cluster_limit != msg.limit {
+            tracing::info!(pool = %msg.pool, from = ?pool.cluster_limit, to = ?msg.limit,
+                "cluster limit changed");
+            pool.cluster_limit = msg.limit;
+            self.admit(ctx);
+        }
         Ok(())
     }
 }

@@ -108,6 +108,8 @@ struct Pool {
     active: usize,
     /// How long a stopped execution gets before it is stopped hard.
     cancel_grace: Duration,
+    /// Most tasks of the pool running at once on all nodes of a cluster.
+    cluster_limit: Option<usize>,
 }
 
 struct Live {
@@ -725,6 +727,7 @@ impl Supervisor {
                 name: name.clone(),
                 active: p.active,
                 limit: p.limit,
+                cluster_limit: p.cluster_limit,
                 pending: self.shared_pending_in(name).unwrap_or_else(|| {
                     self.queue.pending_in(name) - hidden.get(name.as_str()).unwrap_or(&0)
                 }),
@@ -734,7 +737,14 @@ impl Supervisor {
             active: pools.iter().map(|p| p.active).sum(),
             limit: pools.iter().map(|p| p.limit).sum(),
         };
-        let state = if running.is_empty() && pending_total == 0 && !self.shared_busy() {
+        // Idle only once the store has every change: a reader that sees
+        // Idle then finds each task's end in the store.
+        let store = self.journal.status();
+        let state = if running.is_empty()
+            && pending_total == 0
+            && !self.shared_busy()
+            && store.unwritten == 0
+        {
             Activity::Idle
         } else {
             Activity::Active
@@ -746,7 +756,7 @@ impl Supervisor {
             running,
             pending,
             pending_total,
-            store: self.journal.status(),
+            store,
             nodes: self
                 .cluster
                 .as_ref()

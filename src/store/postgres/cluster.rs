@@ -14,7 +14,9 @@
 //!   ready tasks, at most one per kind and target and none whose kind and
 //!   target already run, to `running` on this node with the next run token
 //!   of the task and a lease. The deferred constraint `one_run_per_target`
-//!   backs the rule at every commit.
+//!   backs the rule at every commit. With a cluster limit, the pool's
+//!   running tasks with an unexpired lease are counted under that lock and
+//!   the claim takes at most the remainder.
 //! - **Heartbeat** renews the leases of the runs this node lists (only
 //!   those it still holds with an unexpired lease: an expired lease is
 //!   lost even if no one rescued it yet) and records the node's row.
@@ -156,11 +158,16 @@ WITH candidates AS (
 )
 UPDATE groundcrew.tasks t
    SET state = 'running', attempts = t.attempts + 1, run = coalesce(t.run, 0) + 1,
-       node = $3, started_at = now(), lease_expires_at = now() + $4::float8 * interval '1 millisecond',
+       node = $3, started_at = clock_timestamp(), lease_expires_at = now() + $4::float8 * interval '1 millisecond',
        stage = NULL, progress_done = NULL, progress_total = NULL, waiting_behind = NULL,
        run_after = NULL
   FROM picked WHERE t.id = picked.pick
 RETURNING ";
+
+/// The pool's tasks that hold a lease somewhere, for its cluster limit.
+const RUNNING_IN_POOL: &str = "
+SELECT count(*) FROM groundcrew.tasks
+ WHERE pool = $1 AND state IN ('running', 'canceling') AND lease_expires_at > now()";
 
 const HEARTBEAT: &str = "
 WITH renewed AS (
@@ -280,6 +287,7 @@ impl SharedQueue for PgQueue {
         &self,
         pool: &str,
         n: usize,
+        cluster_limit: Option<usize>,
     ) -> BoxFuture<'static, Result<Vec<TaskRecord>, StoreError>> {
         let (pool, node, lease) = (pool.to_owned(), self.node.clone(), self.lease_ms());
         self.run("claim", move |mut client| async move {
@@ -296,9 +304,19 @@ impl SharedQueue for PgQueue {
             if !locked {
                 return Ok(Vec::new());
             }
+            let mut n = n.min(10_000) as i64;
+            if let Some(limit) = cluster_limit {
+                // Under the pool's lock no other claim of the pool commits,
+                // so the count holds until this claim does.
+                let statement = tx.prepare_cached(RUNNING_IN_POOL).await?;
+                let running: i64 = tx.query_one(&statement, &[&pool]).await?.get(0);
+                n = n.min((limit.min(i64::MAX as usize) as i64 - running).max(0));
+                if n == 0 {
+                    return Ok(Vec::new());
+                }
+            }
             let sql = format!("{CLAIM}{}", rows::TASK_COLUMNS);
             let statement = tx.prepare_cached(&sql).await?;
-            let n = n.min(10_000) as i64;
             let found = tx.query(&statement, &[&pool, &n, &node, &lease]).await?;
             let records = found
                 .iter()

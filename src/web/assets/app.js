@@ -274,7 +274,8 @@ function createPool(p) {
 
 function updatePool(row, p) {
   setText(row, 'name', p.name);
-  setText(row, 'workers', `${p.active} / ${p.limit}`);
+  const cluster = p.cluster_limit == null ? '' : ` (at most ${p.cluster_limit} on all nodes)`;
+  setText(row, 'workers', `${p.active} / ${p.limit}${cluster}`);
   const meter = field(row, 'meter');
   meter.max = Math.max(p.limit, 1);
   meter.value = p.active;
