@@ -62,6 +62,6 @@ fn main() {
         0,
         drain::hashmap_coalesce(SUBMITS, OVER),
     );
-    let elapsed = actix::System::new().block_on(drain::groundcrew_coalesce(SUBMITS, OVER));
+    let elapsed = actix::System::new().block_on(drain::groundcrew_coalesce(SUBMITS, OVER, true));
     report("groundcrew-duplicates", SUBMITS, 0, elapsed);
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use groundcrew_actors::prelude::*;
-use groundcrew_actors::{EntityName, PanelSnapshot, TaskStore};
+use groundcrew_actors::{EntityName, PanelSnapshot, SubmitMany, TaskStore};
 use tokio::sync::{Notify, Semaphore};
 
 /// `targets` distinct entity targets, `asn:0` on.
@@ -82,10 +82,11 @@ pub async fn tokio_drain(tasks: usize, limit: usize) -> Duration {
     start.elapsed()
 }
 
-/// Submits `submits` requests round-robin over `over` targets with no
-/// worker free, so all but `over` merge; runs inside an actix system,
+/// Submits `submits` requests round-robin over `over` targets, 1,000 at a
+/// time, with no worker free, so all but `over` merge: one `SubmitMany` per
+/// 1,000 with `many`, else one `Submit` each. Runs inside an actix system,
 /// which it stops.
-pub async fn groundcrew_coalesce(submits: usize, over: usize) -> Duration {
+pub async fn groundcrew_coalesce(submits: usize, over: usize, many: bool) -> Duration {
     let mut kinds = Registry::new();
     kinds
         .register("refresh", |_ctx: TaskContext| async {
@@ -101,11 +102,17 @@ pub async fn groundcrew_coalesce(submits: usize, over: usize) -> Duration {
     let targets = targets(over);
     let start = Instant::now();
     for round in 0..submits / 1000 {
-        let sends = (0..1000).map(|i| {
+        let specs = (0..1000).map(|i| {
             let t = targets[(round * 1000 + i) % over].clone();
-            sup.send(Submit(TaskSpec::new("refresh", t, Trigger::FeedUpdate)))
+            TaskSpec::new("refresh", t, Trigger::FeedUpdate)
         });
-        futures::future::join_all(sends).await;
+        if many {
+            let replies = sup.send(SubmitMany(specs.collect())).await.unwrap();
+            assert!(replies.iter().all(Result::is_ok));
+        } else {
+            let replies = futures::future::join_all(specs.map(|s| sup.send(Submit(s)))).await;
+            assert!(replies.into_iter().all(|r| r.unwrap().is_ok()));
+        }
     }
     let elapsed = start.elapsed();
     let panel = sup.send(PanelSnapshot { pending_limit: 0 }).await.unwrap();
