@@ -250,3 +250,55 @@ fn two_daemons_on_the_postgres_sink_serve_the_same_artifacts() {
         assert!(files.is_empty(), "{files:?}");
     }
 }
+
+#[actix_rt::test]
+async fn a_removal_from_a_run_that_lost_its_task_is_refused() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let (a, _b, db) = two_nodes(pg);
+    running_task(pg, &db, 3000, 3, "alpha", "-1 second");
+    running_task(pg, &db, 3001, 1, "alpha", "1 hour");
+    let registry = prometheus::Registry::new();
+    let metrics = Metrics::register(&registry).unwrap();
+    let writer = EntityWriter::start(a.clone(), a.clone(), metrics);
+    for name in ["country:DE", "country:FR"] {
+        writer
+            .send(Publish::new(entity(name), "kept"))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // Its lease lapsed: the artifact and its manifest row stay.
+    let late = groundcrew_actors::Remove {
+        entity: entity("country:DE"),
+        source: Some((TaskId(3000), RunToken(3))),
+    };
+    match writer.send(late).await.unwrap() {
+        Err(PublishError::StaleRun { task, stale, .. }) => {
+            assert_eq!((task.0, stale.0), (3000, 3));
+        }
+        other => panic!("expected StaleRun, got {other:?}"),
+    }
+    let served = a.artifact_content(&entity("country:DE")).await.unwrap();
+    assert_eq!(served.as_deref(), Some(&b"kept"[..]));
+    assert!(Manifest::artifact(&*a, &entity("country:DE"))
+        .await
+        .unwrap()
+        .is_some());
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap();
+    assert!(
+        text.contains("groundcrew_stale_runs_total{write=\"remove\"} 1"),
+        "{text}"
+    );
+    // A run that holds its task removes.
+    let current = groundcrew_actors::Remove {
+        entity: entity("country:FR"),
+        source: Some((TaskId(3001), RunToken(1))),
+    };
+    assert!(writer.send(current).await.unwrap().unwrap());
+    let served = a.artifact_content(&entity("country:FR")).await.unwrap();
+    assert_eq!(served, None);
+}

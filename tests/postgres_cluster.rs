@@ -66,6 +66,8 @@ struct Sampler {
     stop: Arc<AtomicBool>,
     overlaps: Arc<Mutex<Vec<String>>>,
     seen: Arc<Mutex<BTreeMap<u64, BTreeSet<String>>>>,
+    /// When each task was first seen running on each node.
+    first_seen: Arc<Mutex<BTreeMap<(u64, String), Instant>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -74,8 +76,10 @@ impl Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let overlaps = Arc::new(Mutex::new(Vec::new()));
         let seen: Arc<Mutex<BTreeMap<u64, BTreeSet<String>>>> = Arc::default();
+        let first_seen: Arc<Mutex<BTreeMap<(u64, String), Instant>>> = Arc::default();
         let thread = {
             let (stop, overlaps, seen) = (stop.clone(), overlaps.clone(), seen.clone());
+            let first_seen = first_seen.clone();
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     let mut at: BTreeMap<String, String> = BTreeMap::new();
@@ -86,6 +90,11 @@ impl Sampler {
                                 .entry(id)
                                 .or_default()
                                 .insert(name.clone());
+                            first_seen
+                                .lock()
+                                .unwrap()
+                                .entry((id, name.clone()))
+                                .or_insert_with(Instant::now);
                             if let Some(other) = at.insert(target.clone(), name.clone()) {
                                 overlaps
                                     .lock()
@@ -102,6 +111,7 @@ impl Sampler {
             stop,
             overlaps,
             seen,
+            first_seen,
             thread: Some(thread),
         }
     }
@@ -116,6 +126,17 @@ impl Sampler {
             "a target ran on two nodes at once: {overlaps:#?}"
         );
         self.seen.lock().unwrap().clone()
+    }
+
+    /// The runs (task, node) first seen running between `from` and `to`.
+    fn started_between(&self, from: Instant, to: Instant) -> Vec<(u64, String)> {
+        self.first_seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, at)| (from..to).contains(*at))
+            .map(|(run, _)| run.clone())
+            .collect()
     }
 }
 
@@ -393,6 +414,290 @@ fn an_application_enqueues_in_its_own_transaction_with_the_sql_function() {
         page["total"], 1,
         "the rolled-back request left nothing: {page}"
     );
+}
+
+/// Submits distinct targets round-robin to `nodes` until `stop`; returns
+/// the accepted ids and how many were refused. A refusal must say that
+/// the store is away (503 `store_unavailable`); anything else fails.
+fn submit_until(nodes: Vec<(String, String)>, stop: Arc<AtomicBool>) -> (Vec<u64>, usize) {
+    let (mut accepted, mut refused) = (Vec::new(), 0);
+    for n in 0u64.. {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let (base, token) = &nodes[n as usize % nodes.len()];
+        let task = test_task(&format!("asn:{}", 1000 + n), 2, 50);
+        match try_call(base, Some(token), "POST", "/api/v1/tasks", Some(task)) {
+            Ok((202, reply)) => accepted.push(reply["id"].as_u64().expect("an id")),
+            Ok((503, reply)) => {
+                assert_eq!(reply["error"]["code"], "store_unavailable", "{reply}");
+                refused += 1;
+            }
+            Ok((status, reply)) => panic!("submit answered {status}: {reply}"),
+            Err(e) => panic!("submit failed: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (accepted, refused)
+}
+
+#[test]
+fn postgres_restarted_under_three_nodes_every_accepted_task_ends_once() {
+    let Some(pg) = PgCluster::start() else { return };
+    let url = pg.create_database();
+    let artifacts = tempfile::tempdir().unwrap();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let names = ["n1", "n2", "n3"];
+    let nodes: Vec<Daemon> = names
+        .iter()
+        .zip(&dirs)
+        .map(|(name, dir)| node(dir.path(), name, &url, artifacts.path()))
+        .collect();
+    let addresses: Vec<(String, String)> = nodes
+        .iter()
+        .map(|d| (d.base.clone(), d.token.clone()))
+        .collect();
+    let sampler = Sampler::start(
+        names
+            .iter()
+            .zip(&addresses)
+            .map(|(n, (base, token))| (n.to_string(), base.clone(), token.clone()))
+            .collect(),
+    );
+    // Long tasks running on every node through the outage.
+    let mut long = Vec::new();
+    for n in 0..6u64 {
+        let (status, reply) = nodes[(n % 3) as usize].call(
+            "POST",
+            "/api/v1/tasks",
+            Some(test_task(&format!("asn:{}", 500 + n), 40, 500)),
+        );
+        assert_eq!(status, 202, "{reply}");
+        long.push(reply["id"].as_u64().unwrap());
+    }
+    wait_until("every node running a task", 60, || {
+        nodes
+            .iter()
+            .all(|d| running(&d.base, &d.token).is_some_and(|r| !r.is_empty()))
+            .then_some(())
+    });
+    // Requests keep arriving at every node, through the restart.
+    let stop = Arc::new(AtomicBool::new(false));
+    let submitter = {
+        let (addresses, stop) = (addresses.clone(), stop.clone());
+        std::thread::spawn(move || submit_until(addresses, stop))
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    // Down for longer than the lease: every claim held then expires.
+    let held: BTreeSet<u64> = nodes
+        .iter()
+        .flat_map(|d| running(&d.base, &d.token).unwrap_or_default())
+        .map(|(_, id)| id)
+        .filter(|id| long.contains(id))
+        .collect();
+    assert!(!held.is_empty());
+    pg.stop();
+    let stopped = Instant::now();
+    for d in &nodes {
+        wait_until("the node noticing the outage", 30, || {
+            try_call(&d.base, None, "GET", "/healthz", None)
+                .is_ok_and(|(s, _)| s == 503)
+                .then_some(())
+        });
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    let restarting = Instant::now();
+    pg.start_again();
+    // Admits again on every node.
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::SeqCst);
+    let (mut accepted, refused) = submitter.join().unwrap();
+    accepted.extend(&long);
+    eprintln!(
+        "{} accepted, {refused} refused while PostgreSQL restarted",
+        accepted.len()
+    );
+    assert!(refused > 0, "the outage refused nothing");
+    // Every node admits again, by itself.
+    for (base, token) in &addresses {
+        let id = wait_until("the node accepting again", 60, || {
+            let (status, reply) = try_call(
+                base,
+                Some(token),
+                "POST",
+                "/api/v1/tasks",
+                Some(test_task("asn:1", 1, 10)),
+            )
+            .unwrap();
+            assert!(status == 202 || status == 503, "{status} {reply}");
+            (status == 202).then(|| reply["id"].as_u64().unwrap())
+        });
+        eprintln!(
+            "{base} accepts again {:?} after the restart",
+            restarting.elapsed()
+        );
+        accepted.push(id);
+    }
+
+    // Every accepted task ends once.
+    let d = &nodes[0];
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let tasks: BTreeMap<u64, Value> = loop {
+        let tasks: BTreeMap<u64, Value> = accepted
+            .iter()
+            .map(|&id| (id, d.call("GET", &format!("/api/v1/tasks/{id}"), None).1))
+            .collect();
+        let open: Vec<&Value> = tasks
+            .values()
+            .filter(|t| !["succeeded", "merged"].contains(&t["state"].as_str().unwrap_or("")))
+            .collect();
+        if open.is_empty() {
+            break tasks;
+        }
+        assert!(Instant::now() < deadline, "tasks never ended: {open:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for id in &long {
+        let t = &tasks[id];
+        assert_eq!(t["result"]["rounds"], 40, "{t}");
+        if held.contains(id) {
+            assert_eq!(t["attempts"], 2, "run again after the outage: {t}");
+        }
+    }
+    // Nothing started while the database was away (a claim committed
+    // just before the stop may show on a panel a little later).
+    let during = sampler.started_between(stopped + Duration::from_millis(500), restarting);
+    assert!(
+        during.is_empty(),
+        "runs started during the outage: {during:?}"
+    );
+    sampler.finish();
+    let (_, pending) = d.call("GET", "/api/v1/tasks?status=pending", None);
+    assert_eq!(pending["total"], 0, "{pending}");
+    let db = url.rsplit('/').next().unwrap();
+    let open = pg.psql_in(
+        db,
+        "SELECT count(*) FROM groundcrew.tasks WHERE state NOT IN ('succeeded', 'merged')",
+    );
+    assert_eq!(open, "0", "every task in the history ended");
+}
+
+#[test]
+fn a_waiting_cancel_of_a_task_on_another_node_answers_once_it_has_ended() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let url = pg.create_database();
+    let artifacts = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = node(dir_a.path(), "a", &url, artifacts.path());
+    let b = node(dir_b.path(), "b", &url, artifacts.path());
+    // Only node a runs work.
+    let (status, _) = b.call(
+        "PUT",
+        "/api/v1/pools/background/limit",
+        Some(json!({"limit": 0})),
+    );
+    assert_eq!(status, 200);
+    let (status, reply) = b.call("POST", "/api/v1/tasks", Some(test_task("asn:9", 600, 100)));
+    assert_eq!(status, 202, "{reply}");
+    let id = reply["id"].as_u64().unwrap();
+    wait_until("a running the task", 30, || {
+        running(&a.base, &a.token).filter(|r| r.iter().any(|(_, t)| *t == id))
+    });
+    // Canceled through node b, which does not run it.
+    let (status, reply) = b.call("DELETE", &format!("/api/v1/tasks/{id}?wait=true"), None);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["id"], id, "{reply}");
+    assert_eq!(reply["state"], "canceled", "{reply}");
+    // The answer came once the end was in the store.
+    let (_, task) = b.call("GET", &format!("/api/v1/tasks/{id}"), None);
+    assert_eq!(task["state"], "canceled", "{task}");
+    assert!(running(&a.base, &a.token).is_some_and(|r| r.iter().all(|(_, t)| *t != id)));
+}
+
+fn set_limit(d: &Daemon, limit: u64) {
+    let (status, reply) = d.call(
+        "PUT",
+        "/api/v1/pools/background/limit",
+        Some(json!({"limit": limit})),
+    );
+    assert_eq!(status, 200, "{reply}");
+}
+
+#[test]
+fn a_rescued_task_absorbs_the_follow_up_waiting_behind_it() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let url = pg.create_database();
+    let artifacts = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = node(dir_a.path(), "a", &url, artifacts.path());
+    let b = node(dir_b.path(), "b", &url, artifacts.path());
+    set_limit(&b, 0);
+    let (_, reply) = a.call("POST", "/api/v1/tasks", Some(test_task("asn:77", 30, 100)));
+    let id = reply["id"].as_u64().unwrap();
+    wait_until("a running the task", 30, || {
+        running(&a.base, &a.token).filter(|r| r.iter().any(|(_, t)| *t == id))
+    });
+    // A request for the same target waits behind the run.
+    let (status, reply) = b.call("POST", "/api/v1/tasks", Some(test_task("asn:77", 30, 100)));
+    assert_eq!(status, 202, "{reply}");
+    assert_eq!(reply["outcome"], "follow_up", "{reply}");
+    let follow_up = reply["id"].as_u64().unwrap();
+    set_limit(&b, 2);
+    a.kill9();
+    // b rescues the run; its retry serves the follow-up's request too.
+    let task = wait_until("the rescued task ended", 60, || {
+        let (_, t) = b.call("GET", &format!("/api/v1/tasks/{id}"), None);
+        (t["state"] == "succeeded").then_some(t)
+    });
+    assert_eq!(task["attempts"], 2, "{task}");
+    assert_eq!(task["merged"], 1, "{task}");
+    let (_, f) = b.call("GET", &format!("/api/v1/tasks/{follow_up}"), None);
+    assert_eq!(f["state"], "merged", "{f}");
+    assert_eq!(f["merged_into"], id, "{f}");
+    assert!(f["waiting_behind"].is_null(), "{f}");
+}
+
+#[test]
+fn a_follow_up_no_longer_waits_behind_a_task_that_ended() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let url = pg.create_database();
+    let artifacts = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = node(dir.path(), "solo", &url, artifacts.path());
+    let (_, reply) = d.call("POST", "/api/v1/tasks", Some(test_task("asn:78", 20, 100)));
+    let id = reply["id"].as_u64().unwrap();
+    wait_until("the task running", 30, || {
+        running(&d.base, &d.token).filter(|r| r.iter().any(|(_, t)| *t == id))
+    });
+    let (_, reply) = d.call("POST", "/api/v1/tasks", Some(test_task("asn:78", 1, 10)));
+    assert_eq!(reply["outcome"], "follow_up", "{reply}");
+    let follow_up = reply["id"].as_u64().unwrap();
+    // Nothing is claimed for now: the follow-up stays queued.
+    set_limit(&d, 0);
+    wait_until("the task ended", 60, || {
+        let (_, t) = d.call("GET", &format!("/api/v1/tasks/{id}"), None);
+        (t["state"] == "succeeded").then_some(())
+    });
+    let (_, f) = d.call("GET", &format!("/api/v1/tasks/{follow_up}"), None);
+    assert_eq!(f["state"], "queued", "{f}");
+    assert!(f["waiting_behind"].is_null(), "released: {f}");
+    let db = url.rsplit('/').next().unwrap();
+    let stored = pg.psql_in(
+        db,
+        &format!("SELECT coalesce(waiting_behind::text, 'none') FROM groundcrew.tasks WHERE id = {follow_up}"),
+    );
+    assert_eq!(stored, "none");
+    set_limit(&d, 2);
+    wait_until("the follow-up ended", 60, || {
+        let (_, t) = d.call("GET", &format!("/api/v1/tasks/{follow_up}"), None);
+        (t["state"] == "succeeded").then_some(())
+    });
 }
 
 /// Issue 17: a pool's `cluster_limit` holds across nodes. Three nodes with

@@ -141,7 +141,7 @@ fn migrations_are_idempotent_and_a_newer_schema_is_refused() {
             &db,
             "SELECT string_agg(version::text, ',' ORDER BY version) FROM groundcrew.schema_version"
         ),
-        "1,2,3,4,5",
+        "1,2,3,4,5,6",
         "each step applied once"
     );
 
@@ -253,7 +253,7 @@ fn a_cluster_node_is_woken_by_an_enqueue_from_anywhere() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // And the node claims what was enqueued.
-    let claimed = block_on(queue.claim("background", 10)).unwrap();
+    let claimed = block_on(queue.claim("background", 10, None)).unwrap();
     assert_eq!(claimed.len(), 1, "{claimed:?}");
     assert_eq!(claimed[0].state, TaskState::Running);
     assert_eq!(claimed[0].attempts, 1);

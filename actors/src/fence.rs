@@ -38,14 +38,16 @@ impl RunToken {
 /// The current claim of every running task.
 ///
 /// On a shared queue a claim also needs this node's lease: the table
-/// knows until when the last renewal holds (measured from before it was
-/// sent), and past that no claim passes, so a node that froze or lost the
-/// database publishes nothing until a heartbeat shows it still holds its
-/// runs.
+/// knows until when each run's lease holds (from before the claim or the
+/// last renewal listing it was sent; otherwise from before the last
+/// renewal), and past that no claim passes, so a node that froze or lost
+/// the database publishes nothing until a heartbeat shows it still holds
+/// its runs.
 #[derive(Debug, Default)]
 pub(crate) struct Runs {
     current: Mutex<HashMap<TaskId, RunToken>>,
     lease_until: Mutex<Option<Instant>>,
+    run_leases: Mutex<HashMap<TaskId, (RunToken, Instant)>>,
 }
 
 impl Runs {
@@ -60,12 +62,18 @@ impl Runs {
         if current.get(&task) == Some(&run) {
             current.remove(&task);
         }
+        let mut leases = self.run_leases();
+        if leases.get(&task).is_some_and(|(r, _)| *r == run) {
+            leases.remove(&task);
+        }
     }
 
     /// `Ok` when `run` holds the claim of `task`; else the token that does,
     /// if any.
     pub(crate) fn check(&self, task: TaskId, run: RunToken) -> Result<(), Option<RunToken>> {
-        let lease = *self.lease_until.lock().unwrap_or_else(|e| e.into_inner());
+        let lease = self
+            .lease_of(task, run)
+            .or(*self.lease_until.lock().unwrap_or_else(|e| e.into_inner()));
         if lease.is_some_and(|until| Instant::now() >= until) {
             return Err(None);
         }
@@ -78,6 +86,26 @@ impl Runs {
     /// On a shared queue: claims hold until `until` (a renewal moves it).
     pub(crate) fn lease_until(&self, until: Instant) {
         *self.lease_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(until);
+    }
+
+    /// On a shared queue: run `run` of `task` holds until `until` (its
+    /// claim or a renewal that listed it moves it).
+    pub(crate) fn lease_run_until(&self, task: TaskId, run: RunToken, until: Instant) {
+        self.run_leases().insert(task, (run, until));
+    }
+
+    /// Until when run `run` of `task` holds, if its lease is known.
+    pub(crate) fn lease_of(&self, task: TaskId, run: RunToken) -> Option<Instant> {
+        self.run_leases()
+            .get(&task)
+            .filter(|(r, _)| *r == run)
+            .map(|(_, until)| *until)
+    }
+
+    fn run_leases(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, (RunToken, Instant)>> {
+        self.run_leases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, RunToken>> {

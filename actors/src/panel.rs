@@ -14,9 +14,11 @@ use crate::time::Timestamp;
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Activity {
-    /// Tasks are running or waiting to run.
+    /// Tasks are running or waiting to run, or changes of ended tasks are
+    /// not in the store yet.
     Active,
-    /// Nothing is running or waiting.
+    /// Nothing is running or waiting, and the store has every change: a
+    /// task that ended is found in the store with its end.
     Idle,
 }
 

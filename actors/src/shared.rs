@@ -11,9 +11,11 @@
 //!   with a new [`RunToken`] (the lease epoch) and a lease that expires
 //!   unless renewed. A claim never takes a task whose kind and target
 //!   already run somewhere.
-//! - **Heartbeats** renew this node's leases; a run missing from the answer
-//!   was lost (its lease expired and it was rescued), a run answered as
-//!   `canceling` was canceled from another node.
+//! - **Heartbeats** renew the leases of the runs this node still runs; a
+//!   run missing from the answer was lost (its lease expired and it was
+//!   rescued), a run answered as `canceling` was canceled from another
+//!   node. A node that could not renew a run's lease in time stops it
+//!   (the database may have given it to another node by then).
 //! - **Rescue** puts tasks whose lease expired back in the queue, so that
 //!   another node runs them again.
 //! - **Completions** go through [`TaskStore::write`](crate::TaskStore::write)
@@ -43,15 +45,18 @@ pub struct HeldRun {
 }
 
 /// What a cancel through the shared queue did.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub enum SharedCancel {
     /// No such task, or it has ended already.
     Unknown,
     /// It was queued and is now canceled.
     Canceled,
-    /// It runs on the named node, which will stop it at its next
-    /// heartbeat.
-    Signaled,
+    /// It runs on another node, which will stop it at its next heartbeat,
+    /// after the grace period of its pool (named here).
+    Signaled {
+        /// The task's pool.
+        pool: String,
+    },
 }
 
 /// One node of the cluster, as the shared queue knows it.
@@ -113,9 +118,14 @@ pub trait SharedQueue: Send + Sync + 'static {
         cluster_limit: Option<usize>,
     ) -> BoxFuture<'static, Result<Vec<TaskRecord>, StoreError>>;
 
-    /// Renews this node's leases and records its heartbeat; answers the
-    /// runs it still holds.
-    fn heartbeat(&self, running: u64) -> BoxFuture<'static, Result<Vec<HeldRun>, StoreError>>;
+    /// Renews the leases of `runs` (what this node runs now) and records
+    /// its heartbeat; answers those it still holds. A run this node holds
+    /// in the database but does not list is not renewed: it stopped here,
+    /// and the rescue queues it again once its lease expires.
+    fn heartbeat(
+        &self,
+        runs: Vec<(TaskId, RunToken)>,
+    ) -> BoxFuture<'static, Result<Vec<HeldRun>, StoreError>>;
 
     /// Puts tasks whose lease expired back in the queue; answers how many.
     fn rescue(&self) -> BoxFuture<'static, Result<u64, StoreError>>;

@@ -54,6 +54,20 @@ pub trait ArtifactSink: Send + Sync + 'static {
     /// Removes an entity's artifact durably; `false` if there was none.
     fn remove(&self, entity: &EntityName) -> Result<bool, SinkError>;
 
+    /// Removes an entity's artifact for the execution `source` (task and
+    /// run), if any. A shared sink refuses it with
+    /// [`SinkError::StaleRun`] when that run no longer holds its task, as
+    /// it refuses a publication; the default (one node, where the entity
+    /// writer's own fence decides) is [`remove`](Self::remove).
+    fn remove_from(
+        &self,
+        entity: &EntityName,
+        source: Option<(TaskId, RunToken)>,
+    ) -> Result<bool, SinkError> {
+        let _ = source;
+        self.remove(entity)
+    }
+
     /// Whether the entity's artifact exists with exactly `content`: the
     /// writer skips a publication only then, so that an artifact damaged
     /// outside the writer (even to the same length) is written again.

@@ -416,7 +416,7 @@ impl Worker {
                         source = ?remove.source,
                         "removing artifact"
                     );
-                    let result = self.remove(&remove.entity);
+                    let result = self.remove(&remove.entity, remove.source);
                     self.answer(reply, result, |_| "removed");
                 }
             }
@@ -576,15 +576,33 @@ impl Worker {
         }
     }
 
-    fn remove(&mut self, entity: &EntityName) -> Result<bool, PublishError> {
+    fn remove(
+        &mut self,
+        entity: &EntityName,
+        from: Option<(TaskId, RunToken)>,
+    ) -> Result<bool, PublishError> {
         let had_record = self.record(entity)?.is_some();
-        let had_file = self
-            .sink
-            .remove(entity)
-            .map_err(|source| PublishError::Sink {
-                entity: entity.clone(),
-                source,
-            })?;
+        let had_file = match self.sink.remove_from(entity, from) {
+            Ok(had_file) => had_file,
+            Err(SinkError::StaleRun { entity, task, run }) => {
+                // The shared sink's own fence: nothing was removed.
+                self.metrics.stale_runs.with_label_values(&["remove"]).inc();
+                tracing::warn!(task = task.0, run = run.0, %entity,
+                    "the artifact sink refused a removal from an execution that no longer holds its task's claim");
+                return Err(PublishError::StaleRun {
+                    entity,
+                    task,
+                    stale: run,
+                    current: None,
+                });
+            }
+            Err(source) => {
+                return Err(PublishError::Sink {
+                    entity: entity.clone(),
+                    source,
+                })
+            }
+        };
         self.records.remove(entity);
         self.block_on(
             self.manifest

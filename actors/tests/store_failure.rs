@@ -11,7 +11,7 @@ use actix::Addr;
 use common::failing_store::FailingStore;
 use common::*;
 use groundcrew_actors::{
-    HistoryCategory, Priority, Registry, Submit, SubmitError, SubmitOutcome, Supervisor,
+    Activity, HistoryCategory, Priority, Registry, Submit, SubmitError, SubmitOutcome, Supervisor,
     TaskFilter, TaskSpec, TaskState, TaskStore, Trigger,
 };
 
@@ -203,12 +203,16 @@ async fn recorded_ends_count_a_task_end_only_once_the_store_has_it() {
     assert_eq!(p.store.recorded_ends, 0, "{:?}", p.store);
     let stored = store.get(task.id).await.unwrap().unwrap();
     assert_eq!(stored.state, TaskState::Running);
+    // Nor is the panel Idle: a client that waits for Idle and then reads
+    // the history must find the end there.
+    assert_eq!(p.state, Activity::Active, "{:?}", p.store);
 
     store.set_failing(false);
-    wait_panel(&sup, "the end to be recorded", |p| {
+    let p = wait_panel(&sup, "the end to be recorded", |p| {
         p.store.recorded_ends == 1
     })
     .await;
+    assert_eq!(p.state, Activity::Idle, "{:?}", p.store);
     let stored = store.get(task.id).await.unwrap().unwrap();
     assert_eq!(stored.state, TaskState::Succeeded);
 }

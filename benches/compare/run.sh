@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# Side by side, one command (issue 19): drains N durable no-op tasks on one
-# throwaway PostgreSQL 15 (fsync on) with 1 and 3 groundcrew nodes and with
-# graphile-worker, and prints one table with ratios to graphile-worker.
-# Usage: benches/compare/run.sh [N] (env: BATCH, LIMIT, PG_BIN; PROFILE=DIR
-# records perf during the one-node drain; STATEMENTS=DIR writes each
-# phase's top statements from pg_stat_statements to DIR/<db>.txt; PHASES
-# picks phases, default "gc1 gc3 gw"). Cleans up its cluster and processes
-# on exit. Not part of CI.
+# Side by side, one command (issue 19). In process: groundcrew in memory and
+# on SQLite beside the plain-tokio floor and apalis 1.0 (memory, SQLite); the
+# daemon's full build of a generated feed beside writing its bytes.
+# Durable: N no-op tasks on one throwaway PostgreSQL 15 (fsync on) with 1 and
+# 3 groundcrew nodes, graphile-worker and apalis-postgres. Prints one report
+# with every peer as a ratio to groundcrew and writes it to benches/RESULTS.md.
+# Usage: benches/compare/run.sh [N] (env: BATCH, LIMIT, PG_BIN, INPROC_N,
+# SQLITE_PEER_N, FEED_LINES; PROFILE=DIR records perf during the one-node
+# drain; STATEMENTS=FILE writes pg_stat_statements' top statements per
+# database at the end). Cleans up its cluster and processes on exit. Not part of CI.
 set -euo pipefail
 N=${1:-${N:-20000}}
 BATCH=${BATCH:-1000}
 LIMIT=${LIMIT:-16}
-PHASES=${PHASES:-gc1 gc3 gw}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HERE="$ROOT/benches/compare"
@@ -31,9 +32,26 @@ trap cleanup EXIT
 chmod 755 "$WORK"; mkdir -p "$WORK/data" "$WORK/sock"
 [ "$(id -u)" = 0 ] && chown nobody "$WORK/data" "$WORK/sock"
 
-echo "building groundcrew (release)..." >&2
+echo "building groundcrew (release) and the apalis drain..." >&2
 (cd "$ROOT" && cargo build --release --quiet --bin groundcrew)
 GC="$ROOT/target/release/groundcrew"
+(cd "$HERE/apalis" && cargo build --release --quiet)
+APALIS="$HERE/apalis/target/release/apalis-drain"
+RESULTS="$WORK/results.jsonl"
+# tag SYSTEM: adds "system" (and "tasks") to one JSON result line on stdin.
+tag() { python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); r["system"]=sys.argv[1]; r.setdefault("tasks", int(sys.argv[2])); print(json.dumps(r))' "$1" "$N"; }
+
+INPROC_N=${INPROC_N:-10000}
+SQLITE_PEER_N=${SQLITE_PEER_N:-2000}  # apalis-sqlite drains a few hundred per second
+echo "in process: groundcrew and the tokio floor..." >&2
+(cd "$ROOT" && cargo bench --quiet --bench inproc_drain -- "$INPROC_N") | grep '^{' >>"$RESULTS"
+echo "in process: apalis..." >&2
+for l in 2 16; do "$APALIS" memory "$INPROC_N" "$l" >>"$RESULTS"; done
+"$APALIS" sqlite "$SQLITE_PEER_N" "$LIMIT" >>"$RESULTS"
+"$APALIS" sqlite-full "$SQLITE_PEER_N" "$LIMIT" >>"$RESULTS"
+FEED_LINES=${FEED_LINES:-500000}
+echo "the daemon's full build of a $FEED_LINES-line feed..." >&2
+(cd "$ROOT" && cargo bench --quiet --bench feed_daemon -- "$FEED_LINES") | grep '^{' >>"$RESULTS"
 if [ ! -d "$WORK/npm/node_modules/graphile-worker" ]; then
   echo "installing graphile-worker..." >&2
   mkdir -p "$WORK/npm" && (cd "$WORK/npm" && npm install --silent --no-audit --no-fund graphile-worker@0.18 >/dev/null)
@@ -50,25 +68,20 @@ echo $! >"$WORK/pg.pid"
 for _ in $(seq 600); do "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PORT" && break; sleep 0.1; done
 PG_VERSION=$("$PG_BIN/postgres" --version)
 psql_in() { echo "psql -X -A -t -q -h 127.0.0.1 -p $PORT -U postgres -d $1"; }
-for db in gc1 gc3 gw; do $(psql_in postgres) -c "CREATE DATABASE $db"; done
+for db in gc1 gc3 gw ap; do $(psql_in postgres) -c "CREATE DATABASE $db"; done
 $(psql_in postgres) -c "CREATE EXTENSION pg_stat_statements"
-url() { echo "postgres://postgres@127.0.0.1:$PORT/$1"; }
-has() { case " $PHASES " in *" $1 "*) return 0;; esac; return 1; }
-# statements DB [NAME]: the phase's statements by total time into
-# $STATEMENTS/NAME.txt (default DB.txt), then resets.
+# statements: each database's top statements by total time, into $STATEMENTS.
 statements() {
   [ -n "${STATEMENTS:-}" ] || return 0
-  mkdir -p "$STATEMENTS"
   $(psql_in postgres) -P pager=off -F ' | ' -c "
-    SELECT round(total_exec_time::numeric, 1) AS total_ms, calls, rows,
+    SELECT d.datname, round(total_exec_time::numeric, 1) AS total_ms, calls, rows,
            round((total_exec_time / greatest(calls, 1))::numeric, 3) AS ms_per_call,
            shared_blks_hit + shared_blks_read AS blocks,
            regexp_replace(left(query, 160), '\s+', ' ', 'g') AS query
       FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
-     WHERE d.datname = '$1' ORDER BY total_exec_time DESC LIMIT 30" >"$STATEMENTS/${2:-$1}.txt"
-  $(psql_in postgres) -c "SELECT pg_stat_statements_reset()" >/dev/null
+     ORDER BY d.datname, total_exec_time DESC" >"$STATEMENTS"
 }
-R1='{"per_s": 0, "seconds": 0, "succeeded": 0}'; R3=$R1; RG=$R1; RL=$R1
+url() { echo "postgres://postgres@127.0.0.1:$PORT/$1"; }
 
 # start_node DB NAME: starts one node, prints "base,token".
 start_node() {
@@ -88,7 +101,6 @@ stop_nodes() {
   rm -f "$WORK"/node-*/pid
 }
 
-if has gc1; then
 echo "groundcrew, 1 node..." >&2
 n1=$(start_node gc1 a); [ "${n1#,}" = "$n1" ] || { cat "$WORK"/node-gc1-a/err >&2; exit 1; }
 if [ -n "${PROFILE:-}" ]; then
@@ -107,38 +119,27 @@ if [ -n "${PROFILE:-}" ]; then
     --sort symbol -g none --percent-limit 1 2>/dev/null >"$PROFILE/postgres.txt" || true
 fi
 stop_nodes
-statements gc1
-fi
-if has gc3; then
 echo "groundcrew, 3 nodes..." >&2
 n3=(); for nm in a b c; do n3+=("$(start_node gc3 "$nm")"); done
 R3=$(python3 "$HERE/drain.py" "$N" "$BATCH" "$(psql_in gc3)" "${n3[@]}")
 stop_nodes
-statements gc3
-fi
-if has gw; then
 echo "graphile-worker $GW_VERSION..." >&2
 cp "$HERE/graphile.mjs" "$WORK/npm/"
 RG=$(cd "$WORK/npm" && node graphile.mjs "$(url gw)" "$N" "$BATCH" "$LIMIT" 0 2>/dev/null | tail -1)
-statements gw
 $(psql_in postgres) -c "DROP DATABASE gw" -c "CREATE DATABASE gw"
 RL=$(cd "$WORK/npm" && node graphile.mjs "$(url gw)" "$N" "$BATCH" "$LIMIT" 500 2>/dev/null | tail -1)
-statements gw gw-localqueue
-fi
 
-python3 - "$N" "$LIMIT" "$GW_VERSION" "$PG_VERSION" "$R1" "$R3" "$RG" "$RL" <<'PY'
-import json, sys
-n, limit, gwv, pgv = sys.argv[1:5]
-r1, r3, rg, rl = (json.loads(a) for a in sys.argv[5:9])
-base = rg["per_s"] or 1
-print(f"{n} durable no-op tasks, batches via the API / addJobs, {limit} workers per process; {pgv}, fsync=on\n")
-print("| system | tasks/s | seconds | × graphile-worker (defaults) |")
-print("|---|---|---|---|")
-for name, r in [("groundcrew, 1 node", r1), ("groundcrew, 3 nodes", r3),
-                (f"graphile-worker {gwv}, defaults", rg),
-                (f"graphile-worker {gwv}, localQueue 500", rl)]:
-    print(f"| {name} | {r['per_s']:.0f} | {r['seconds']:.2f} | {r['per_s']/base:.2f}× |")
-for name, r in [("1 node", r1), ("3 nodes", r3)]:
-    if r["per_s"] and r["succeeded"] != int(n):
-        print(f"\nWARNING: groundcrew {name}: {r['succeeded']} of {n} succeeded")
-PY
+echo "apalis-postgres..." >&2
+"$APALIS" postgres "$N" "$LIMIT" "$(url ap)" >>"$RESULTS"
+statements
+
+{ echo "$R1" | tag groundcrew-postgres-1; echo "$R3" | tag groundcrew-postgres-3
+  echo "$RG" | tag graphile-worker; echo "$RL" | tag graphile-worker-localqueue; } >>"$RESULTS"
+python3 -c 'import json,sys; print(json.dumps(dict(zip(sys.argv[1::2], sys.argv[2::2]))))' \
+  machine "$(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(uname -r)" \
+  groundcrew "$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet || echo ' (dirty)')" \
+  rustc "$(rustc --version)" apalis "1.0.0 (apalis-sqlite, apalis-postgres 1.0.0)" \
+  graphile-worker "$GW_VERSION (Node.js $(node --version))" postgresql "$PG_VERSION" \
+  "durable workload" "$N tasks, batches of $BATCH via the API / addJobs / push_bulk, $LIMIT workers per process" \
+  >"$WORK/versions.json"
+python3 "$HERE/report.py" "$RESULTS" "$WORK/versions.json" | tee "$ROOT/benches/RESULTS.md"

@@ -186,6 +186,9 @@ const MAX_GRACE_S: u64 = 86_400;
 /// How much longer than the grace period `wait=true` waits for a stopped
 /// execution to report its end.
 const WAIT_BEYOND_GRACE: Duration = Duration::from_secs(5);
+/// How often `wait=true` reads the store for the end of a task that runs
+/// on another node.
+const STORE_POLL: Duration = Duration::from_millis(100);
 
 /// The query of `DELETE /api/v1/tasks/{id}`.
 #[derive(Debug, Deserialize)]
@@ -277,6 +280,7 @@ async fn await_end(state: &ApiState, mut reply: CancelReply) -> Result<CancelRep
     }
     let id = reply.id;
     let limit = Duration::from_secs_f64(reply.grace_s.unwrap_or(0.0)) + WAIT_BEYOND_GRACE;
+    let deadline = tokio::time::Instant::now() + limit;
     let ended = tokio::time::timeout(limit, state.supervisor.send(AwaitRunEnd(id))).await;
     let ended = match ended {
         Ok(ended) => ended?,
@@ -284,15 +288,21 @@ async fn await_end(state: &ApiState, mut reply: CancelReply) -> Result<CancelRep
     };
     reply.state = match ended {
         Some(s) => s,
-        // Not running (any more): the store has its state.
-        None => {
-            state
+        // Not running here (any more): the store has its state. A task
+        // running on another node ends there: its end reaches the store
+        // once that node has stopped it.
+        None => loop {
+            let stored = state
                 .store
                 .get(id)
                 .await?
                 .ok_or(ApiError::TaskNotFound(id))?
-                .state
-        }
+                .state;
+            if stored.is_terminal() || tokio::time::Instant::now() >= deadline {
+                break stored;
+            }
+            tokio::time::sleep(STORE_POLL).await;
+        },
     };
     if !reply.state.is_terminal() {
         return Err(ApiError::CancelTimeout {

@@ -22,6 +22,11 @@
 //! publications from then on. A heartbeat that no longer lists a run means
 //! another node may run it now: the execution is stopped hard and
 //! forgotten, and `groundcrew_stale_runs_total{write="lease"}` counts it.
+//! So is a run whose lease this node could not renew in time (the
+//! database was away): its lease ends at the latest a lease after the
+//! claim or the last renewal that listed it was sent, and the database may
+//! give it to another node from then on. Heartbeats list the runs they
+//! renew, so a run stopped here is never renewed again.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -33,7 +38,7 @@ use tokio::sync::oneshot;
 use crate::message::{SubmitError, SubmitReply};
 use crate::panel::PanelTask;
 use crate::shared::{HeldRun, NodeStatus, SharedCancel, SharedPending, SharedQueue};
-use crate::spec::{TaskId, TaskState};
+use crate::spec::{RunToken, TaskId, TaskState};
 use crate::store::{StoreError, TaskRecord};
 
 use super::{Live, Supervisor};
@@ -41,6 +46,9 @@ use super::{Live, Supervisor};
 /// How often a node claims and refreshes its view of the queue without a
 /// wake-up (a fallback: wake-ups come from the shared queue).
 pub(super) const POLL: Duration = Duration::from_secs(1);
+
+/// Why a run is stopped when its lease lapsed.
+pub(super) const LAPSED: &str = "its lease was not renewed in time";
 
 /// Ready work may have appeared in the cluster.
 struct Wake;
@@ -149,11 +157,12 @@ impl Supervisor {
             c.claiming.insert(name.clone());
             claims.push((name.clone(), c.queue.claim(name, free, pool.cluster_limit)));
         }
+        let sent = Instant::now();
         for (pool_name, claimed) in claims {
             ctx.spawn(
                 claimed
                     .into_actor(self)
-                    .map(move |result, act, ctx| act.claimed(pool_name, result, ctx)),
+                    .map(move |result, act, ctx| act.claimed(pool_name, sent, result, ctx)),
             );
         }
     }
@@ -161,6 +170,7 @@ impl Supervisor {
     fn claimed(
         &mut self,
         pool: String,
+        sent: Instant,
         result: Result<Vec<TaskRecord>, StoreError>,
         ctx: &mut Context<Self>,
     ) {
@@ -183,6 +193,14 @@ impl Supervisor {
             tracing::info!("the shared queue answers again");
         }
         let got_some = !records.is_empty();
+        let until = sent + c.queue.lease();
+        for record in &records {
+            let run = record.run.expect("a claimed task has a run");
+            self.runs.lease_run_until(record.id, run, until);
+        }
+        if got_some {
+            self.expire_leases_at(until, ctx);
+        }
         for record in records {
             let (id, run, pool) = (
                 record.id,
@@ -237,8 +255,13 @@ impl Supervisor {
         c.heartbeat_in_flight = true;
         let sent = Instant::now();
         let lease = c.queue.lease();
-        let running = self.live.values().filter(|l| l.execution.is_some()).count() as u64;
-        let beat = c.queue.heartbeat(running);
+        let runs: Vec<(TaskId, RunToken)> = self
+            .live
+            .iter()
+            .filter(|(_, l)| l.execution.is_some())
+            .filter_map(|(id, l)| l.record.run.map(|r| (*id, r)))
+            .collect();
+        let beat = c.queue.heartbeat(runs.clone());
         ctx.spawn(beat.into_actor(self).map(move |result, act, ctx| {
             if let Some(c) = &mut act.cluster {
                 c.heartbeat_in_flight = false;
@@ -246,7 +269,11 @@ impl Supervisor {
             match result {
                 Ok(held) => {
                     act.runs.lease_until(sent + lease);
-                    act.held(held, ctx);
+                    for h in &held {
+                        act.runs.lease_run_until(h.id, h.run, sent + lease);
+                    }
+                    act.expire_leases_at(sent + lease, ctx);
+                    act.held(runs, held, ctx);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "lease renewal failed");
@@ -258,18 +285,21 @@ impl Supervisor {
         }));
     }
 
-    /// Compares the runs the database says this node holds with what runs
-    /// here: lost runs are stopped, runs canceled from elsewhere signaled.
-    fn held(&mut self, held: Vec<HeldRun>, ctx: &mut Context<Self>) {
-        let local: Vec<(TaskId, crate::spec::RunToken)> = self
-            .live
-            .iter()
-            .filter(|(_, l)| l.execution.is_some())
-            .filter_map(|(id, l)| l.record.run.map(|r| (*id, r)))
-            .collect();
-        for (id, run) in local {
+    /// Compares the runs the database says this node holds with those the
+    /// heartbeat listed (`sent`) that still run here: lost runs are
+    /// stopped, runs canceled from elsewhere signaled. A run claimed after
+    /// the heartbeat was sent is left to the next one.
+    fn held(&mut self, sent: Vec<(TaskId, RunToken)>, held: Vec<HeldRun>, ctx: &mut Context<Self>) {
+        for (id, run) in sent {
+            let runs_here = self
+                .live
+                .get(&id)
+                .is_some_and(|l| l.execution.is_some() && l.record.run == Some(run));
+            if !runs_here {
+                continue;
+            }
             match held.iter().find(|h| h.id == id && h.run == run) {
-                None => self.lose(id, run),
+                None => self.lose(id, run, "the task was rescued by the cluster"),
                 Some(h) if h.state == TaskState::Canceling => {
                     let live = self.live.get_mut(&id).expect("listed above");
                     let execution = live.execution.as_ref().expect("listed above");
@@ -285,8 +315,39 @@ impl Supervisor {
         }
     }
 
+    /// Checks the runs' leases when the earliest of those just set ends.
+    fn expire_leases_at(&mut self, until: Instant, ctx: &mut Context<Self>) {
+        let wait = until.saturating_duration_since(Instant::now());
+        ctx.run_later(wait, |act, _| act.expire_leases());
+    }
+
+    /// Stops every run whose lease this node could not renew in time:
+    /// the database may give it to another node now.
+    fn expire_leases(&mut self) {
+        let lapsed: Vec<(TaskId, RunToken)> = self
+            .live
+            .iter()
+            .filter(|(_, l)| l.execution.is_some())
+            .filter_map(|(id, l)| l.record.run.map(|r| (*id, r)))
+            .filter(|(id, run)| self.lease_lapsed(*id, *run))
+            .collect();
+        for (id, run) in lapsed {
+            self.lose(id, run, LAPSED);
+        }
+    }
+
+    /// Whether this node could not renew the lease of run `run` of `id`
+    /// in time, so that the database may have given it to another node.
+    pub(super) fn lease_lapsed(&self, id: TaskId, run: RunToken) -> bool {
+        self.cluster.is_some()
+            && self
+                .runs
+                .lease_of(id, run)
+                .is_some_and(|until| until <= Instant::now())
+    }
+
     /// Forgets a run whose lease is gone: another node may run it now.
-    fn lose(&mut self, id: TaskId, run: crate::spec::RunToken) {
+    pub(super) fn lose(&mut self, id: TaskId, run: RunToken, why: &str) {
         let Some(mut live) = self.live.remove(&id) else {
             return;
         };
@@ -300,7 +361,7 @@ impl Supervisor {
         }
         self.metrics.stale_runs.with_label_values(&["lease"]).inc();
         tracing::warn!(task = id.0, run = run.0, kind = %live.record.kind, target = %live.record.target,
-            "lease lost: the task was rescued by the cluster; stopped this run");
+            "lease lost: {why}; stopped this run");
         super::stop::notify(execution.waiters, TaskState::Queued);
         self.update_pool_gauges(&pool);
     }

@@ -443,12 +443,17 @@ impl Supervisor {
         let Some(live) = self.live.get_mut(&msg.id) else {
             return;
         };
-        if live.record.run != Some(msg.run) {
+        if live.record.run != Some(msg.run) || live.execution.is_none() {
             return;
         }
-        let Some(execution) = live.execution.take() else {
+        if self.lease_lapsed(msg.id, msg.run) {
+            // Its end is not this node's to record any more: the task runs
+            // again once its lease has expired in the database.
+            self.lose(msg.id, msg.run, cluster::LAPSED);
             return;
-        };
+        }
+        let live = self.live.get_mut(&msg.id).expect("checked above");
+        let execution = live.execution.take().expect("checked above");
         self.runs.release(msg.id, msg.run);
         let (kind, pool) = (live.record.kind.clone(), live.record.pool.clone());
         self.pools.get_mut(&pool).expect("pool exists").active -= 1;
@@ -732,7 +737,14 @@ impl Supervisor {
             active: pools.iter().map(|p| p.active).sum(),
             limit: pools.iter().map(|p| p.limit).sum(),
         };
-        let state = if running.is_empty() && pending_total == 0 && !self.shared_busy() {
+        // Idle only once the store has every change: a reader that sees
+        // Idle then finds each task's end in the store.
+        let store = self.journal.status();
+        let state = if running.is_empty()
+            && pending_total == 0
+            && !self.shared_busy()
+            && store.unwritten == 0
+        {
             Activity::Idle
         } else {
             Activity::Active
@@ -744,7 +756,7 @@ impl Supervisor {
             running,
             pending,
             pending_total,
-            store: self.journal.status(),
+            store,
             nodes: self
                 .cluster
                 .as_ref()

@@ -176,20 +176,35 @@ impl Handler<Cancel> for Supervisor {
         // otherwise (or if the cluster does not know it) it has ended or
         // never was. The store is asked only then.
         let shared = self.cancel_shared(id);
+        // Another node stops it at its next heartbeat, then after its
+        // pool's grace period: the longest the stop may take.
+        let heartbeat = self
+            .cluster
+            .as_ref()
+            .map_or(Duration::ZERO, |c| c.queue.lease() / 3);
+        let grace_of: std::collections::HashMap<String, f64> = self
+            .pools
+            .iter()
+            .map(|(name, p)| (name.clone(), (heartbeat + p.cancel_grace).as_secs_f64()))
+            .collect();
+        let heartbeat_s = heartbeat.as_secs_f64();
         let store = std::sync::Arc::clone(&self.store);
         Box::pin(async move {
             if let Some(shared) = shared {
-                let state = match shared.await.map_err(CancelError::Store)? {
-                    SharedCancel::Canceled => Some(TaskState::Canceled),
-                    SharedCancel::Signaled => Some(TaskState::Canceling),
-                    SharedCancel::Unknown => None,
+                let (state, grace_s) = match shared.await.map_err(CancelError::Store)? {
+                    SharedCancel::Canceled => (Some(TaskState::Canceled), None),
+                    SharedCancel::Signaled { pool } => {
+                        let grace = grace_of.get(&pool).copied().unwrap_or(heartbeat_s);
+                        (Some(TaskState::Canceling), Some(grace))
+                    }
+                    SharedCancel::Unknown => (None, None),
                 };
                 if let Some(state) = state {
                     return Ok(CancelReply {
                         id,
                         state,
                         canceled_follow_ups: Vec::new(),
-                        grace_s: None,
+                        grace_s,
                     });
                 }
             }

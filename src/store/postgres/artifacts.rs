@@ -7,15 +7,19 @@
 //! content and its manifest row are written in that transaction, and only
 //! if the publishing run still holds its task: the task's stored run is the
 //! artifact's, and (on a cluster node) the task is held by this node with
-//! an unexpired lease. The task row is locked `FOR KEY SHARE` until
-//! commit, so a rescue (which takes rows `FOR UPDATE SKIP LOCKED`) cannot
-//! move it in between, while the journal's and the heartbeat's updates
-//! (which change no key) neither wait for it nor deadlock with it. A refused artifact is answered [`SinkError::StaleRun`]; the
-//! entity writer counts it as a stale publish. The manifest row is written
+//! an unexpired lease; a removal from a task's run is fenced the same way.
+//! The task row is locked `FOR KEY SHARE` until commit, so a rescue (which
+//! takes rows `FOR UPDATE SKIP LOCKED`) cannot move it in between, while
+//! the journal's and the heartbeat's updates (which change no key) neither
+//! wait for it nor deadlock with it. A refused artifact or removal is
+//! answered [`SinkError::StaleRun`]; the entity writer counts it as a
+//! stale publish or removal. The manifest row is written
 //! again by the writer afterwards (with the source version), which changes
 //! nothing but that column.
 
-use groundcrew_actors::{Artifact, ArtifactSink, EntityName, SinkError, StoreError};
+use groundcrew_actors::{
+    Artifact, ArtifactSink, EntityName, RunToken, SinkError, StoreError, TaskId,
+};
 
 use super::PostgresStore;
 
@@ -60,6 +64,15 @@ SELECT entity, $3, $4, now(), $5, $6 FROM art
 ON CONFLICT (entity) DO UPDATE SET hash = EXCLUDED.hash, size = EXCLUDED.size,
     written_at = EXCLUDED.written_at, task = EXCLUDED.task, run = EXCLUDED.run
 RETURNING entity";
+
+/// Whether run `$2` of task `$1` holds its claim (on node `$3`, with an
+/// unexpired lease, when `$3` is not NULL), as [`PUT_FENCED`] checks it;
+/// the row stays locked `FOR KEY SHARE` until commit.
+const HOLDS_TASK: &str = "
+SELECT t.id FROM groundcrew.tasks t
+ WHERE t.id = $1 AND t.run = $2 AND t.state IN ('running', 'canceling')
+   AND ($3::text IS NULL OR (t.node = $3 AND t.lease_expires_at > now()))
+   FOR KEY SHARE";
 
 /// A task id or run token as PostgreSQL's bigint.
 fn bigint(value: u64) -> i64 {
@@ -179,24 +192,52 @@ impl ArtifactSink for PostgresStore {
     }
 
     fn remove(&self, entity: &EntityName) -> Result<bool, SinkError> {
-        let entity = entity.as_str().to_owned();
-        futures::executor::block_on(self.read("artifact removal", move |mut client| async move {
-            let tx = client.transaction().await?;
-            // A publication that cannot get its locks fails (and is
-            // retried) rather than hold the writer forever.
-            tx.batch_execute(PUBLISH_TIMEOUTS).await?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SINK_LOCK])
-                .await?;
-            let removed = tx
-                .execute(
-                    "DELETE FROM groundcrew.artifacts WHERE entity = $1",
-                    &[&entity],
-                )
-                .await?;
-            tx.commit().await?;
-            Ok(removed > 0)
-        }))
-        .map_err(backend("remove"))
+        self.remove_from(entity, None)
+    }
+
+    fn remove_from(
+        &self,
+        entity: &EntityName,
+        source: Option<(TaskId, RunToken)>,
+    ) -> Result<bool, SinkError> {
+        let name = entity.as_str().to_owned();
+        let fence = source.map(|(task, run)| (bigint(task.0), bigint(run.0)));
+        let node = self.cluster_node.get().cloned();
+        let removed = futures::executor::block_on(self.read(
+            "artifact removal",
+            move |mut client| async move {
+                let tx = client.transaction().await?;
+                // A removal that cannot get its locks fails (and is
+                // retried) rather than hold the writer forever.
+                tx.batch_execute(PUBLISH_TIMEOUTS).await?;
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SINK_LOCK])
+                    .await?;
+                if let Some((task, run)) = fence {
+                    let held = tx.query_opt(HOLDS_TASK, &[&task, &run, &node]).await?;
+                    if held.is_none() {
+                        return Ok(None);
+                    }
+                }
+                let removed = tx
+                    .execute(
+                        "DELETE FROM groundcrew.artifacts WHERE entity = $1",
+                        &[&name],
+                    )
+                    .await?;
+                tx.commit().await?;
+                Ok(Some(removed > 0))
+            },
+        ))
+        .map_err(backend("remove"))?;
+        match (removed, source) {
+            (Some(removed), _) => Ok(removed),
+            (None, Some((task, run))) => Err(SinkError::StaleRun {
+                entity: entity.clone(),
+                task,
+                run,
+            }),
+            (None, None) => unreachable!("only a fenced removal is refused"),
+        }
     }
 
     fn holds(&self, entity: &EntityName, content: &[u8]) -> Result<bool, SinkError> {

@@ -17,11 +17,14 @@
 //!   backs the rule at every commit. With a cluster limit, the pool's
 //!   running tasks with an unexpired lease are counted under that lock and
 //!   the claim takes at most the remainder.
-//! - **Heartbeat** renews the leases this node still holds (only those not
-//!   yet expired: an expired lease is lost even if no one rescued it yet)
-//!   and records the node's row.
+//! - **Heartbeat** renews the leases of the runs this node lists (only
+//!   those it still holds with an unexpired lease: an expired lease is
+//!   lost even if no one rescued it yet) and records the node's row.
 //! - **Rescue** puts expired `running` tasks back in the queue with the
-//!   attempt's error recorded (`canceling` ones end `canceled`).
+//!   attempt's error recorded (`canceling` ones end `canceled`). The
+//!   trigger of schema version 6 merges the follow-up waiting behind a
+//!   task put back in the queue into it, and releases the follow-up of a
+//!   task that ended, whichever statement ended the run.
 //! - **Completion** is the journal's batch statement, whose fencing clause
 //!   applies a put of the current run only while this node holds its lease
 //!   (see `writer.rs`).
@@ -168,9 +171,11 @@ SELECT count(*) FROM groundcrew.tasks
 
 const HEARTBEAT: &str = "
 WITH renewed AS (
-    UPDATE groundcrew.tasks SET lease_expires_at = now() + $2::float8 * interval '1 millisecond'
-     WHERE node = $1 AND state IN ('running', 'canceling') AND lease_expires_at > now()
-    RETURNING id, run, state
+    UPDATE groundcrew.tasks t SET lease_expires_at = now() + $2::float8 * interval '1 millisecond'
+      FROM unnest($4::bigint[], $5::bigint[]) AS h(id, run)
+     WHERE t.id = h.id AND t.run = h.run AND t.node = $1
+       AND t.state IN ('running', 'canceling') AND t.lease_expires_at > now()
+    RETURNING t.id, t.run, t.state
 ), beat AS (
     INSERT INTO groundcrew.nodes (node, heartbeat_at, running) VALUES ($1, now(), $3)
     ON CONFLICT (node) DO UPDATE SET heartbeat_at = now(), running = $3
@@ -205,7 +210,7 @@ UPDATE groundcrew.tasks
        finished_at = CASE WHEN state = 'queued' THEN now() END,
        waiting_behind = CASE WHEN state = 'queued' THEN NULL ELSE waiting_behind END
  WHERE id = $1 AND state IN ('queued', 'running', 'canceling')
-RETURNING state";
+RETURNING state, pool";
 
 impl SharedQueue for PgQueue {
     fn node(&self) -> &str {
@@ -322,12 +327,21 @@ impl SharedQueue for PgQueue {
         })
     }
 
-    fn heartbeat(&self, running: u64) -> BoxFuture<'static, Result<Vec<HeldRun>, StoreError>> {
+    fn heartbeat(
+        &self,
+        runs: Vec<(TaskId, RunToken)>,
+    ) -> BoxFuture<'static, Result<Vec<HeldRun>, StoreError>> {
         let (node, lease) = (self.node.clone(), self.lease_ms());
         self.run("heartbeat", move |client| async move {
             let statement = client.prepare_cached(HEARTBEAT).await?;
-            let running = running as i64;
-            let rows = client.query(&statement, &[&node, &lease, &running]).await?;
+            let running = runs.len() as i64;
+            let (ids, tokens): (Vec<i64>, Vec<i64>) = runs
+                .iter()
+                .map(|(id, run)| (id.0 as i64, run.0 as i64))
+                .unzip();
+            let rows = client
+                .query(&statement, &[&node, &lease, &running, &ids, &tokens])
+                .await?;
             rows.iter()
                 .map(|row| {
                     let state: String = row.try_get(2)?;
@@ -357,7 +371,9 @@ impl SharedQueue for PgQueue {
             Ok(match client.query_opt(&statement, &[&id]).await? {
                 None => SharedCancel::Unknown,
                 Some(row) if row.get::<_, &str>(0) == "canceled" => SharedCancel::Canceled,
-                Some(_) => SharedCancel::Signaled,
+                Some(row) => SharedCancel::Signaled {
+                    pool: row.try_get(1)?,
+                },
             })
         })
     }

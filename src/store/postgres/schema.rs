@@ -30,7 +30,7 @@ const MIGRATION_LOCK: i64 = 0x6763_7277_6d69_6772;
 
 /// One SQL step per schema version: `MIGRATIONS[n]` takes version `n` to
 /// `n + 1`. Steps are only ever appended; a released step never changes.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The newest schema version this build knows.
 pub(super) const SUPPORTED_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -42,6 +42,54 @@ CREATE TABLE IF NOT EXISTS groundcrew.schema_version (
     applied_at timestamptz NOT NULL DEFAULT now()
 );
 ";
+
+/// Version 6: what the end of a run does to the follow-up waiting behind
+/// it, on every path that ends a run (a node's journal, the rescue of an
+/// expired lease), as on one node: a run put back in the queue (a retry,
+/// a rescue) absorbs its follow-up, since its next execution serves the
+/// follow-up's requests too (at the higher priority, and at once when the
+/// follow-up is interactive); a run that ended releases it
+/// (`waiting_behind` cleared). Follow-ups already released are cleared.
+const V6: &str = r#"
+CREATE INDEX tasks_waiting_behind ON groundcrew.tasks (waiting_behind)
+    WHERE waiting_behind IS NOT NULL;
+UPDATE groundcrew.tasks t SET waiting_behind = NULL
+ WHERE t.waiting_behind IS NOT NULL AND NOT EXISTS (
+       SELECT 1 FROM groundcrew.tasks b WHERE b.id = t.waiting_behind
+          AND b.state IN ('running', 'canceling'));
+CREATE FUNCTION groundcrew.run_ended() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+    f record;
+BEGIN
+    IF NEW.state = 'queued' THEN
+        FOR f IN
+            UPDATE groundcrew.tasks g
+               SET state = 'merged', merged_into = NEW.id, waiting_behind = NULL,
+                   finished_at = now()
+             WHERE g.waiting_behind = NEW.id AND g.state = 'queued'
+            RETURNING g.merged, g.priority, g.triggers
+        LOOP
+            NEW.merged := NEW.merged + 1 + f.merged;
+            NEW.priority := greatest(NEW.priority, f.priority);
+            NEW.triggers := NEW.triggers || coalesce((
+                SELECT jsonb_agg(x) FROM jsonb_array_elements(f.triggers) x
+                 WHERE NOT NEW.triggers @> jsonb_build_array(x)), '[]'::jsonb);
+            IF f.priority >= 10 THEN
+                NEW.run_after := NULL;
+            END IF;
+        END LOOP;
+    ELSE
+        UPDATE groundcrew.tasks g SET waiting_behind = NULL
+         WHERE g.waiting_behind = NEW.id AND g.state = 'queued';
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+CREATE TRIGGER tasks_run_ended BEFORE UPDATE ON groundcrew.tasks
+    FOR EACH ROW WHEN (OLD.state IN ('running', 'canceling')
+                       AND NEW.state NOT IN ('running', 'canceling'))
+    EXECUTE FUNCTION groundcrew.run_ended();
+"#;
 
 /// Version 5: artifact content for `artifacts.sink: postgres` (see
 /// `artifacts.rs`), so that every node serves the same artifacts.
