@@ -7,7 +7,8 @@
 # with every peer as a ratio to groundcrew and writes it to benches/RESULTS.md.
 # Usage: benches/compare/run.sh [N] (env: BATCH, LIMIT, PG_BIN, INPROC_N,
 # SQLITE_PEER_N, FEED_LINES; PROFILE=DIR records perf during the one-node
-# drain). Cleans up its cluster and processes on exit. Not part of CI.
+# drain; STATEMENTS=FILE writes pg_stat_statements' top statements per
+# database at the end). Cleans up its cluster and processes on exit. Not part of CI.
 set -euo pipefail
 N=${1:-${N:-20000}}
 BATCH=${BATCH:-1000}
@@ -61,12 +62,25 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 as_owner "$PG_BIN/initdb" -U postgres -N -A trust -D "$WORK/data" >/dev/null
 as_owner "$PG_BIN/postgres" -D "$WORK/data" -p "$PORT" -k "$WORK/sock" \
   -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on \
+  -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all \
   >"$WORK/pg.log" 2>&1 &
 echo $! >"$WORK/pg.pid"
 for _ in $(seq 600); do "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PORT" && break; sleep 0.1; done
 PG_VERSION=$("$PG_BIN/postgres" --version)
 psql_in() { echo "psql -X -A -t -q -h 127.0.0.1 -p $PORT -U postgres -d $1"; }
 for db in gc1 gc3 gw ap; do $(psql_in postgres) -c "CREATE DATABASE $db"; done
+$(psql_in postgres) -c "CREATE EXTENSION pg_stat_statements"
+# statements: each database's top statements by total time, into $STATEMENTS.
+statements() {
+  [ -n "${STATEMENTS:-}" ] || return 0
+  $(psql_in postgres) -P pager=off -F ' | ' -c "
+    SELECT d.datname, round(total_exec_time::numeric, 1) AS total_ms, calls, rows,
+           round((total_exec_time / greatest(calls, 1))::numeric, 3) AS ms_per_call,
+           shared_blks_hit + shared_blks_read AS blocks,
+           regexp_replace(left(query, 160), '\s+', ' ', 'g') AS query
+      FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+     ORDER BY d.datname, total_exec_time DESC" >"$STATEMENTS"
+}
 url() { echo "postgres://postgres@127.0.0.1:$PORT/$1"; }
 
 # start_node DB NAME: starts one node, prints "base,token".
@@ -117,6 +131,7 @@ RL=$(cd "$WORK/npm" && node graphile.mjs "$(url gw)" "$N" "$BATCH" "$LIMIT" 500 
 
 echo "apalis-postgres..." >&2
 "$APALIS" postgres "$N" "$LIMIT" "$(url ap)" >>"$RESULTS"
+statements
 
 { echo "$R1" | tag groundcrew-postgres-1; echo "$R3" | tag groundcrew-postgres-3
   echo "$RG" | tag graphile-worker; echo "$RL" | tag graphile-worker-localqueue; } >>"$RESULTS"
