@@ -815,3 +815,67 @@ fn a_cluster_limit_caps_a_pools_running_tasks_on_all_nodes_together() {
     }
     assert!(most <= 3, "{most} tasks ran at once: {out}");
 }
+
+/// A claim sent before the pool's limit was lowered to 0 answers after
+/// it: the node hands the claimed task back to the queue (its attempt not
+/// counted) instead of running it past the limit.
+#[test]
+fn a_claim_answered_after_the_limit_was_lowered_hands_its_task_back() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let url = pg.create_database();
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    let artifacts = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = node_with(
+        dir.path(),
+        "solo",
+        &url,
+        artifacts.path(),
+        &[
+            ("GROUNDCREW_LEASE_S", STEADY_LEASE_S),
+            ("GROUNDCREW_POOLS__BACKGROUND", "0"),
+        ],
+    );
+    let (status, reply) = d.call("POST", "/api/v1/tasks", Some(test_task("asn:5", 1, 10)));
+    assert_eq!(status, 202, "{reply}");
+    let id = reply["id"].as_u64().unwrap();
+    // Hold the tasks table so that the claim the next limit sends waits.
+    let mut locker = pg.psql_command(
+        &db,
+        "BEGIN; LOCK TABLE groundcrew.tasks IN EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT;",
+    );
+    let locker = std::thread::spawn(move || locker.output().unwrap());
+    wait_until("the table lock", 10, || {
+        (pg.psql_in(
+            &db,
+            "SELECT count(*) FROM pg_locks WHERE mode = 'ExclusiveLock' AND locktype = 'relation'",
+        ) != "0")
+            .then_some(())
+    });
+    set_limit(&d, 1);
+    set_limit(&d, 0);
+    assert!(locker.join().unwrap().status.success());
+    // The claim went through (the task's run counted) and its outcome is
+    // written: queued again, or (without the hand-back) run to its end.
+    let sql =
+        format!("SELECT state || ',' || coalesce(run, 0) FROM groundcrew.tasks WHERE id = {id}");
+    let row = wait_until("the claim's outcome in the store", 30, || {
+        let row = pg.psql_in(&db, &sql);
+        (row != "queued,0" && !row.starts_with("running")).then_some(row)
+    });
+    assert_eq!(
+        row, "queued,1",
+        "the claimed task ran past the lowered limit"
+    );
+    let (_, task) = d.call("GET", &format!("/api/v1/tasks/{id}"), None);
+    assert_eq!(task["state"], "queued", "{task}");
+    assert_eq!(task["attempts"], 0, "{task}");
+    set_limit(&d, 1);
+    let task = wait_until("the task ran once the limit allowed", 30, || {
+        let (_, t) = d.call("GET", &format!("/api/v1/tasks/{id}"), None);
+        (t["state"] == "succeeded").then_some(t)
+    });
+    assert_eq!(task["attempts"], 1, "{task}");
+}

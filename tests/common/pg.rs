@@ -250,16 +250,20 @@ impl PgCluster {
         self.psql_in("postgres", sql)
     }
 
-    /// Like [`psql`](Self::psql), in database `db`.
-    pub fn psql_in(&self, db: &str, sql: &str) -> String {
-        let out = self
-            .command("psql")
-            .arg("-h")
+    /// The psql command that runs `sql` in database `db`, to start when
+    /// and how a test needs (e.g. in a thread, to hold a lock).
+    pub fn psql_command(&self, db: &str, sql: &str) -> Command {
+        let mut cmd = self.command("psql");
+        cmd.arg("-h")
             .arg(self.root().join("sock"))
             .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db])
-            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
-            .output()
-            .expect("run psql");
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql]);
+        cmd
+    }
+
+    /// Like [`psql`](Self::psql), in database `db`.
+    pub fn psql_in(&self, db: &str, sql: &str) -> String {
+        let out = self.psql_command(db, sql).output().expect("run psql");
         assert!(
             out.status.success(),
             "psql {sql:?} failed: {}",

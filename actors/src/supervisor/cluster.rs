@@ -213,6 +213,11 @@ impl Supervisor {
                 self.refuse_claimed(record);
                 continue;
             }
+            if self.pools.get(&pool).is_some_and(|p| p.active >= p.limit) {
+                // Claimed before the pool's limit was lowered.
+                self.hand_back(record);
+                continue;
+            }
             self.live.insert(
                 id,
                 Live {
@@ -228,6 +233,22 @@ impl Supervisor {
             self.claim_shared(ctx);
         }
         self.flush(ctx);
+    }
+
+    /// Puts a claimed task back in the shared queue unrun, its attempt not
+    /// counted: the pool's limit was lowered while the claim was under way,
+    /// and running it would exceed the new limit.
+    fn hand_back(&mut self, mut record: TaskRecord) {
+        let run = record.run.expect("a claimed task has a run");
+        self.runs.release(record.id, run);
+        tracing::info!(task = record.id.0, kind = %record.kind, target = %record.target, pool = %record.pool,
+            "claimed after the pool's limit was lowered; handed back to the queue");
+        record.state = TaskState::Queued;
+        record.attempts = record.attempts.saturating_sub(1);
+        record.started_at = None;
+        record.stage = None;
+        record.progress = None;
+        self.journal(vec![crate::store::Change::Put(Box::new(record))]);
     }
 
     /// Ends a claimed task this node cannot run (unknown kind or pool).
