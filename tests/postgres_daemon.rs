@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -43,13 +43,15 @@ fn test_task(n: u64) -> Value {
     json!({"kind": "test", "target": format!("asn:{n}"), "params": {"times": 4, "round_ms": 50}})
 }
 
-/// Submits distinct targets until `stop`; returns the accepted ids. A
-/// refusal with 503 (the store is away) is not an acceptance.
+/// Submits distinct targets until `stop`; returns the accepted ids, and
+/// counts them in `count` as they come. A refusal with 503 (the store is
+/// away) is not an acceptance.
 fn submit_until(
     base: String,
     token: String,
     first: u64,
     stop: Arc<AtomicBool>,
+    count: Arc<AtomicUsize>,
 ) -> (Vec<u64>, usize) {
     let mut accepted = Vec::new();
     let mut refused = 0;
@@ -63,7 +65,10 @@ fn submit_until(
             "/api/v1/tasks",
             Some(test_task(n)),
         ) {
-            Ok((202, reply)) => accepted.push(reply["id"].as_u64().expect("id")),
+            Ok((202, reply)) => {
+                accepted.push(reply["id"].as_u64().expect("id"));
+                count.fetch_add(1, Ordering::SeqCst);
+            }
             Ok((503, reply)) => {
                 assert_eq!(reply["error"]["code"], "store_unavailable", "{reply}");
                 refused += 1;
@@ -202,7 +207,7 @@ fn postgres_restarted_mid_run_loses_no_accepted_task_and_admits_again() {
     let stop = Arc::new(AtomicBool::new(false));
     let submitter = {
         let (base, token, stop) = (d.base.clone(), d.token.clone(), stop.clone());
-        std::thread::spawn(move || submit_until(base, token, 100_000, stop))
+        std::thread::spawn(move || submit_until(base, token, 100_000, stop, Default::default()))
     };
     std::thread::sleep(Duration::from_millis(500));
     pg.restart();
@@ -282,13 +287,24 @@ fn repeated_sigkills_never_repeat_an_id_and_lose_no_accepted_task() {
     for round in 0..4u64 {
         let d = Daemon::start_with_env(dir.path(), &[], &env);
         let stop = Arc::new(AtomicBool::new(false));
+        let count = Arc::new(AtomicUsize::new(0));
         let submitter = {
-            let (base, token, stop) = (d.base.clone(), d.token.clone(), stop.clone());
+            let (base, token) = (d.base.clone(), d.token.clone());
+            let (stop, count) = (stop.clone(), count.clone());
             // Targets of their own per round: a repeat would merge.
-            std::thread::spawn(move || submit_until(base, token, round * 100_000, stop))
+            std::thread::spawn(move || submit_until(base, token, round * 100_000, stop, count))
         };
-        // A node's first enqueue opens connections: give each round time.
-        std::thread::sleep(Duration::from_millis(600 + 100 * round));
+        // Each round kills a node that has accepted work (however slow
+        // the machine), at a different point of its submits.
+        let since = std::time::Instant::now();
+        while count.load(Ordering::SeqCst) < 8 {
+            assert!(
+                since.elapsed() < Duration::from_secs(60),
+                "round {round}: no submits accepted"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(100 * round));
         d.kill9();
         stop.store(true, Ordering::SeqCst);
         for id in submitter.join().unwrap().0 {
