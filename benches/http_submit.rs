@@ -1,0 +1,159 @@
+//! The admin API's submit path on the real daemon (SQLite, its embedded
+//! default), printed as JSON lines for benches/compare/run.sh (not a
+//! criterion bench: it starts a daemon and runs for seconds).
+//!
+//! - `groundcrew-http-submit`: 3 clients, each on its own keep-alive
+//!   connection, each sending one `POST /api/v1/tasks` at a time (distinct
+//!   targets, so nothing coalesces) for a few seconds; submits per second
+//!   and the latency percentiles of a durable answer.
+//! - `groundcrew-http-batch`: one client sending arrays of 1,000 tasks;
+//!   accepted tasks per second, each durable before its answer.
+//! - `http-floor`: the same 3 clients on `GET /healthz` (no store write):
+//!   what the HTTP stack alone costs on this machine in the same run.
+//!
+//! The worker pool is paused (limit 0) so that the queue only grows and
+//! the figures are of the submit path alone.
+//!
+//! Usage: `cargo bench --bench http_submit -- [SECONDS]` (default 5).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Daemon;
+use serde_json::{json, Value};
+
+const CLIENTS: usize = 3;
+const BATCH: usize = 1000;
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .new_agent()
+}
+
+fn post(agent: &ureq::Agent, d: &Daemon, path: &str, body: &Value) -> u16 {
+    let resp = agent
+        .post(format!("{}{path}", d.base))
+        .header("Authorization", format!("Bearer {}", d.token))
+        .header("Content-Type", "application/json")
+        .send(serde_json::to_vec(body).unwrap())
+        .expect("daemon reachable");
+    let status = resp.status().as_u16();
+    resp.into_body().read_to_string().unwrap();
+    status
+}
+
+fn get(agent: &ureq::Agent, d: &Daemon, path: &str) -> u16 {
+    let resp = agent
+        .get(format!("{}{path}", d.base))
+        .call()
+        .expect("daemon reachable");
+    let status = resp.status().as_u16();
+    resp.into_body().read_to_string().unwrap();
+    status
+}
+
+fn ms(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+/// `CLIENTS` threads calling `request(client, n)` for `run`; every
+/// request's latency.
+fn clients(run: Duration, request: impl Fn(&ureq::Agent, usize, u64) + Sync) -> Vec<Duration> {
+    let mut all = std::thread::scope(|s| {
+        let request = &request;
+        let threads: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                s.spawn(move || {
+                    let agent = agent();
+                    let mut lat = Vec::new();
+                    let end = Instant::now() + run;
+                    let mut n = 0;
+                    while Instant::now() < end {
+                        let t = Instant::now();
+                        request(&agent, c, n);
+                        lat.push(t.elapsed());
+                        n += 1;
+                    }
+                    lat
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    all.sort();
+    all
+}
+
+fn report(system: &str, run: Duration, lat: &[Duration], tasks: usize) {
+    println!(
+        "{}",
+        json!({
+            "system": system,
+            "tasks": tasks,
+            "secs": run.as_secs_f64(),
+            "per_s": tasks as f64 / run.as_secs_f64(),
+            "clients": CLIENTS,
+            "p50_ms": ms(lat, 0.5),
+            "p99_ms": ms(lat, 0.99),
+            "max_ms": ms(lat, 1.0),
+        })
+    );
+}
+
+fn main() {
+    let secs: u64 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(5);
+    let run = Duration::from_secs(secs);
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &[]);
+    let (status, body) = d.call(
+        "PUT",
+        "/api/v1/pools/background/limit",
+        Some(json!({"limit": 0})),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    let lat = clients(run, |agent, _, _| {
+        assert_eq!(get(agent, &d, "/healthz"), 200);
+    });
+    report("http-floor", run, &lat, lat.len());
+
+    let lat = clients(run, |agent, c, n| {
+        let task =
+            json!({"kind": "test", "target": format!("asn:{c}-{n}"), "params": {"times": 1}});
+        assert_eq!(post(agent, &d, "/api/v1/tasks", &task), 202);
+    });
+    report("groundcrew-http-submit", run, &lat, lat.len());
+
+    let agent = agent();
+    let mut lat = Vec::new();
+    let start = Instant::now();
+    let mut n = 0;
+    while start.elapsed() < run {
+        let batch: Vec<Value> = (0..BATCH)
+            .map(|i| json!({"kind": "test", "target": format!("asn:b{n}-{i}"), "params": {"times": 1}}))
+            .collect();
+        let t = Instant::now();
+        let status = post(&agent, &d, "/api/v1/tasks", &Value::Array(batch));
+        assert!(
+            status == 200 || status == 202 || status == 207,
+            "batch answered {status}"
+        );
+        lat.push(t.elapsed());
+        n += 1;
+    }
+    let elapsed = start.elapsed();
+    lat.sort();
+    report("groundcrew-http-batch", elapsed, &lat, n * BATCH);
+}
