@@ -10,6 +10,9 @@
 //!   accepted tasks per second, each durable before its answer.
 //! - `http-floor`: the same 3 clients on `GET /healthz` (no store write):
 //!   what the HTTP stack alone costs on this machine in the same run.
+//! - `groundcrew-panel-get`: then, with everything submitted still queued
+//!   and 100 event streams (`/api/v1/panel/events`) open, the 3 clients on
+//!   `GET /api/v1/panel`; `queued` says how many tasks the panel counted.
 //!
 //! The worker pool is paused (limit 0) so that the queue only grows and
 //! the figures are of the submit path alone.
@@ -19,6 +22,8 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::Daemon;
@@ -26,6 +31,7 @@ use serde_json::{json, Value};
 
 const CLIENTS: usize = 3;
 const BATCH: usize = 1000;
+const STREAMS: usize = 100;
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -35,7 +41,14 @@ fn agent() -> ureq::Agent {
         .new_agent()
 }
 
-fn post(agent: &ureq::Agent, d: &Daemon, path: &str, body: &Value) -> u16 {
+/// Where the daemon listens and its admin token (a [`Daemon`] is not
+/// `Sync`; the clients share this).
+struct Api {
+    base: String,
+    token: String,
+}
+
+fn post(agent: &ureq::Agent, d: &Api, path: &str, body: &Value) -> u16 {
     let resp = agent
         .post(format!("{}{path}", d.base))
         .header("Authorization", format!("Bearer {}", d.token))
@@ -47,7 +60,7 @@ fn post(agent: &ureq::Agent, d: &Daemon, path: &str, body: &Value) -> u16 {
     status
 }
 
-fn get(agent: &ureq::Agent, d: &Daemon, path: &str) -> u16 {
+fn get(agent: &ureq::Agent, d: &Api, path: &str) -> u16 {
     let resp = agent
         .get(format!("{}{path}", d.base))
         .call()
@@ -55,6 +68,47 @@ fn get(agent: &ureq::Agent, d: &Daemon, path: &str) -> u16 {
     let status = resp.status().as_u16();
     resp.into_body().read_to_string().unwrap();
     status
+}
+
+fn get_json(agent: &ureq::Agent, d: &Api, path: &str) -> Value {
+    let resp = agent
+        .get(format!("{}{path}", d.base))
+        .header("Authorization", format!("Bearer {}", d.token))
+        .call()
+        .expect("daemon reachable");
+    assert_eq!(resp.status().as_u16(), 200, "GET {path}");
+    serde_json::from_str(&resp.into_body().read_to_string().unwrap()).unwrap()
+}
+
+/// `STREAMS` event streams reading for `run`; each counts its events in
+/// `events`. A stream ends with the request's timeout.
+fn open_streams(
+    d: &Api,
+    run: Duration,
+    events: &Arc<AtomicU64>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..STREAMS)
+        .map(|_| {
+            let url = format!("{}/api/v1/panel/events?token={}", d.base, d.token);
+            let events = Arc::clone(events);
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .timeout_global(Some(run + Duration::from_secs(2)))
+                    .build()
+                    .into();
+                let resp = agent.get(url).call().expect("event stream opens");
+                let mut reader = std::io::BufReader::new(resp.into_body().into_reader());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    if line.starts_with("data:") {
+                        events.fetch_add(1, Ordering::Relaxed);
+                    }
+                    line.clear();
+                }
+            })
+        })
+        .collect()
 }
 
 fn ms(sorted: &[Duration], p: f64) -> f64 {
@@ -116,13 +170,17 @@ fn main() {
         .unwrap_or(5);
     let run = Duration::from_secs(secs);
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(dir.path(), &[]);
-    let (status, body) = d.call(
+    let daemon = Daemon::start(dir.path(), &[]);
+    let (status, body) = daemon.call(
         "PUT",
         "/api/v1/pools/background/limit",
         Some(json!({"limit": 0})),
     );
     assert_eq!(status, 200, "{body}");
+    let d = Api {
+        base: daemon.base.clone(),
+        token: daemon.token.clone(),
+    };
 
     let lat = clients(run, |agent, _, _| {
         assert_eq!(get(agent, &d, "/healthz"), 200);
@@ -156,4 +214,29 @@ fn main() {
     let elapsed = start.elapsed();
     lat.sort();
     report("groundcrew-http-batch", elapsed, &lat, n * BATCH);
+
+    let events = Arc::new(AtomicU64::new(0));
+    let streams = open_streams(&d, run, &events);
+    let lat = clients(run, |agent, _, _| {
+        get_json(agent, &d, "/api/v1/panel");
+    });
+    let queued = get_json(&agent, &d, "/api/v1/panel")["pending_total"].clone();
+    for s in streams {
+        s.join().unwrap();
+    }
+    println!(
+        "{}",
+        json!({
+            "system": "groundcrew-panel-get",
+            "tasks": lat.len(),
+            "per_s": lat.len() as f64 / run.as_secs_f64(),
+            "clients": CLIENTS,
+            "streams": STREAMS,
+            "stream_events": events.load(Ordering::Relaxed),
+            "queued": queued,
+            "p50_ms": ms(&lat, 0.5),
+            "p99_ms": ms(&lat, 0.99),
+            "max_ms": ms(&lat, 1.0),
+        })
+    );
 }

@@ -318,23 +318,35 @@ impl Queue {
 
     /// Every pending task in queue order: by pool name, then ready tasks
     /// in the order they will run, then delayed and follow-up tasks in
-    /// arrival order.
-    pub(crate) fn pending_in_order(&self) -> Vec<TaskId> {
-        let mut ready: Vec<(&str, u8, Reverse<Priority>, u64, TaskId)> = self
+    /// arrival order. Lazy: the ready tasks come from the pools' ready
+    /// sets, and a pool's waiting tasks are found (one pass over the
+    /// pending tasks) only if the caller reads past its ready ones, so the
+    /// panel's first page costs no sort of a long queue.
+    pub(crate) fn pending_in_order(&self) -> impl Iterator<Item = TaskId> + '_ {
+        let mut pools: Vec<&str> = self
+            .pending_per_pool
+            .iter()
+            .filter(|&(_, &n)| n > 0)
+            .map(|(pool, _)| pool.as_str())
+            .collect();
+        pools.sort_unstable();
+        pools.into_iter().flat_map(move |pool| {
+            let ready = self.ready.get(pool).into_iter().flatten();
+            let waiting = std::iter::once(pool).flat_map(move |pool| self.waiting_in(pool));
+            ready.map(|&(_, _, id)| id).chain(waiting)
+        })
+    }
+
+    /// The delayed and follow-up tasks of `pool`, in arrival order.
+    fn waiting_in(&self, pool: &str) -> impl Iterator<Item = TaskId> {
+        let mut waiting: Vec<(u64, TaskId)> = self
             .pending
             .iter()
-            .map(|(&id, e)| {
-                let rank = if e.state == EntryState::Ready { 0 } else { 1 };
-                let priority = if rank == 0 {
-                    Reverse(e.priority)
-                } else {
-                    Reverse(Priority(0))
-                };
-                (e.pool.as_str(), rank, priority, e.seq, id)
-            })
+            .filter(|(_, e)| e.pool == pool && e.state != EntryState::Ready)
+            .map(|(&id, e)| (e.seq, id))
             .collect();
-        ready.sort_unstable();
-        ready.into_iter().map(|(.., id)| id).collect()
+        waiting.sort_unstable();
+        waiting.into_iter().map(|(_, id)| id)
     }
 
     /// Number of running keys (for invariant checks).
@@ -816,6 +828,28 @@ mod tests {
     }
 
     #[test]
+    fn pending_order_is_by_pool_then_ready_then_waiting() {
+        let (mut q, mut ids) = (Queue::default(), Ids(0));
+        // slow: #1 runs, #2 waits behind it, #3 is ready.
+        for target in ["asn:1", "asn:1", "asn:2"] {
+            q.submit(key("b", target), "slow", Priority::AUTOMATIC, || ids.next());
+            if target == "asn:1" && q.peek_ready("slow") == Some(TaskId(1)) {
+                q.pop_ready("slow");
+            }
+        }
+        // fast: #4 automatic, #5 interactive runs first.
+        q.submit(key("a", "asn:1"), "fast", Priority::AUTOMATIC, || {
+            ids.next()
+        });
+        q.submit(key("a", "asn:2"), "fast", Priority::INTERACTIVE, || {
+            ids.next()
+        });
+        let order: Vec<u64> = q.pending_in_order().map(|id| id.0).collect();
+        assert_eq!(order, [5, 4, 3, 2]);
+        assert_eq!(q.pending_in_order().collect::<Vec<_>>(), sorted_pending(&q));
+    }
+
+    #[test]
     fn removing_queued_and_follow_up_tasks_frees_their_keys() {
         let (mut q, mut ids) = (Queue::default(), Ids(0));
         submit(&mut q, &mut ids, "r", "asn:1");
@@ -943,6 +977,7 @@ mod tests {
 
         fn check(&self, q: &Queue) -> Result<(), TestCaseError> {
             prop_assert_eq!(q.pending_len() + q.running_count(), self.live.len());
+            prop_assert_eq!(q.pending_in_order().collect::<Vec<_>>(), sorted_pending(q));
             prop_assert_eq!(q.pending_len(), q.pending_in("background"));
             let counted: u64 = self.requests.values().sum::<u64>() + self.ended;
             prop_assert_eq!(counted, self.submitted, "a request was lost");
@@ -972,6 +1007,21 @@ mod tests {
             }
             Ok(())
         }
+    }
+
+    /// Every pending task in queue order, by sorting them all.
+    fn sorted_pending(q: &Queue) -> Vec<TaskId> {
+        let mut all: Vec<(&str, bool, Reverse<Priority>, u64, TaskId)> = q
+            .pending
+            .iter()
+            .map(|(&id, e)| {
+                let ready = e.state == EntryState::Ready;
+                let priority = if ready { e.priority } else { Priority(0) };
+                (e.pool.as_str(), !ready, Reverse(priority), e.seq, id)
+            })
+            .collect();
+        all.sort_unstable();
+        all.into_iter().map(|(.., id)| id).collect()
     }
 
     proptest! {

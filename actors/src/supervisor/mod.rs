@@ -706,7 +706,6 @@ impl Supervisor {
             let pending = self
                 .queue
                 .pending_in_order()
-                .into_iter()
                 .filter(|id| self.journal.is_confirmed(*id))
                 .take(pending_limit)
                 .map(|id| {
