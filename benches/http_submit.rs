@@ -229,6 +229,7 @@ fn main() {
         json!({
             "system": "groundcrew-panel-get",
             "tasks": lat.len(),
+            "secs": run.as_secs_f64(),
             "per_s": lat.len() as f64 / run.as_secs_f64(),
             "clients": CLIENTS,
             "streams": STREAMS,

@@ -349,6 +349,11 @@ impl Queue {
         waiting.into_iter().map(|(_, id)| id)
     }
 
+    /// The tasks that run now (popped and not finished), in no order.
+    pub(crate) fn running_ids(&self) -> impl Iterator<Item = TaskId> + '_ {
+        self.running_keys.keys().copied()
+    }
+
     /// Number of running keys (for invariant checks).
     #[cfg(test)]
     pub(crate) fn running_count(&self) -> usize {

@@ -29,6 +29,12 @@ WORKLOADS = [
          "write-bytes-floor", None),
         ("groundcrew serve, restart on the unchanged feed", "groundcrew-unchanged-restart",
          None)]),
+    ("the daemon's admin API on SQLite, 3 keep-alive clients (pool paused)", [
+        ("POST /api/v1/tasks, one task per request", "groundcrew-http-submit", None),
+        ("POST /api/v1/tasks, arrays of 1,000 (one client)", "groundcrew-http-batch", None),
+        ("GET /healthz on the same clients (floor)", "http-floor", None),
+        ("GET /api/v1/panel with 100 event streams open (tasks = requests)",
+         "groundcrew-panel-get", None)]),
     ("durable no-op tasks on PostgreSQL (fsync=on)", [
         ("groundcrew, 1 node", "groundcrew-postgres-1", None),
         ("groundcrew, 3 nodes", "groundcrew-postgres-3", None),
@@ -38,7 +44,7 @@ WORKLOADS = [
 ]
 
 # Extra fields a result may carry, shown in its row's notes.
-NOTES = ["entities", "peak_rss_mib", "rss_mib"]
+NOTES = ["entities", "peak_rss_mib", "rss_mib", "p50_ms", "p99_ms", "queued"]
 
 def main():
     results = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
@@ -63,7 +69,8 @@ def main():
                 "| system | tasks | tasks/s | seconds | × groundcrew | notes |",
                 "|---|---|---|---|---|---|"]
         for label, r in rows:
-            notes = ", ".join(f"{k} {r[k]:.0f}" for k in NOTES if k in r)
+            notes = ", ".join(f"{k} {r[k]:.1f}" if k.endswith("_ms") else f"{k} {r[k]:.0f}"
+                              for k in NOTES if k in r)
             out.append(f"| {label} | {r['tasks']} | {r['per_s']:.0f} | {r.get('secs', r.get('seconds', 0)):.2f} "
                        f"| {r['per_s'] / base:.2f}× | {notes} |")
         for label, r in rows:

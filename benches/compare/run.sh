@@ -52,6 +52,8 @@ for l in 2 16; do "$APALIS" memory "$INPROC_N" "$l" >>"$RESULTS"; done
 FEED_LINES=${FEED_LINES:-500000}
 echo "the daemon's full build of a $FEED_LINES-line feed..." >&2
 (cd "$ROOT" && cargo bench --quiet --bench feed_daemon -- "$FEED_LINES") | grep '^{' >>"$RESULTS"
+echo "the daemon's admin API: submits, batches, the panel..." >&2
+(cd "$ROOT" && cargo bench --quiet --bench http_submit -- "${HTTP_SECS:-5}") | grep '^{' >>"$RESULTS"
 if [ ! -d "$WORK/npm/node_modules/graphile-worker" ]; then
   echo "installing graphile-worker..." >&2
   mkdir -p "$WORK/npm" && (cd "$WORK/npm" && npm install --silent --no-audit --no-fund graphile-worker@0.18 >/dev/null)

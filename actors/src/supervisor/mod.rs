@@ -688,9 +688,17 @@ impl Supervisor {
     }
 
     fn panel(&self, pending_limit: usize) -> Panel {
-        let mut running: Vec<PanelTask> = self
-            .live
-            .values()
+        // Off a cluster every execution's task is one of the queue's
+        // running ones (a few beside possibly many queued live tasks); a
+        // cluster node's live tasks are only those it claimed.
+        let candidates: Vec<TaskId> = if self.cluster.is_some() {
+            self.live.keys().copied().collect()
+        } else {
+            self.queue.running_ids().collect()
+        };
+        let mut running: Vec<PanelTask> = candidates
+            .iter()
+            .filter_map(|id| self.live.get(id))
             .filter(|l| l.execution.is_some())
             .map(|l| PanelTask::from_record(&l.record))
             .collect();
