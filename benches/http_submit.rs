@@ -60,24 +60,21 @@ fn post(agent: &ureq::Agent, d: &Api, path: &str, body: &Value) -> u16 {
     status
 }
 
-fn get(agent: &ureq::Agent, d: &Api, path: &str) -> u16 {
-    let resp = agent
-        .get(format!("{}{path}", d.base))
-        .call()
-        .expect("daemon reachable");
-    let status = resp.status().as_u16();
-    resp.into_body().read_to_string().unwrap();
-    status
-}
-
-fn get_json(agent: &ureq::Agent, d: &Api, path: &str) -> Value {
+/// `GET path` with the admin token: its status and body.
+fn get(agent: &ureq::Agent, d: &Api, path: &str) -> (u16, String) {
     let resp = agent
         .get(format!("{}{path}", d.base))
         .header("Authorization", format!("Bearer {}", d.token))
         .call()
         .expect("daemon reachable");
-    assert_eq!(resp.status().as_u16(), 200, "GET {path}");
-    serde_json::from_str(&resp.into_body().read_to_string().unwrap()).unwrap()
+    let status = resp.status().as_u16();
+    (status, resp.into_body().read_to_string().unwrap())
+}
+
+fn get_json(agent: &ureq::Agent, d: &Api, path: &str) -> Value {
+    let (status, body) = get(agent, d, path);
+    assert_eq!(status, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap()
 }
 
 /// `STREAMS` event streams reading for `run`; each counts its events in
@@ -183,7 +180,7 @@ fn main() {
     };
 
     let lat = clients(run, |agent, _, _| {
-        assert_eq!(get(agent, &d, "/healthz"), 200);
+        assert_eq!(get(agent, &d, "/healthz").0, 200);
     });
     report("http-floor", run, &lat, lat.len());
 
