@@ -3,19 +3,58 @@
 //! `limit`, `secs`, `per_s`), beside its floor from the same run. Not a
 //! criterion bench: the harness wants one number per system and run.
 //!
+//! `groundcrew-sqlite-history` is the SQLite drain again on a store that
+//! already holds [`HISTORY`] finished tasks (the issue's "flat at 1M
+//! finished tasks in history"), with the supervisor's start on that store
+//! timed as `start_secs`.
+//!
 //! Usage: `cargo bench --bench inproc_drain -- [TASKS]` (default 10,000).
 
 #[path = "common/drain.rs"]
 mod drain;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use groundcrew::store::SqliteStore;
-use groundcrew_actors::MemoryStore;
+use groundcrew_actors::{
+    Change, MemoryStore, Priority, TaskRecord, TaskSpec, TaskState, TaskStore, Timestamp, Trigger,
+};
 
 const SUBMITS: usize = 1_000_000;
 const OVER: usize = 1_000;
+/// Finished tasks already in the store for `groundcrew-sqlite-history`.
+const HISTORY: usize = 1_000_000;
+
+/// Writes `n` finished no-op tasks into `store`, 10,000 per write.
+fn fill_history(store: &SqliteStore, n: usize) {
+    actix::System::new().block_on(async {
+        for start in (0..n).step_by(10_000) {
+            let changes = (start..n.min(start + 10_000))
+                .map(|i| {
+                    let target = format!("bench:h{i}").parse().unwrap();
+                    let spec = TaskSpec::new("noop", target, Trigger::Api);
+                    let now = Timestamp::now();
+                    let id = store.allocate_id();
+                    let mut r = TaskRecord::new_queued(
+                        id,
+                        spec,
+                        "background".into(),
+                        Priority::AUTOMATIC,
+                        now,
+                    );
+                    r.state = TaskState::Succeeded;
+                    r.attempts = 1;
+                    r.started_at = Some(now);
+                    r.finished_at = Some(now);
+                    r.result = Some(serde_json::Value::Null);
+                    Change::Put(r.into())
+                })
+                .collect();
+            store.write(changes).await.unwrap();
+        }
+    });
+}
 
 fn report(system: &str, tasks: usize, limit: usize, elapsed: Duration) {
     println!(
@@ -56,6 +95,25 @@ fn main() {
     let elapsed =
         actix::System::new().block_on(drain::groundcrew_drain(tasks, 16, Arc::new(store)));
     report("groundcrew-sqlite", tasks, 16, elapsed);
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("drain.db")).unwrap();
+    fill_history(&store, HISTORY);
+    let whole = Instant::now();
+    let elapsed =
+        actix::System::new().block_on(drain::groundcrew_drain(tasks, 16, Arc::new(store)));
+    let start = whole.elapsed() - elapsed;
+    println!(
+        "{}",
+        serde_json::json!({
+            "system": "groundcrew-sqlite-history",
+            "tasks": tasks,
+            "limit": 16,
+            "history": HISTORY,
+            "start_secs": start.as_secs_f64(),
+            "secs": elapsed.as_secs_f64(),
+            "per_s": tasks as f64 / elapsed.as_secs_f64(),
+        })
+    );
     report(
         "hashmap-floor-duplicates",
         SUBMITS,
