@@ -94,6 +94,8 @@ conformance_tests!(
 mod suite {
     //! The behaviours, generic over the backend.
 
+    use std::sync::Arc;
+
     use groundcrew_actors::{
         ArtifactRecord, AttemptError, Change, EntityName, HistoryCategory, LogLine, Manifest,
         ManifestChange, Priority, Progress, Retention, RunToken, TaskFilter, TaskId, TaskLog,
@@ -126,7 +128,7 @@ mod suite {
     async fn put<S: TaskStore>(store: &S, records: impl IntoIterator<Item = TaskRecord>) {
         let changes = records
             .into_iter()
-            .map(|r| Change::Put(Box::new(r)))
+            .map(|r| Change::Put(Arc::new(r)))
             .collect();
         TaskStore::write(store, changes)
             .await
@@ -217,7 +219,7 @@ mod suite {
         // Fire and forget: a running task's reports are never awaited.
         drop(TaskStore::write(
             &store,
-            vec![Change::Put(Box::new(record.clone()))],
+            vec![Change::Put(Arc::new(record.clone()))],
         ));
         for done in 1..=200 {
             drop(TaskStore::write(

@@ -32,10 +32,11 @@
 //! supervisor turns decisions into records, store writes and actors.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use crate::entity::Target;
 use crate::spec::{Priority, TaskId};
+use crate::FastMap as HashMap;
 
 /// Coalescing key: (kind, target).
 pub(crate) type Key = (String, Target);
@@ -101,28 +102,30 @@ impl Queue {
     /// when the request creates a task.
     pub(crate) fn submit(
         &mut self,
-        key: Key,
+        key: &Key,
         pool: &str,
         priority: Priority,
         new_id: impl FnOnce() -> TaskId,
     ) -> Decision {
+        // Borrowed: a request that merges (the common case under load)
+        // copies nothing.
         if !key.1.is_all() {
             if let Some(&full) = self.full_rebuilds.get(&key.0) {
                 self.merge(full, priority);
                 return Decision::Merged { into: full };
             }
         }
-        if let Some(&queued) = self.queued.get(&key) {
+        if let Some(&queued) = self.queued.get(key) {
             self.merge(queued, priority);
             return Decision::Merged { into: queued };
         }
-        if let Some(&running) = self.running.get(&key) {
-            if let Some(&follow_up) = self.follow_ups.get(&key) {
+        if let Some(&running) = self.running.get(key) {
+            if let Some(&follow_up) = self.follow_ups.get(key) {
                 self.merge(follow_up, priority);
                 return Decision::Merged { into: follow_up };
             }
             let id = new_id();
-            let (absorbed, priority) = self.absorb_for(&key, id, priority);
+            let (absorbed, priority) = self.absorb_for(key, id, priority);
             self.insert(
                 id,
                 key.clone(),
@@ -130,7 +133,7 @@ impl Queue {
                 priority,
                 EntryState::FollowUp { behind: running },
             );
-            self.follow_ups.insert(key, id);
+            self.follow_ups.insert(key.clone(), id);
             return Decision::FollowUp {
                 id,
                 behind: running,
@@ -138,9 +141,9 @@ impl Queue {
             };
         }
         let id = new_id();
-        let (absorbed, priority) = self.absorb_for(&key, id, priority);
+        let (absorbed, priority) = self.absorb_for(key, id, priority);
         self.queued.insert(key.clone(), id);
-        self.insert(id, key, pool, priority, EntryState::Ready);
+        self.insert(id, key.clone(), pool, priority, EntryState::Ready);
         Decision::Queued { id, absorbed }
     }
 
@@ -481,9 +484,12 @@ mod tests {
     }
 
     fn submit(q: &mut Queue, ids: &mut Ids, kind: &str, target: &str) -> Decision {
-        q.submit(key(kind, target), "background", Priority::AUTOMATIC, || {
-            ids.next()
-        })
+        q.submit(
+            &key(kind, target),
+            "background",
+            Priority::AUTOMATIC,
+            || ids.next(),
+        )
     }
 
     #[test]
@@ -656,7 +662,7 @@ mod tests {
     fn full_rebuild_takes_the_priority_of_the_tasks_it_absorbs() {
         let (mut q, mut ids) = (Queue::default(), Ids(0));
         q.submit(
-            key("refresh", "asn:1"),
+            &key("refresh", "asn:1"),
             "background",
             Priority::INTERACTIVE,
             || ids.next(),
@@ -673,7 +679,7 @@ mod tests {
         assert_eq!(q.pop_ready("background"), Some(TaskId(3)), "goes first");
         // The same for a follow-up rebuild.
         q.submit(
-            key("refresh", "asn:7"),
+            &key("refresh", "asn:7"),
             "background",
             Priority::INTERACTIVE,
             || ids.next(),
@@ -700,7 +706,7 @@ mod tests {
         submit(&mut q, &mut ids, "r", "asn:1");
         assert_eq!(q.pop_ready("background"), None);
         let d = q.submit(
-            key("r", "asn:1"),
+            &key("r", "asn:1"),
             "background",
             Priority::INTERACTIVE,
             || ids.next(),
@@ -728,7 +734,7 @@ mod tests {
         q.release(TaskId(1));
         q.pop_ready("background");
         q.submit(
-            key("r", "asn:1"),
+            &key("r", "asn:1"),
             "background",
             Priority::INTERACTIVE,
             || ids.next(),
@@ -790,7 +796,7 @@ mod tests {
         submit(&mut q, &mut ids, "refresh", "asn:2");
         submit(&mut q, &mut ids, "refresh", "asn:3");
         let d = q.submit(
-            key("refresh", "asn:3"),
+            &key("refresh", "asn:3"),
             "background",
             Priority::INTERACTIVE,
             || ids.next(),
@@ -803,10 +809,10 @@ mod tests {
     #[test]
     fn pools_are_separate_queues() {
         let (mut q, mut ids) = (Queue::default(), Ids(0));
-        q.submit(key("a", "asn:1"), "fast", Priority::AUTOMATIC, || {
+        q.submit(&key("a", "asn:1"), "fast", Priority::AUTOMATIC, || {
             ids.next()
         });
-        q.submit(key("b", "asn:1"), "slow", Priority::AUTOMATIC, || {
+        q.submit(&key("b", "asn:1"), "slow", Priority::AUTOMATIC, || {
             ids.next()
         });
         assert_eq!(q.pending_in("fast"), 1);
@@ -994,7 +1000,7 @@ mod tests {
                         let k = key(["a", "b"][kind as usize], targets[target as usize]);
                         let p = if urgent { Priority::INTERACTIVE } else { Priority::AUTOMATIC };
                         let pending_all = m.pending().find(|id| m.keys[id] == (k.0.clone(), Target::All));
-                        let decision = q.submit(k.clone(), "background", p, || ids.next());
+                        let decision = q.submit(&k, "background", p, || ids.next());
                         if let (false, Some(all)) = (k.1.is_all(), pending_all) {
                             prop_assert_eq!(&decision, &Decision::Merged { into: all }, "entity request beside a pending full rebuild");
                         }

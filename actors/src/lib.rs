@@ -87,6 +87,12 @@ mod test_kind;
 mod time;
 mod writer;
 
+/// The hash maps and sets of the hot path (queue, live tasks, journal,
+/// claims): foldhash, randomly seeded per process, instead of SipHash.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// See [`FastMap`].
+pub(crate) type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
+
 pub use context::TaskContext;
 pub use entity::{EntityName, EntityNameError, Target, MAX_ENTITY_LEN};
 pub use kind::{KindError, KindOptions, Registry, Task, TaskError, TaskResult, DEFAULT_POOL};

@@ -10,6 +10,8 @@
 //! The crate ships [`MemoryStore`](crate::MemoryStore) for embedders that
 //! want no durability; the daemon implements the same traits on SQLite.
 
+use std::sync::Arc;
+
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
@@ -163,7 +165,11 @@ pub enum Change {
     /// a later claim (a larger run token): a put from an older claim, e.g.
     /// the completion of a run that lost its claim, is not applied. A run
     /// token never goes back, so the runtime's own puts always apply.
-    Put(Box<TaskRecord>),
+    ///
+    /// Shared, so that the supervisor's copy kept for a failed write's
+    /// retry and an in-memory store's copy cost a reference count, not a
+    /// copy of the record.
+    Put(Arc<TaskRecord>),
     /// A running execution's latest stage and progress. Only applies while
     /// the stored record is running with the same run token; a report from a
     /// stale execution is dropped.

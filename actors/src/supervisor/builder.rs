@@ -243,6 +243,8 @@ impl SupervisorBuilder {
             live,
             workers,
             next_worker: 0,
+            launching: Vec::new(),
+            gauges_stale: false,
             delayed_at_start,
             drain: None,
             writer: self.writer,

@@ -36,7 +36,7 @@
 //! succeeds ends all of that. Starts, ends and requeues are therefore never
 //! lost to a failed write: the store ends up with the state the runtime has.
 
-use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{ActorFutureExt, AsyncContext, Context, WrapFuture};
@@ -47,6 +47,7 @@ use crate::panel::StoreStatus;
 use crate::spec::{Priority, RunToken, TaskId, TaskState, Trigger};
 use crate::store::{Change, StoreError, TaskRecord};
 use crate::time::Timestamp;
+use crate::{FastMap, FastSet};
 
 use super::{Live, Supervisor};
 
@@ -63,10 +64,10 @@ pub(super) struct Journal {
     tickets: Vec<Ticket>,
     /// Index in `buffer` of the last report of each execution, so that the
     /// next one replaces it.
-    reports: HashMap<TaskId, (usize, RunToken)>,
+    reports: FastMap<TaskId, (usize, RunToken)>,
     /// Index in `buffer` of the last put of each task, so that a later put
     /// may replace it (see the module docs).
-    puts: HashMap<TaskId, usize>,
+    puts: FastMap<TaskId, usize>,
     /// Whether puts replace earlier ones (off on a cluster).
     fold_puts: bool,
     /// The write the store has now.
@@ -76,7 +77,7 @@ pub(super) struct Journal {
     /// A retry is scheduled; nothing is written before it.
     backing_off: bool,
     /// Tasks created by requests whose write is not durable yet.
-    unconfirmed: HashSet<TaskId>,
+    unconfirmed: FastSet<TaskId>,
     /// Task ends the store has taken since the supervisor started.
     recorded_ends: u64,
 }
@@ -282,6 +283,11 @@ impl Supervisor {
     /// Hands the buffer to the store unless a write is in flight or a
     /// retry is pending. While failing, an empty write probes the store.
     pub(super) fn flush(&mut self, ctx: &mut Context<Self>) {
+        if std::mem::take(&mut self.gauges_stale) {
+            for pool in self.pools.keys() {
+                self.update_pool_gauges(pool);
+            }
+        }
         self.send_enqueues(ctx);
         let j = &mut self.journal;
         if j.in_flight.is_some() || j.backing_off {
@@ -427,7 +433,7 @@ impl Supervisor {
                     if let Some((into, merged)) = gone {
                         if let Some(live) = self.live.get_mut(&into) {
                             live.record.merged = live.record.merged.saturating_sub(1 + merged);
-                            let put = Change::Put(Box::new(live.record.clone()));
+                            let put = Change::Put(Arc::new(live.record.clone()));
                             self.journal.push(put);
                         }
                     }
@@ -449,7 +455,7 @@ impl Supervisor {
                         r.triggers.retain(|x| *x != t);
                     }
                     r.priority = priority;
-                    let put = Change::Put(Box::new(r.clone()));
+                    let put = Change::Put(Arc::new(r.clone()));
                     self.queue.set_priority(into, priority);
                     self.journal.push(put);
                 }
@@ -482,7 +488,7 @@ impl Supervisor {
         }
         let pool = record.pool.clone();
         // Its put as `merged` never became durable; put it back as it is.
-        self.journal.push(Change::Put(Box::new(record.clone())));
+        self.journal.push(Change::Put(Arc::new(record.clone())));
         self.live.insert(
             id,
             Live {
