@@ -80,6 +80,25 @@ impl MemoryStore {
                     tasks.insert(record.id, record);
                 }
             }
+            Change::Merge {
+                id,
+                merged,
+                priority,
+                triggers,
+                run_after,
+            } => {
+                if let Some(stored) = tasks.get_mut(&id) {
+                    if stored.state == TaskState::Queued {
+                        let record = Arc::make_mut(stored);
+                        record.merged = merged;
+                        record.priority = priority;
+                        if let Some(triggers) = triggers {
+                            record.triggers = triggers;
+                        }
+                        record.run_after = run_after;
+                    }
+                }
+            }
             Change::Report {
                 id,
                 run,

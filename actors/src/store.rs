@@ -170,6 +170,22 @@ pub enum Change {
     /// retry and an in-memory store's copy cost a reference count, not a
     /// copy of the record.
     Put(Arc<TaskRecord>),
+    /// Requests merged into a pending task since its last put: its request
+    /// count, priority, triggers (`None`: unchanged) and backoff as they are
+    /// now. Only applies while the stored record is queued. Narrow, so that
+    /// a flood of duplicate requests does not copy or rewrite whole records.
+    Merge {
+        /// Task.
+        id: TaskId,
+        /// Requests merged into it beyond the first.
+        merged: u64,
+        /// Its priority.
+        priority: Priority,
+        /// Every distinct trigger, when a request added one.
+        triggers: Option<Vec<Trigger>>,
+        /// Not to be started before this time.
+        run_after: Option<Timestamp>,
+    },
     /// A running execution's latest stage and progress. Only applies while
     /// the stored record is running with the same run token; a report from a
     /// stale execution is dropped.

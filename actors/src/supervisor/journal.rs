@@ -68,6 +68,9 @@ pub(super) struct Journal {
     /// Index in `buffer` of the last put of each task, so that a later put
     /// may replace it (see the module docs).
     puts: FastMap<TaskId, usize>,
+    /// Index in `buffer` of the last merge of each task, so that the next
+    /// one folds into it.
+    merges: FastMap<TaskId, usize>,
     /// Whether puts replace earlier ones (off on a cluster).
     fold_puts: bool,
     /// The write the store has now.
@@ -144,7 +147,7 @@ pub(super) enum Count {
 fn id_of(change: &Change) -> TaskId {
     match change {
         Change::Put(r) => r.id,
-        Change::Report { id, .. } => *id,
+        Change::Merge { id, .. } | Change::Report { id, .. } => *id,
     }
 }
 
@@ -158,6 +161,25 @@ fn replaces(earlier: &TaskRecord, later: &TaskRecord) -> bool {
         && later.state == TaskState::Queued
         && earlier.waiting_behind == later.waiting_behind;
     earlier.run == later.run && (executing || pending_alike)
+}
+
+/// Applies a merge to a record the way a store applies it.
+fn merge_fields(record: &mut TaskRecord, merge: Change) {
+    if let Change::Merge {
+        merged,
+        priority,
+        triggers,
+        run_after,
+        ..
+    } = merge
+    {
+        record.merged = merged;
+        record.priority = priority;
+        if let Some(triggers) = triggers {
+            record.triggers = triggers;
+        }
+        record.run_after = run_after;
+    }
 }
 
 impl Journal {
@@ -211,10 +233,41 @@ impl Journal {
                 }
                 self.reports.insert(*id, (self.buffer.len(), *run));
             }
+            Change::Merge { id, .. } => {
+                let id = *id;
+                // Into the task's put still in the buffer (a new task and
+                // the requests merged into it before it is written): the
+                // put is not shared yet, so this copies nothing.
+                if let Some(&i) = self.puts.get(&id) {
+                    if let Change::Put(r) = &mut self.buffer[i] {
+                        if r.state == TaskState::Queued {
+                            merge_fields(Arc::make_mut(r), change);
+                            return;
+                        }
+                    }
+                }
+                if let Some(&i) = self.merges.get(&id) {
+                    if let Change::Merge {
+                        triggers: earlier, ..
+                    } = &mut self.buffer[i]
+                    {
+                        let earlier = earlier.take();
+                        self.buffer[i] = change;
+                        if let Change::Merge { triggers, .. } = &mut self.buffer[i] {
+                            if triggers.is_none() {
+                                *triggers = earlier;
+                            }
+                        }
+                        return;
+                    }
+                }
+                self.merges.insert(id, self.buffer.len());
+            }
             // A report folded into an earlier place must not land before
-            // a put that would overwrite it.
+            // a put that would overwrite it; nor a merge.
             Change::Put(r) => {
                 self.reports.remove(&r.id);
+                self.merges.remove(&r.id);
                 if self.fold_puts {
                     if let Some(&i) = self.puts.get(&r.id) {
                         if matches!(&self.buffer[i], Change::Put(earlier) if replaces(earlier, r)) {
@@ -234,6 +287,7 @@ impl Journal {
     fn clear_places(&mut self) {
         self.reports.clear();
         self.puts.clear();
+        self.merges.clear();
     }
 
     /// Everything written for a task that never became durable goes.

@@ -386,7 +386,8 @@ impl Supervisor {
                     priority: record.priority,
                 };
                 record.merged += 1;
-                if !record.triggers.contains(&spec.trigger) {
+                let added = !record.triggers.contains(&spec.trigger);
+                if added {
                     record.triggers.push(spec.trigger);
                 }
                 if let Some(p) = self.queue.priority_of(into) {
@@ -398,7 +399,13 @@ impl Supervisor {
                     record.run_after = None;
                 }
                 counts.push(Count::Coalesced(record.kind.clone(), "merged"));
-                changes.push(Change::Put(Arc::new(record.clone())));
+                changes.push(Change::Merge {
+                    id: into,
+                    merged: record.merged,
+                    priority: record.priority,
+                    triggers: added.then(|| record.triggers.clone()),
+                    run_after: record.run_after,
+                });
                 let reply = SubmitReply {
                     id: into,
                     outcome: SubmitOutcome::Merged,
