@@ -33,6 +33,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::entity::Target;
 use crate::spec::{Priority, TaskId};
@@ -40,6 +41,10 @@ use crate::FastMap as HashMap;
 
 /// Coalescing key: (kind, target).
 pub(crate) type Key = (String, Target);
+
+/// A key as the queue keeps it: one copy of the strings per pending or
+/// running task, shared by the maps that know it (looked up by `&Key`).
+type SharedKey = Arc<Key>;
 
 /// What a new request turned into.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +66,7 @@ pub(crate) enum Decision {
 
 #[derive(Debug)]
 struct Entry {
-    key: Key,
+    key: SharedKey,
     pool: String,
     priority: Priority,
     seq: u64,
@@ -84,10 +89,10 @@ type ReadyKey = (Reverse<Priority>, u64, TaskId);
 #[derive(Debug, Default)]
 pub(crate) struct Queue {
     pending: HashMap<TaskId, Entry>,
-    queued: HashMap<Key, TaskId>,
-    follow_ups: HashMap<Key, TaskId>,
-    running: HashMap<Key, TaskId>,
-    running_keys: HashMap<TaskId, Key>,
+    queued: HashMap<SharedKey, TaskId>,
+    follow_ups: HashMap<SharedKey, TaskId>,
+    running: HashMap<SharedKey, TaskId>,
+    running_keys: HashMap<TaskId, SharedKey>,
     ready: HashMap<String, BTreeSet<ReadyKey>>,
     /// Pending full rebuilds (queued, follow-up or in backoff) by kind, so
     /// entity requests find them at once.
@@ -126,14 +131,15 @@ impl Queue {
             }
             let id = new_id();
             let (absorbed, priority) = self.absorb_for(key, id, priority);
+            let key = Arc::new(key.clone());
             self.insert(
                 id,
-                key.clone(),
+                Arc::clone(&key),
                 pool,
                 priority,
                 EntryState::FollowUp { behind: running },
             );
-            self.follow_ups.insert(key.clone(), id);
+            self.follow_ups.insert(key, id);
             return Decision::FollowUp {
                 id,
                 behind: running,
@@ -142,8 +148,9 @@ impl Queue {
         }
         let id = new_id();
         let (absorbed, priority) = self.absorb_for(key, id, priority);
-        self.queued.insert(key.clone(), id);
-        self.insert(id, key.clone(), pool, priority, EntryState::Ready);
+        let key = Arc::new(key.clone());
+        self.queued.insert(Arc::clone(&key), id);
+        self.insert(id, key, pool, priority, EntryState::Ready);
         Decision::Queued { id, absorbed }
     }
 
@@ -174,6 +181,17 @@ impl Queue {
         priority: Priority,
         delayed: bool,
     ) -> Result<(), TaskId> {
+        self.restore_shared(id, Arc::new(key), pool, priority, delayed)
+    }
+
+    fn restore_shared(
+        &mut self,
+        id: TaskId,
+        key: SharedKey,
+        pool: &str,
+        priority: Priority,
+        delayed: bool,
+    ) -> Result<(), TaskId> {
         if let Some(&queued) = self.queued.get(&key) {
             self.merge(queued, priority);
             return Err(queued);
@@ -181,7 +199,7 @@ impl Queue {
         if key.1.is_all() {
             self.full_rebuilds.insert(key.0.clone(), id);
         }
-        self.queued.insert(key.clone(), id);
+        self.queued.insert(Arc::clone(&key), id);
         let state = if delayed {
             EntryState::Delayed
         } else {
@@ -199,7 +217,7 @@ impl Queue {
         if entry.key.1.is_all() {
             self.full_rebuilds.remove(&entry.key.0);
         }
-        self.running.insert(entry.key.clone(), id);
+        self.running.insert(Arc::clone(&entry.key), id);
         self.running_keys.insert(id, entry.key);
         Some(id)
     }
@@ -242,7 +260,7 @@ impl Queue {
         if key.1.is_all() {
             self.full_rebuilds.insert(key.0.clone(), id);
         }
-        self.queued.insert(key.clone(), id);
+        self.queued.insert(Arc::clone(&key), id);
         self.insert(id, key, pool, priority, state);
         follow_up
     }
@@ -346,16 +364,34 @@ impl Queue {
         self.running.len()
     }
 
-    fn insert(&mut self, id: TaskId, key: Key, pool: &str, priority: Priority, state: EntryState) {
+    fn insert(
+        &mut self,
+        id: TaskId,
+        key: SharedKey,
+        pool: &str,
+        priority: Priority,
+        state: EntryState,
+    ) {
         self.seq += 1;
         let seq = self.seq;
         if state == EntryState::Ready {
-            self.ready
-                .entry(pool.to_owned())
-                .or_default()
-                .insert((Reverse(priority), seq, id));
+            let ready_key = (Reverse(priority), seq, id);
+            match self.ready.get_mut(pool) {
+                Some(ready) => {
+                    ready.insert(ready_key);
+                }
+                None => {
+                    self.ready
+                        .insert(pool.to_owned(), BTreeSet::from([ready_key]));
+                }
+            }
         }
-        *self.pending_per_pool.entry(pool.to_owned()).or_default() += 1;
+        match self.pending_per_pool.get_mut(pool) {
+            Some(n) => *n += 1,
+            None => {
+                self.pending_per_pool.insert(pool.to_owned(), 1);
+            }
+        }
         self.pending.insert(
             id,
             Entry {
@@ -447,19 +483,21 @@ impl Queue {
         behind: Option<TaskId>,
         delayed: bool,
     ) -> bool {
+        let key = Arc::new(key);
         let running = behind.filter(|b| self.running_keys.get(b) == Some(&key));
         if let Some(behind) = running {
             if self.follow_ups.contains_key(&key) {
                 return false;
             }
-            self.follow_ups.insert(key.clone(), id);
+            self.follow_ups.insert(Arc::clone(&key), id);
             self.insert(id, key, pool, priority, EntryState::FollowUp { behind });
             return true;
         }
         if self.queued.contains_key(&key) {
             return false;
         }
-        self.restore(id, key, pool, priority, delayed).is_ok()
+        self.restore_shared(id, key, pool, priority, delayed)
+            .is_ok()
     }
 }
 
