@@ -245,6 +245,7 @@ impl SupervisorBuilder {
             next_worker: 0,
             launching: Vec::new(),
             gauges_stale: false,
+            handles: Default::default(),
             delayed_at_start,
             drain: None,
             writer: self.writer,

@@ -453,16 +453,10 @@ impl Supervisor {
         for count in pending.counts {
             match count {
                 Count::Coalesced(kind, outcome) => {
-                    self.metrics
-                        .coalesced
-                        .with_label_values(&[&kind, outcome])
-                        .inc();
+                    self.metrics.count_coalesced(&self.handles, &kind, outcome);
                 }
                 Count::Merged(kind) => {
-                    self.metrics
-                        .finished
-                        .with_label_values(&[&kind, "merged"])
-                        .inc();
+                    self.metrics.count_finished(&self.handles, &kind, "merged");
                 }
             }
         }

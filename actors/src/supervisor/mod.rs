@@ -93,6 +93,8 @@ pub struct Supervisor {
     /// Requests changed the pending counts since the pool gauges were last
     /// set (see `flush`).
     gauges_stale: bool,
+    /// The metrics' children the hot path updates, resolved once.
+    handles: crate::metrics::Handles,
     /// Tasks in retry backoff to release, from recovery, before start.
     delayed_at_start: Vec<(TaskId, Timestamp)>,
     /// Where task executions publish artifacts.
@@ -209,10 +211,11 @@ impl Supervisor {
         let live = self.live.get_mut(&id).expect("launched task is live");
         let r = &live.record;
         let now = Timestamp::now();
-        self.metrics
-            .queue_wait
-            .with_label_values(&[&r.kind])
-            .observe(now.since(r.created_at).as_secs_f64());
+        self.metrics.observe_queue_wait(
+            &self.handles,
+            &r.kind,
+            now.since(r.created_at).as_secs_f64(),
+        );
         self.pools.get_mut(pool).expect("pool exists").active += 1;
 
         let (cancel, abort) = (CancellationToken::new(), CancellationToken::new());
@@ -309,9 +312,7 @@ impl Supervisor {
             })?;
         let pool = kind.options.pool.clone();
         self.metrics
-            .submitted
-            .with_label_values(&[&spec.kind, spec.trigger.metric_label()])
-            .inc();
+            .count_submitted(&self.handles, &spec.kind, spec.trigger.metric_label());
         let priority = spec.effective_priority();
         if let Some(c) = &mut self.cluster {
             let id = self.store.allocate_id();
@@ -499,10 +500,11 @@ impl Supervisor {
         self.runs.release(msg.id, msg.run);
         let (kind, pool) = (live.record.kind.clone(), live.record.pool.clone());
         self.pools.get_mut(&pool).expect("pool exists").active -= 1;
-        self.metrics
-            .duration
-            .with_label_values(&[&kind])
-            .observe(execution.started.elapsed().as_secs_f64());
+        self.metrics.observe_duration(
+            &self.handles,
+            &kind,
+            execution.started.elapsed().as_secs_f64(),
+        );
         let max_attempts = self
             .registry
             .get(&kind)
@@ -584,9 +586,7 @@ impl Supervisor {
         tracing::info!(task = id.0, kind = %record.kind, target = %record.target, state = %state,
             error = record.error.as_deref().unwrap_or(""), "task ended");
         self.metrics
-            .finished
-            .with_label_values(&[&record.kind, state.as_str()])
-            .inc();
+            .count_finished(&self.handles, &record.kind, state.as_str());
         self.metrics.stats.record(&record);
         if let Some(d) = self.drain.as_mut() {
             d.count_completed();
@@ -689,9 +689,7 @@ impl Supervisor {
         gone.waiting_behind = None;
         gone.finished_at = Some(Timestamp::now());
         self.metrics
-            .finished
-            .with_label_values(&[&gone.kind, "merged"])
-            .inc();
+            .count_finished(&self.handles, &gone.kind, "merged");
         vec![
             Change::Put(Arc::new(target.clone())),
             Change::Put(Arc::new(gone)),
@@ -715,17 +713,11 @@ impl Supervisor {
 
     fn update_pool_gauges(&self, pool: &str) {
         if let Some(p) = self.pools.get(pool) {
-            self.metrics
-                .workers_active
-                .with_label_values(&[pool])
-                .set(p.active as i64);
             let pending = self
                 .shared_pending_in(pool)
                 .unwrap_or_else(|| self.queue.pending_in(pool));
             self.metrics
-                .pending
-                .with_label_values(&[pool])
-                .set(pending as i64);
+                .set_pool(&self.handles, pool, p.active, pending);
         }
     }
 
