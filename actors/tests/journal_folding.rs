@@ -20,6 +20,9 @@ use tokio::sync::watch;
 /// The puts of each write, as (task, state).
 type Writes = Arc<Mutex<Vec<Vec<(TaskId, TaskState)>>>>;
 
+/// The merges of each write, as (task, merged count).
+type Merges = Arc<Mutex<Vec<Vec<(TaskId, u64)>>>>;
+
 /// A memory store that records the puts of every write, as (task, state),
 /// and keeps writes from completing while held.
 #[derive(Clone)]
@@ -27,8 +30,7 @@ struct HeldStore {
     inner: MemoryStore,
     held: Arc<watch::Sender<bool>>,
     writes: Writes,
-    /// The merges of each write, as (task, merged count).
-    merges: Arc<Mutex<Vec<Vec<(TaskId, u64)>>>>,
+    merges: Merges,
 }
 
 impl HeldStore {
