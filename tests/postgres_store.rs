@@ -29,6 +29,7 @@ fn test_cluster_serves_restarts_and_leaves_nothing_behind() {
 }
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::executor::block_on;
@@ -50,7 +51,7 @@ fn task(id: u64, target: &str) -> TaskRecord {
 }
 
 fn put(record: TaskRecord) -> Vec<Change> {
-    vec![Change::Put(Box::new(record))]
+    vec![Change::Put(Arc::new(record))]
 }
 
 #[test]

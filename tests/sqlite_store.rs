@@ -22,7 +22,7 @@ fn task(id: u64, target: &str, state: TaskState) -> TaskRecord {
 }
 
 fn put(record: TaskRecord) -> Vec<Change> {
-    vec![Change::Put(Box::new(record))]
+    vec![Change::Put(Arc::new(record))]
 }
 
 fn hash(path: &Path) -> Vec<u8> {
@@ -113,8 +113,8 @@ async fn a_refused_write_applies_none_of_its_changes() {
     let write = TaskStore::write(
         &store,
         vec![
-            Change::Put(Box::new(task(2, "country:FR", TaskState::Queued))),
-            Change::Put(Box::new(task(3, "country:DE", TaskState::Running))),
+            Change::Put(Arc::new(task(2, "country:FR", TaskState::Queued))),
+            Change::Put(Arc::new(task(3, "country:DE", TaskState::Running))),
         ],
     );
     assert!(matches!(write.await, Err(StoreError::Conflict(_))));
@@ -143,7 +143,7 @@ async fn reopen_keeps_everything_and_ids_continue_above_deleted_ones() {
         last = done.id;
         TaskStore::write(
             &store,
-            vec![Change::Put(Box::new(queued)), Change::Put(Box::new(done))],
+            vec![Change::Put(Arc::new(queued)), Change::Put(Arc::new(done))],
         )
         .await
         .unwrap();

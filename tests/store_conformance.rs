@@ -41,6 +41,7 @@ macro_rules! conformance_tests {
                 put_then_get_round_trips_every_field,
                 unacknowledged_writes_apply_in_call_order,
                 report_applies_only_to_the_matching_running_execution,
+                merge_applies_only_to_a_queued_task_and_keeps_unsent_triggers,
                 a_put_from_an_older_claim_is_not_applied,
                 a_put_from_an_older_claim_in_the_same_write_is_not_applied,
                 history_pages_are_newest_first_with_category_totals,
@@ -94,6 +95,8 @@ conformance_tests!(
 mod suite {
     //! The behaviours, generic over the backend.
 
+    use std::sync::Arc;
+
     use groundcrew_actors::{
         ArtifactRecord, AttemptError, Change, EntityName, HistoryCategory, LogLine, Manifest,
         ManifestChange, Priority, Progress, Retention, RunToken, TaskFilter, TaskId, TaskLog,
@@ -126,7 +129,7 @@ mod suite {
     async fn put<S: TaskStore>(store: &S, records: impl IntoIterator<Item = TaskRecord>) {
         let changes = records
             .into_iter()
-            .map(|r| Change::Put(Box::new(r)))
+            .map(|r| Change::Put(Arc::new(r)))
             .collect();
         TaskStore::write(store, changes)
             .await
@@ -217,7 +220,7 @@ mod suite {
         // Fire and forget: a running task's reports are never awaited.
         drop(TaskStore::write(
             &store,
-            vec![Change::Put(Box::new(record.clone()))],
+            vec![Change::Put(Arc::new(record.clone()))],
         ));
         for done in 1..=200 {
             drop(TaskStore::write(
@@ -246,6 +249,75 @@ mod suite {
         assert_eq!(stored.state, TaskState::Running);
         assert_eq!(stored.stage.as_deref(), Some("last"));
         assert_eq!(stored.progress, None);
+    }
+
+    pub(crate) async fn merge_applies_only_to_a_queued_task_and_keeps_unsent_triggers<
+        S: TaskStore + Manifest,
+    >(
+        store: S,
+    ) {
+        let merge =
+            |id, merged, priority, triggers: Option<Vec<Trigger>>, run_after| Change::Merge {
+                id: TaskId(id),
+                merged,
+                priority: Priority(priority),
+                triggers,
+                run_after,
+            };
+        let later = Timestamp(T0.0 + 60_000);
+        put(
+            &store,
+            [
+                task(1, "country:DE", TaskState::Queued),
+                finished(2, TaskState::Succeeded, T0),
+            ],
+        )
+        .await;
+        // Two merges of one task in one write, the second without triggers
+        // (its request added none); and one into a finished task.
+        TaskStore::write(
+            &store,
+            vec![
+                merge(1, 1, 0, Some(vec![Trigger::Api, Trigger::Operator]), None),
+                merge(1, 2, 10, None, Some(later)),
+                merge(2, 5, 10, Some(vec![Trigger::Operator]), None),
+            ],
+        )
+        .await
+        .unwrap();
+        let one = get(&store, 1).await.unwrap();
+        assert_eq!(
+            (one.state, one.merged, one.priority, one.run_after),
+            (TaskState::Queued, 2, Priority(10), Some(later))
+        );
+        assert_eq!(one.triggers, vec![Trigger::Api, Trigger::Operator]);
+        assert_eq!(
+            get(&store, 2).await,
+            Some(finished(2, TaskState::Succeeded, T0)),
+            "a finished task takes no merge"
+        );
+        // A put and a merge of a new task in one write: the merge applies to
+        // what was put; a put after a merge replaces it.
+        TaskStore::write(
+            &store,
+            vec![
+                Change::Put(Arc::new(task(3, "country:FR", TaskState::Queued))),
+                merge(3, 4, 0, Some(vec![Trigger::Api, Trigger::Operator]), None),
+                merge(1, 3, 10, None, None),
+                Change::Put(Arc::new(task(1, "country:DE", TaskState::Queued))),
+            ],
+        )
+        .await
+        .unwrap();
+        let three = get(&store, 3).await.unwrap();
+        assert_eq!(
+            (three.merged, three.triggers),
+            (4, vec![Trigger::Api, Trigger::Operator])
+        );
+        assert_eq!(
+            get(&store, 1).await,
+            Some(task(1, "country:DE", TaskState::Queued))
+        );
     }
 
     pub(crate) async fn report_applies_only_to_the_matching_running_execution<

@@ -32,13 +32,19 @@
 //! supervisor turns decisions into records, store writes and actors.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::entity::Target;
 use crate::spec::{Priority, TaskId};
+use crate::FastMap as HashMap;
 
 /// Coalescing key: (kind, target).
 pub(crate) type Key = (String, Target);
+
+/// A key as the queue keeps it: one copy of the strings per pending or
+/// running task, shared by the maps that know it (looked up by `&Key`).
+type SharedKey = Arc<Key>;
 
 /// What a new request turned into.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +66,7 @@ pub(crate) enum Decision {
 
 #[derive(Debug)]
 struct Entry {
-    key: Key,
+    key: SharedKey,
     pool: String,
     priority: Priority,
     seq: u64,
@@ -83,10 +89,10 @@ type ReadyKey = (Reverse<Priority>, u64, TaskId);
 #[derive(Debug, Default)]
 pub(crate) struct Queue {
     pending: HashMap<TaskId, Entry>,
-    queued: HashMap<Key, TaskId>,
-    follow_ups: HashMap<Key, TaskId>,
-    running: HashMap<Key, TaskId>,
-    running_keys: HashMap<TaskId, Key>,
+    queued: HashMap<SharedKey, TaskId>,
+    follow_ups: HashMap<SharedKey, TaskId>,
+    running: HashMap<SharedKey, TaskId>,
+    running_keys: HashMap<TaskId, SharedKey>,
     ready: HashMap<String, BTreeSet<ReadyKey>>,
     /// Pending full rebuilds (queued, follow-up or in backoff) by kind, so
     /// entity requests find them at once.
@@ -101,31 +107,34 @@ impl Queue {
     /// when the request creates a task.
     pub(crate) fn submit(
         &mut self,
-        key: Key,
+        key: &Key,
         pool: &str,
         priority: Priority,
         new_id: impl FnOnce() -> TaskId,
     ) -> Decision {
+        // Borrowed: a request that merges (the common case under load)
+        // copies nothing.
         if !key.1.is_all() {
             if let Some(&full) = self.full_rebuilds.get(&key.0) {
                 self.merge(full, priority);
                 return Decision::Merged { into: full };
             }
         }
-        if let Some(&queued) = self.queued.get(&key) {
+        if let Some(&queued) = self.queued.get(key) {
             self.merge(queued, priority);
             return Decision::Merged { into: queued };
         }
-        if let Some(&running) = self.running.get(&key) {
-            if let Some(&follow_up) = self.follow_ups.get(&key) {
+        if let Some(&running) = self.running.get(key) {
+            if let Some(&follow_up) = self.follow_ups.get(key) {
                 self.merge(follow_up, priority);
                 return Decision::Merged { into: follow_up };
             }
             let id = new_id();
-            let (absorbed, priority) = self.absorb_for(&key, id, priority);
+            let (absorbed, priority) = self.absorb_for(key, id, priority);
+            let key = Arc::new(key.clone());
             self.insert(
                 id,
-                key.clone(),
+                Arc::clone(&key),
                 pool,
                 priority,
                 EntryState::FollowUp { behind: running },
@@ -138,8 +147,9 @@ impl Queue {
             };
         }
         let id = new_id();
-        let (absorbed, priority) = self.absorb_for(&key, id, priority);
-        self.queued.insert(key.clone(), id);
+        let (absorbed, priority) = self.absorb_for(key, id, priority);
+        let key = Arc::new(key.clone());
+        self.queued.insert(Arc::clone(&key), id);
         self.insert(id, key, pool, priority, EntryState::Ready);
         Decision::Queued { id, absorbed }
     }
@@ -171,6 +181,17 @@ impl Queue {
         priority: Priority,
         delayed: bool,
     ) -> Result<(), TaskId> {
+        self.restore_shared(id, Arc::new(key), pool, priority, delayed)
+    }
+
+    fn restore_shared(
+        &mut self,
+        id: TaskId,
+        key: SharedKey,
+        pool: &str,
+        priority: Priority,
+        delayed: bool,
+    ) -> Result<(), TaskId> {
         if let Some(&queued) = self.queued.get(&key) {
             self.merge(queued, priority);
             return Err(queued);
@@ -178,7 +199,7 @@ impl Queue {
         if key.1.is_all() {
             self.full_rebuilds.insert(key.0.clone(), id);
         }
-        self.queued.insert(key.clone(), id);
+        self.queued.insert(Arc::clone(&key), id);
         let state = if delayed {
             EntryState::Delayed
         } else {
@@ -196,7 +217,7 @@ impl Queue {
         if entry.key.1.is_all() {
             self.full_rebuilds.remove(&entry.key.0);
         }
-        self.running.insert(entry.key.clone(), id);
+        self.running.insert(Arc::clone(&entry.key), id);
         self.running_keys.insert(id, entry.key);
         Some(id)
     }
@@ -239,7 +260,7 @@ impl Queue {
         if key.1.is_all() {
             self.full_rebuilds.insert(key.0.clone(), id);
         }
-        self.queued.insert(key.clone(), id);
+        self.queued.insert(Arc::clone(&key), id);
         self.insert(id, key, pool, priority, state);
         follow_up
     }
@@ -360,16 +381,34 @@ impl Queue {
         self.running.len()
     }
 
-    fn insert(&mut self, id: TaskId, key: Key, pool: &str, priority: Priority, state: EntryState) {
+    fn insert(
+        &mut self,
+        id: TaskId,
+        key: SharedKey,
+        pool: &str,
+        priority: Priority,
+        state: EntryState,
+    ) {
         self.seq += 1;
         let seq = self.seq;
         if state == EntryState::Ready {
-            self.ready
-                .entry(pool.to_owned())
-                .or_default()
-                .insert((Reverse(priority), seq, id));
+            let ready_key = (Reverse(priority), seq, id);
+            match self.ready.get_mut(pool) {
+                Some(ready) => {
+                    ready.insert(ready_key);
+                }
+                None => {
+                    self.ready
+                        .insert(pool.to_owned(), BTreeSet::from([ready_key]));
+                }
+            }
         }
-        *self.pending_per_pool.entry(pool.to_owned()).or_default() += 1;
+        match self.pending_per_pool.get_mut(pool) {
+            Some(n) => *n += 1,
+            None => {
+                self.pending_per_pool.insert(pool.to_owned(), 1);
+            }
+        }
         self.pending.insert(
             id,
             Entry {
@@ -461,19 +500,21 @@ impl Queue {
         behind: Option<TaskId>,
         delayed: bool,
     ) -> bool {
+        let key = Arc::new(key);
         let running = behind.filter(|b| self.running_keys.get(b) == Some(&key));
         if let Some(behind) = running {
             if self.follow_ups.contains_key(&key) {
                 return false;
             }
-            self.follow_ups.insert(key.clone(), id);
+            self.follow_ups.insert(Arc::clone(&key), id);
             self.insert(id, key, pool, priority, EntryState::FollowUp { behind });
             return true;
         }
         if self.queued.contains_key(&key) {
             return false;
         }
-        self.restore(id, key, pool, priority, delayed).is_ok()
+        self.restore_shared(id, key, pool, priority, delayed)
+            .is_ok()
     }
 }
 
@@ -498,9 +539,12 @@ mod tests {
     }
 
     fn submit(q: &mut Queue, ids: &mut Ids, kind: &str, target: &str) -> Decision {
-        q.submit(key(kind, target), "background", Priority::AUTOMATIC, || {
-            ids.next()
-        })
+        q.submit(
+            &key(kind, target),
+            "background",
+            Priority::AUTOMATIC,
+            || ids.next(),
+        )
     }
 
     #[test]
@@ -673,7 +717,7 @@ mod tests {
     fn full_rebuild_takes_the_priority_of_the_tasks_it_absorbs() {
         let (mut q, mut ids) = (Queue::default(), Ids(0));
         q.submit(
-            key("refresh", "asn:1"),
+            &key("refresh", "asn:1"),
             "background",
             Priority::INTERACTIVE,
             || ids.next(),
@@ -690,7 +734,7 @@ mod tests {
         assert_eq!(q.pop_ready("background"), Some(TaskId(3)), "goes first");
         // The same for a follow-up rebuild.
         q.submit(
-            key("refresh", "asn:7"),
+            &key("refresh", "asn:7"),
             "background",
             Priority::INTERACTIVE,
             || ids.next(),
@@ -717,7 +761,7 @@ mod tests {
         submit(&mut q, &mut ids, "r", "asn:1");
         assert_eq!(q.pop_ready("background"), None);
         let d = q.submit(
-            key("r", "asn:1"),
+            &key("r", "asn:1"),
             "background",
             Priority::INTERACTIVE,
             || ids.next(),
@@ -745,7 +789,7 @@ mod tests {
         q.release(TaskId(1));
         q.pop_ready("background");
         q.submit(
-            key("r", "asn:1"),
+            &key("r", "asn:1"),
             "background",
             Priority::INTERACTIVE,
             || ids.next(),
@@ -807,7 +851,7 @@ mod tests {
         submit(&mut q, &mut ids, "refresh", "asn:2");
         submit(&mut q, &mut ids, "refresh", "asn:3");
         let d = q.submit(
-            key("refresh", "asn:3"),
+            &key("refresh", "asn:3"),
             "background",
             Priority::INTERACTIVE,
             || ids.next(),
@@ -820,10 +864,10 @@ mod tests {
     #[test]
     fn pools_are_separate_queues() {
         let (mut q, mut ids) = (Queue::default(), Ids(0));
-        q.submit(key("a", "asn:1"), "fast", Priority::AUTOMATIC, || {
+        q.submit(&key("a", "asn:1"), "fast", Priority::AUTOMATIC, || {
             ids.next()
         });
-        q.submit(key("b", "asn:1"), "slow", Priority::AUTOMATIC, || {
+        q.submit(&key("b", "asn:1"), "slow", Priority::AUTOMATIC, || {
             ids.next()
         });
         assert_eq!(q.pending_in("fast"), 1);
@@ -1049,7 +1093,7 @@ mod tests {
                         let k = key(["a", "b"][kind as usize], targets[target as usize]);
                         let p = if urgent { Priority::INTERACTIVE } else { Priority::AUTOMATIC };
                         let pending_all = m.pending().find(|id| m.keys[id] == (k.0.clone(), Target::All));
-                        let decision = q.submit(k.clone(), "background", p, || ids.next());
+                        let decision = q.submit(&k, "background", p, || ids.next());
                         if let (false, Some(all)) = (k.1.is_all(), pending_all) {
                             prop_assert_eq!(&decision, &Decision::Merged { into: all }, "entity request beside a pending full rebuild");
                         }

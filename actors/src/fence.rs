@@ -45,7 +45,7 @@ impl RunToken {
 /// its runs.
 #[derive(Debug, Default)]
 pub(crate) struct Runs {
-    current: Mutex<HashMap<TaskId, RunToken>>,
+    current: Mutex<crate::FastMap<TaskId, RunToken>>,
     lease_until: Mutex<Option<Instant>>,
     run_leases: Mutex<HashMap<TaskId, (RunToken, Instant)>>,
 }
@@ -108,7 +108,7 @@ impl Runs {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, RunToken>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, crate::FastMap<TaskId, RunToken>> {
         // The map is left consistent by every operation: a panic elsewhere
         // while it was held does not make it wrong.
         self.current

@@ -7,7 +7,7 @@
 //! them when an operator asks. This crate runs that work:
 //!
 //! ```text
-//!   Submit ──▶ Supervisor ──admits up to each pool's limit──▶ TaskActor (one per execution)
+//!   Submit ──▶ Supervisor ──admits up to each pool's limit──▶ execution (a future on a worker thread)
 //!                │  ▲                                            │  stage / progress / end
 //!                │  └────────────────────────────────────────────┘
 //!                │ journal                                       │ Publish
@@ -86,6 +86,12 @@ mod task_log;
 mod test_kind;
 mod time;
 mod writer;
+
+/// The hash maps and sets of the hot path (queue, live tasks, journal,
+/// claims): foldhash, randomly seeded per process, instead of SipHash.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// See [`FastMap`].
+pub(crate) type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 
 pub use context::TaskContext;
 pub use entity::{EntityName, EntityNameError, Target, MAX_ENTITY_LEN};

@@ -39,7 +39,8 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Inner {
     last_id: AtomicU64,
-    tasks: Mutex<BTreeMap<TaskId, TaskRecord>>,
+    /// Shared with the puts that wrote them: a put costs no copy.
+    tasks: Mutex<BTreeMap<TaskId, Arc<TaskRecord>>>,
     artifacts: Mutex<BTreeMap<EntityName, ArtifactRecord>>,
     /// Log lines per task; locked after `tasks` where both are held.
     logs: Mutex<BTreeMap<TaskId, VecDeque<LogLine>>>,
@@ -51,7 +52,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn tasks(&self) -> MutexGuard<'_, BTreeMap<TaskId, TaskRecord>> {
+    fn tasks(&self) -> MutexGuard<'_, BTreeMap<TaskId, Arc<TaskRecord>>> {
         // A panic while holding the lock leaves whole records behind (every
         // mutation is a single insert or field update), so the data is still
         // consistent and poisoning can be ignored.
@@ -69,14 +70,33 @@ impl MemoryStore {
         self.inner.logs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn apply(tasks: &mut BTreeMap<TaskId, TaskRecord>, change: Change) {
+    fn apply(tasks: &mut BTreeMap<TaskId, Arc<TaskRecord>>, change: Change) {
         match change {
             Change::Put(record) => {
                 let older = tasks
                     .get(&record.id)
                     .is_some_and(|stored| stored.run.is_some() && record.run < stored.run);
                 if !older {
-                    tasks.insert(record.id, *record);
+                    tasks.insert(record.id, record);
+                }
+            }
+            Change::Merge {
+                id,
+                merged,
+                priority,
+                triggers,
+                run_after,
+            } => {
+                if let Some(stored) = tasks.get_mut(&id) {
+                    if stored.state == TaskState::Queued {
+                        let record = Arc::make_mut(stored);
+                        record.merged = merged;
+                        record.priority = priority;
+                        if let Some(triggers) = triggers {
+                            record.triggers = triggers;
+                        }
+                        record.run_after = run_after;
+                    }
                 }
             }
             Change::Report {
@@ -87,9 +107,10 @@ impl MemoryStore {
             } => {
                 // A report from an execution that is no longer current must
                 // not overwrite what the current one (or the final state) says.
-                if let Some(record) = tasks.get_mut(&id) {
-                    let current = matches!(record.state, TaskState::Running | TaskState::Canceling);
-                    if current && record.run == Some(run) {
+                if let Some(stored) = tasks.get_mut(&id) {
+                    let current = matches!(stored.state, TaskState::Running | TaskState::Canceling);
+                    if current && stored.run == Some(run) {
+                        let record = Arc::make_mut(stored);
                         record.stage = stage;
                         record.progress = progress;
                     }
@@ -126,13 +147,13 @@ impl TaskStore for MemoryStore {
             .tasks()
             .values()
             .filter(|t| !t.state.is_terminal())
-            .cloned()
+            .map(|t| TaskRecord::clone(t))
             .collect();
         ready(unfinished)
     }
 
     fn get(&self, id: TaskId) -> BoxFuture<'static, Result<Option<TaskRecord>, StoreError>> {
-        ready(self.tasks().get(&id).cloned())
+        ready(self.tasks().get(&id).map(|t| TaskRecord::clone(t)))
     }
 
     fn list(
@@ -154,7 +175,7 @@ impl TaskStore for MemoryStore {
         let page = in_category()
             .skip(usize::try_from(offset).unwrap_or(usize::MAX))
             .take(usize::try_from(limit).unwrap_or(usize::MAX))
-            .cloned()
+            .map(|t| TaskRecord::clone(t))
             .collect();
         ready(TaskPage { tasks: page, total })
     }
@@ -280,7 +301,7 @@ mod tests {
     fn put_all(store: &MemoryStore, tasks: impl IntoIterator<Item = TaskRecord>) {
         let changes = tasks
             .into_iter()
-            .map(|t| Change::Put(Box::new(t)))
+            .map(|t| Change::Put(Arc::new(t)))
             .collect();
         block_on(TaskStore::write(store, changes)).unwrap();
     }

@@ -11,6 +11,7 @@
 //! with the process, so it ends `canceled`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::coalesce::Queue;
 use crate::kind::Registry;
@@ -40,14 +41,14 @@ pub(crate) fn recover(
         let Some(kind) = registry.get(&r.kind) else {
             let message = format!("task kind {:?} is not registered after restart", r.kind);
             end(&mut r, TaskState::Failed, message, now);
-            changes.push(Change::Put(Box::new(r)));
+            changes.push(Change::Put(Arc::new(r)));
             continue;
         };
         if r.state == TaskState::Canceling {
             // The crash ended the run an operator was waiting to stop.
             let message = "canceled while running; the process stopped before the run ended";
             end(&mut r, TaskState::Canceled, message.to_owned(), now);
-            changes.push(Change::Put(Box::new(r)));
+            changes.push(Change::Put(Arc::new(r)));
             continue;
         }
         let mut changed = false;
@@ -64,7 +65,7 @@ pub(crate) fn recover(
                     kind.options.max_attempts
                 );
                 end(&mut r, TaskState::Failed, message, now);
-                changes.push(Change::Put(Box::new(r)));
+                changes.push(Change::Put(Arc::new(r)));
                 continue;
             }
             r.state = TaskState::Queued;
@@ -90,7 +91,7 @@ pub(crate) fn recover(
         match queue.restore(r.id, key, &r.pool, r.priority, delayed) {
             Ok(()) => {
                 if changed {
-                    changes.push(Change::Put(Box::new(r.clone())));
+                    changes.push(Change::Put(Arc::new(r.clone())));
                 }
                 index.insert(r.id, live.len());
                 live.push(r);
@@ -108,11 +109,11 @@ pub(crate) fn recover(
                 if !queue.is_delayed(into) {
                     target.run_after = None;
                 }
-                changes.push(Change::Put(Box::new(target.clone())));
+                changes.push(Change::Put(Arc::new(target.clone())));
                 r.merged_into = Some(into);
                 end(&mut r, TaskState::Merged, String::new(), now);
                 r.error = None;
-                changes.push(Change::Put(Box::new(r)));
+                changes.push(Change::Put(Arc::new(r)));
             }
         }
     }

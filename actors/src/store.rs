@@ -10,6 +10,8 @@
 //! The crate ships [`MemoryStore`](crate::MemoryStore) for embedders that
 //! want no durability; the daemon implements the same traits on SQLite.
 
+use std::sync::Arc;
+
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
@@ -163,7 +165,27 @@ pub enum Change {
     /// a later claim (a larger run token): a put from an older claim, e.g.
     /// the completion of a run that lost its claim, is not applied. A run
     /// token never goes back, so the runtime's own puts always apply.
-    Put(Box<TaskRecord>),
+    ///
+    /// Shared, so that the supervisor's copy kept for a failed write's
+    /// retry and an in-memory store's copy cost a reference count, not a
+    /// copy of the record.
+    Put(Arc<TaskRecord>),
+    /// Requests merged into a pending task since its last put: its request
+    /// count, priority, triggers (`None`: unchanged) and backoff as they are
+    /// now. Only applies while the stored record is queued. Narrow, so that
+    /// a flood of duplicate requests does not copy or rewrite whole records.
+    Merge {
+        /// Task.
+        id: TaskId,
+        /// Requests merged into it beyond the first.
+        merged: u64,
+        /// Its priority.
+        priority: Priority,
+        /// Every distinct trigger, when a request added one.
+        triggers: Option<Vec<Trigger>>,
+        /// Not to be started before this time.
+        run_after: Option<Timestamp>,
+    },
     /// A running execution's latest stage and progress. Only applies while
     /// the stored record is running with the same run token; a report from a
     /// stale execution is dropped.

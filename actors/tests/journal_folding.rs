@@ -1,7 +1,8 @@
 //! Issue 19: puts of one task waiting for the same store write replace each
 //! other where nothing else can tell (see the journal's module docs): the
 //! start and end of an execution become one put, and merges into a pending
-//! task one put, while every request is still answered once durable.
+//! task one narrow merge change, while every request is still answered once
+//! durable.
 
 mod common;
 
@@ -19,6 +20,9 @@ use tokio::sync::watch;
 /// The puts of each write, as (task, state).
 type Writes = Arc<Mutex<Vec<Vec<(TaskId, TaskState)>>>>;
 
+/// The merges of each write, as (task, merged count).
+type Merges = Arc<Mutex<Vec<Vec<(TaskId, u64)>>>>;
+
 /// A memory store that records the puts of every write, as (task, state),
 /// and keeps writes from completing while held.
 #[derive(Clone)]
@@ -26,6 +30,7 @@ struct HeldStore {
     inner: MemoryStore,
     held: Arc<watch::Sender<bool>>,
     writes: Writes,
+    merges: Merges,
 }
 
 impl HeldStore {
@@ -34,6 +39,7 @@ impl HeldStore {
             inner: MemoryStore::new(),
             held: Arc::new(watch::channel(false).0),
             writes: Arc::default(),
+            merges: Arc::default(),
         }
     }
 
@@ -68,10 +74,18 @@ impl TaskStore for HeldStore {
             .iter()
             .filter_map(|c| match c {
                 Change::Put(r) => Some((r.id, r.state)),
-                Change::Report { .. } => None,
+                Change::Merge { .. } | Change::Report { .. } => None,
             })
             .collect();
         self.writes.lock().unwrap().push(puts);
+        let merges = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Merge { id, merged, .. } => Some((*id, *merged)),
+                _ => None,
+            })
+            .collect();
+        self.merges.lock().unwrap().push(merges);
         let mut held = self.held.subscribe();
         let inner = self.inner.clone();
         // The supervisor keeps one write in flight, so applying on release
@@ -157,7 +171,7 @@ async fn an_execution_that_starts_and_ends_while_a_write_is_in_flight_is_one_put
 }
 
 #[actix_rt::test]
-async fn merges_into_a_task_while_its_write_is_in_flight_are_one_put() {
+async fn merges_into_a_task_while_its_write_is_in_flight_are_one_merge() {
     let gate = Gate::new();
     let mut registry = Registry::new();
     gate.register(&mut registry, "refresh");
@@ -183,10 +197,22 @@ async fn merges_into_a_task_while_its_write_is_in_flight_are_one_put() {
     }
     let stored = store.inner.get(id).await.unwrap().unwrap();
     assert_eq!((stored.state, stored.merged), (TaskState::Queued, 2));
-    let puts = store.puts_of(id);
     assert_eq!(
-        puts,
-        vec![vec![TaskState::Queued], vec![TaskState::Queued]],
-        "the insert, then both merges in one put"
+        store.puts_of(id),
+        vec![vec![TaskState::Queued]],
+        "the insert"
+    );
+    let merges: Vec<Vec<(TaskId, u64)>> = store
+        .merges
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|w| !w.is_empty())
+        .cloned()
+        .collect();
+    assert_eq!(
+        merges,
+        vec![vec![(id, 2)]],
+        "both merges in one narrow change of the next write"
     );
 }

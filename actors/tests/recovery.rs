@@ -51,7 +51,7 @@ async fn interrupted_runs_are_queued_again_and_follow_ups_merge_into_them() {
         .write(
             [interrupted, follow_up, last_chance, queued, orphan]
                 .into_iter()
-                .map(|r| Change::Put(Box::new(r)))
+                .map(|r| Change::Put(Arc::new(r)))
                 .collect(),
         )
         .await
@@ -127,8 +127,8 @@ async fn recovered_tasks_of_a_removed_pool_move_to_their_kinds_pool() {
     let ids = [queued.id, interrupted.id];
     store
         .write(vec![
-            Change::Put(Box::new(queued)),
-            Change::Put(Box::new(interrupted)),
+            Change::Put(Arc::new(queued)),
+            Change::Put(Arc::new(interrupted)),
         ])
         .await
         .unwrap();
@@ -164,7 +164,7 @@ async fn a_task_found_canceling_at_restart_ends_canceled() {
     let canceling = record(&store, "refresh", "asn:1", TaskState::Canceling, 1);
     let id = canceling.id;
     store
-        .write(vec![Change::Put(Box::new(canceling))])
+        .write(vec![Change::Put(Arc::new(canceling))])
         .await
         .unwrap();
     let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));

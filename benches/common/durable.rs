@@ -41,7 +41,7 @@ pub async fn drain<S: TaskStore>(store: Arc<S>, tasks: u64) {
                 for _ in 0..count {
                     let id = store.allocate_id();
                     for state in [TaskState::Queued, TaskState::Succeeded] {
-                        let change = Change::Put(Box::new(record(id, state)));
+                        let change = Change::Put(Arc::new(record(id, state)));
                         TaskStore::write(&*store, vec![change]).await.unwrap();
                     }
                 }

@@ -248,7 +248,7 @@ impl Supervisor {
         record.started_at = None;
         record.stage = None;
         record.progress = None;
-        self.journal(vec![crate::store::Change::Put(Box::new(record))]);
+        self.journal(vec![crate::store::Change::Put(Arc::new(record))]);
     }
 
     /// Ends a claimed task this node cannot run (unknown kind or pool).
@@ -263,7 +263,7 @@ impl Supervisor {
             record.pool
         ));
         record.finished_at = Some(crate::time::Timestamp::now());
-        self.journal(vec![crate::store::Change::Put(Box::new(record))]);
+        self.journal(vec![crate::store::Change::Put(Arc::new(record))]);
     }
 
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {

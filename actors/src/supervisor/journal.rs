@@ -36,7 +36,7 @@
 //! succeeds ends all of that. Starts, ends and requeues are therefore never
 //! lost to a failed write: the store ends up with the state the runtime has.
 
-use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{ActorFutureExt, AsyncContext, Context, WrapFuture};
@@ -47,6 +47,7 @@ use crate::panel::StoreStatus;
 use crate::spec::{Priority, RunToken, TaskId, TaskState, Trigger};
 use crate::store::{Change, StoreError, TaskRecord};
 use crate::time::Timestamp;
+use crate::{FastMap, FastSet};
 
 use super::{Live, Supervisor};
 
@@ -63,10 +64,13 @@ pub(super) struct Journal {
     tickets: Vec<Ticket>,
     /// Index in `buffer` of the last report of each execution, so that the
     /// next one replaces it.
-    reports: HashMap<TaskId, (usize, RunToken)>,
+    reports: FastMap<TaskId, (usize, RunToken)>,
     /// Index in `buffer` of the last put of each task, so that a later put
     /// may replace it (see the module docs).
-    puts: HashMap<TaskId, usize>,
+    puts: FastMap<TaskId, usize>,
+    /// Index in `buffer` of the last merge of each task, so that the next
+    /// one folds into it.
+    merges: FastMap<TaskId, usize>,
     /// Whether puts replace earlier ones (off on a cluster).
     fold_puts: bool,
     /// The write the store has now.
@@ -76,7 +80,7 @@ pub(super) struct Journal {
     /// A retry is scheduled; nothing is written before it.
     backing_off: bool,
     /// Tasks created by requests whose write is not durable yet.
-    unconfirmed: HashSet<TaskId>,
+    unconfirmed: FastSet<TaskId>,
     /// Task ends the store has taken since the supervisor started.
     recorded_ends: u64,
 }
@@ -143,7 +147,7 @@ pub(super) enum Count {
 fn id_of(change: &Change) -> TaskId {
     match change {
         Change::Put(r) => r.id,
-        Change::Report { id, .. } => *id,
+        Change::Merge { id, .. } | Change::Report { id, .. } => *id,
     }
 }
 
@@ -157,6 +161,25 @@ fn replaces(earlier: &TaskRecord, later: &TaskRecord) -> bool {
         && later.state == TaskState::Queued
         && earlier.waiting_behind == later.waiting_behind;
     earlier.run == later.run && (executing || pending_alike)
+}
+
+/// Applies a merge to a record the way a store applies it.
+fn merge_fields(record: &mut TaskRecord, merge: Change) {
+    if let Change::Merge {
+        merged,
+        priority,
+        triggers,
+        run_after,
+        ..
+    } = merge
+    {
+        record.merged = merged;
+        record.priority = priority;
+        if let Some(triggers) = triggers {
+            record.triggers = triggers;
+        }
+        record.run_after = run_after;
+    }
 }
 
 impl Journal {
@@ -210,10 +233,41 @@ impl Journal {
                 }
                 self.reports.insert(*id, (self.buffer.len(), *run));
             }
+            Change::Merge { id, .. } => {
+                let id = *id;
+                // Into the task's put still in the buffer (a new task and
+                // the requests merged into it before it is written): the
+                // put is not shared yet, so this copies nothing.
+                if let Some(&i) = self.puts.get(&id) {
+                    if let Change::Put(r) = &mut self.buffer[i] {
+                        if r.state == TaskState::Queued {
+                            merge_fields(Arc::make_mut(r), change);
+                            return;
+                        }
+                    }
+                }
+                if let Some(&i) = self.merges.get(&id) {
+                    if let Change::Merge {
+                        triggers: earlier, ..
+                    } = &mut self.buffer[i]
+                    {
+                        let earlier = earlier.take();
+                        self.buffer[i] = change;
+                        if let Change::Merge { triggers, .. } = &mut self.buffer[i] {
+                            if triggers.is_none() {
+                                *triggers = earlier;
+                            }
+                        }
+                        return;
+                    }
+                }
+                self.merges.insert(id, self.buffer.len());
+            }
             // A report folded into an earlier place must not land before
-            // a put that would overwrite it.
+            // a put that would overwrite it; nor a merge.
             Change::Put(r) => {
                 self.reports.remove(&r.id);
+                self.merges.remove(&r.id);
                 if self.fold_puts {
                     if let Some(&i) = self.puts.get(&r.id) {
                         if matches!(&self.buffer[i], Change::Put(earlier) if replaces(earlier, r)) {
@@ -233,6 +287,7 @@ impl Journal {
     fn clear_places(&mut self) {
         self.reports.clear();
         self.puts.clear();
+        self.merges.clear();
     }
 
     /// Everything written for a task that never became durable goes.
@@ -282,6 +337,11 @@ impl Supervisor {
     /// Hands the buffer to the store unless a write is in flight or a
     /// retry is pending. While failing, an empty write probes the store.
     pub(super) fn flush(&mut self, ctx: &mut Context<Self>) {
+        if std::mem::take(&mut self.gauges_stale) {
+            for pool in self.pools.keys() {
+                self.update_pool_gauges(pool);
+            }
+        }
         self.send_enqueues(ctx);
         let j = &mut self.journal;
         if j.in_flight.is_some() || j.backing_off {
@@ -393,16 +453,10 @@ impl Supervisor {
         for count in pending.counts {
             match count {
                 Count::Coalesced(kind, outcome) => {
-                    self.metrics
-                        .coalesced
-                        .with_label_values(&[&kind, outcome])
-                        .inc();
+                    self.metrics.count_coalesced(&self.handles, &kind, outcome);
                 }
                 Count::Merged(kind) => {
-                    self.metrics
-                        .finished
-                        .with_label_values(&[&kind, "merged"])
-                        .inc();
+                    self.metrics.count_finished(&self.handles, &kind, "merged");
                 }
             }
         }
@@ -427,7 +481,7 @@ impl Supervisor {
                     if let Some((into, merged)) = gone {
                         if let Some(live) = self.live.get_mut(&into) {
                             live.record.merged = live.record.merged.saturating_sub(1 + merged);
-                            let put = Change::Put(Box::new(live.record.clone()));
+                            let put = Change::Put(Arc::new(live.record.clone()));
                             self.journal.push(put);
                         }
                     }
@@ -449,7 +503,7 @@ impl Supervisor {
                         r.triggers.retain(|x| *x != t);
                     }
                     r.priority = priority;
-                    let put = Change::Put(Box::new(r.clone()));
+                    let put = Change::Put(Arc::new(r.clone()));
                     self.queue.set_priority(into, priority);
                     self.journal.push(put);
                 }
@@ -482,7 +536,7 @@ impl Supervisor {
         }
         let pool = record.pool.clone();
         // Its put as `merged` never became durable; put it back as it is.
-        self.journal.push(Change::Put(Box::new(record.clone())));
+        self.journal.push(Change::Put(Arc::new(record.clone())));
         self.live.insert(
             id,
             Live {

@@ -6,7 +6,7 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, Addr, ArbiterHandle, AsyncContext, Context};
+use actix::{ActorFutureExt, Addr, ArbiterHandle, AsyncContext, Context};
 use tokio_util::sync::CancellationToken;
 
 use crate::coalesce::{Decision, Queue};
@@ -18,7 +18,6 @@ use crate::metrics::Metrics;
 use crate::panel::{Activity, Panel, PanelTask, PoolStatus, Workers};
 use crate::spec::{RunToken, TaskId, TaskSpec, TaskState};
 use crate::store::{AttemptError, Change, TaskRecord, TaskStore};
-use crate::task::TaskActor;
 use crate::time::Timestamp;
 use crate::writer::EntityWriter;
 use journal::{Count, PendingSubmit, Undo};
@@ -85,9 +84,17 @@ pub struct Supervisor {
     metrics: Metrics,
     pools: BTreeMap<String, Pool>,
     queue: Queue,
-    live: HashMap<TaskId, Live>,
+    live: crate::FastMap<TaskId, Live>,
     workers: Vec<ArbiterHandle>,
     next_worker: usize,
+    /// Executions launched but not yet handed to their worker arbiter, per
+    /// worker (see `dispatch`).
+    launching: Vec<Vec<futures::future::BoxFuture<'static, ()>>>,
+    /// Requests changed the pending counts since the pool gauges were last
+    /// set (see `flush`).
+    gauges_stale: bool,
+    /// The metrics' children the hot path updates, resolved once.
+    handles: crate::metrics::Handles,
     /// Tasks in retry backoff to release, from recovery, before start.
     delayed_at_start: Vec<(TaskId, Timestamp)>,
     /// Where task executions publish artifacts.
@@ -193,7 +200,7 @@ impl Supervisor {
         r.run_after = None;
         // The start need not be awaited: a crash before it is durable leaves
         // the task queued, which recovery treats the same way.
-        let start = Change::Put(Box::new(r.clone()));
+        let start = Change::Put(Arc::new(r.clone()));
         self.launch(id, pool, run, ctx);
         self.journal(vec![start]);
     }
@@ -204,10 +211,11 @@ impl Supervisor {
         let live = self.live.get_mut(&id).expect("launched task is live");
         let r = &live.record;
         let now = Timestamp::now();
-        self.metrics
-            .queue_wait
-            .with_label_values(&[&r.kind])
-            .observe(now.since(r.created_at).as_secs_f64());
+        self.metrics.observe_queue_wait(
+            &self.handles,
+            &r.kind,
+            now.since(r.created_at).as_secs_f64(),
+        );
         self.pools.get_mut(pool).expect("pool exists").active += 1;
 
         let (cancel, abort) = (CancellationToken::new(), CancellationToken::new());
@@ -228,7 +236,7 @@ impl Supervisor {
             supervisor: ctx.address(),
             writer: self.writer.clone(),
         });
-        let actor = TaskActor::new(
+        let execution = crate::task::execution(
             Arc::clone(&kind.task),
             context,
             abort.clone(),
@@ -249,11 +257,33 @@ impl Supervisor {
         }
         tracing::debug!(task = id.0, kind = %r.kind, target = %r.target, "task started");
         if self.workers.is_empty() {
-            actor.start();
-        } else {
-            let worker = &self.workers[self.next_worker % self.workers.len()];
-            self.next_worker = self.next_worker.wrapping_add(1);
-            TaskActor::start_in_arbiter(worker, move |_| actor);
+            actix::spawn(execution);
+            return;
+        }
+        let worker = self.next_worker % self.workers.len();
+        self.next_worker = self.next_worker.wrapping_add(1);
+        if self.launching.iter().all(Vec::is_empty) {
+            // Once this message and the others already in the mailbox are
+            // handled: every execution admitted meanwhile goes out then.
+            ctx.spawn(actix::fut::ready(()).map(|(), act: &mut Self, _| act.dispatch()));
+        }
+        self.launching.resize_with(self.workers.len(), Vec::new);
+        self.launching[worker].push(Box::pin(execution));
+    }
+
+    /// Hands each worker arbiter the executions launched for it since the
+    /// last dispatch, in one spawn: one wake of its thread starts them all.
+    fn dispatch(&mut self) {
+        for (worker, executions) in self.workers.iter().zip(self.launching.iter_mut()) {
+            if executions.is_empty() {
+                continue;
+            }
+            let executions = std::mem::take(executions);
+            worker.spawn(async move {
+                for execution in executions {
+                    actix::spawn(execution);
+                }
+            });
         }
     }
 
@@ -282,9 +312,7 @@ impl Supervisor {
             })?;
         let pool = kind.options.pool.clone();
         self.metrics
-            .submitted
-            .with_label_values(&[&spec.kind, spec.trigger.metric_label()])
-            .inc();
+            .count_submitted(&self.handles, &spec.kind, spec.trigger.metric_label());
         let priority = spec.effective_priority();
         if let Some(c) = &mut self.cluster {
             let id = self.store.allocate_id();
@@ -292,11 +320,18 @@ impl Supervisor {
             c.outbox.push((record, answer));
             return Ok(());
         }
-        let key = (spec.kind.clone(), spec.target.clone());
+        // The key is lent to the queue and moved back: a merge copies
+        // neither string.
+        let mut spec = spec;
+        let key = (
+            std::mem::take(&mut spec.kind),
+            std::mem::replace(&mut spec.target, crate::entity::Target::All),
+        );
         let store = &self.store;
         let decision = self
             .queue
-            .submit(key, &pool, priority, || store.allocate_id());
+            .submit(&key, &pool, priority, || store.allocate_id());
+        (spec.kind, spec.target) = key;
         let mut changes = Vec::with_capacity(1);
         let mut counts = Vec::new();
         let (reply, undo) = match decision {
@@ -352,7 +387,8 @@ impl Supervisor {
                     priority: record.priority,
                 };
                 record.merged += 1;
-                if !record.triggers.contains(&spec.trigger) {
+                let added = !record.triggers.contains(&spec.trigger);
+                if added {
                     record.triggers.push(spec.trigger);
                 }
                 if let Some(p) = self.queue.priority_of(into) {
@@ -364,7 +400,13 @@ impl Supervisor {
                     record.run_after = None;
                 }
                 counts.push(Count::Coalesced(record.kind.clone(), "merged"));
-                changes.push(Change::Put(Box::new(record.clone())));
+                changes.push(Change::Merge {
+                    id: into,
+                    merged: record.merged,
+                    priority: record.priority,
+                    triggers: added.then(|| record.triggers.clone()),
+                    run_after: record.run_after,
+                });
                 let reply = SubmitReply {
                     id: into,
                     outcome: SubmitOutcome::Merged,
@@ -372,7 +414,8 @@ impl Supervisor {
                 (reply, undo)
             }
         };
-        self.update_pool_gauges(&pool);
+        // Set once for all requests of a message, by `flush`.
+        self.gauges_stale = true;
         let pending = PendingSubmit {
             reply,
             answer,
@@ -403,14 +446,14 @@ impl Supervisor {
             gone.finished_at = Some(record.created_at);
             counts.push(Count::Coalesced(gone.kind.clone(), "absorbed"));
             counts.push(Count::Merged(gone.kind.clone()));
-            changes.push(Change::Put(Box::new(gone)));
+            changes.push(Change::Put(Arc::new(gone)));
         }
         originals
     }
 
     /// Keeps a new task's record in memory and journals it.
     fn insert_live(&mut self, record: TaskRecord, changes: &mut Vec<Change>) {
-        changes.push(Change::Put(Box::new(record.clone())));
+        changes.push(Change::Put(Arc::new(record.clone())));
         let execution = None;
         self.live.insert(record.id, Live { record, execution });
     }
@@ -436,7 +479,7 @@ impl Supervisor {
         self.metrics.stats.record(&record);
         tracing::info!(task = id.0, kind = %record.kind, target = %record.target, "pending task canceled");
         self.update_pool_gauges(&pool);
-        Some(self.journal_durable(vec![Change::Put(Box::new(record))]))
+        Some(self.journal_durable(vec![Change::Put(Arc::new(record))]))
     }
 
     fn finish(&mut self, msg: Finished, ctx: &mut Context<Self>) {
@@ -457,10 +500,11 @@ impl Supervisor {
         self.runs.release(msg.id, msg.run);
         let (kind, pool) = (live.record.kind.clone(), live.record.pool.clone());
         self.pools.get_mut(&pool).expect("pool exists").active -= 1;
-        self.metrics
-            .duration
-            .with_label_values(&[&kind])
-            .observe(execution.started.elapsed().as_secs_f64());
+        self.metrics.observe_duration(
+            &self.handles,
+            &kind,
+            execution.started.elapsed().as_secs_f64(),
+        );
         let max_attempts = self
             .registry
             .get(&kind)
@@ -542,14 +586,12 @@ impl Supervisor {
         tracing::info!(task = id.0, kind = %record.kind, target = %record.target, state = %state,
             error = record.error.as_deref().unwrap_or(""), "task ended");
         self.metrics
-            .finished
-            .with_label_values(&[&record.kind, state.as_str()])
-            .inc();
+            .count_finished(&self.handles, &record.kind, state.as_str());
         self.metrics.stats.record(&record);
         if let Some(d) = self.drain.as_mut() {
             d.count_completed();
         }
-        let mut changes = vec![Change::Put(Box::new(record))];
+        let mut changes = vec![Change::Put(Arc::new(record))];
         changes.extend(self.release_key(id));
         if waiters.is_empty() {
             self.journal(changes);
@@ -573,7 +615,7 @@ impl Supervisor {
             .expect("follow-up is live")
             .record;
         r.waiting_behind = None;
-        Some(Change::Put(Box::new(r.clone())))
+        Some(Change::Put(Arc::new(r.clone())))
     }
 
     /// Puts a task whose attempt failed back in the queue after its kind's
@@ -606,7 +648,7 @@ impl Supervisor {
         if self.cluster.is_some() {
             // Back in the shared queue, where any node claims it.
             let record = self.live.remove(&id).expect("requeued task is live").record;
-            self.journal(vec![Change::Put(Box::new(record))]);
+            self.journal(vec![Change::Put(Arc::new(record))]);
             return;
         }
         let r = &self.live[&id].record;
@@ -628,7 +670,7 @@ impl Supervisor {
                 let follow_up = self.live.remove(&f).expect("follow-up is live").record;
                 self.merge_away(follow_up, id)
             }
-            None => vec![Change::Put(Box::new(self.live[&id].record.clone()))],
+            None => vec![Change::Put(Arc::new(self.live[&id].record.clone()))],
         };
         self.journal(changes);
     }
@@ -647,12 +689,10 @@ impl Supervisor {
         gone.waiting_behind = None;
         gone.finished_at = Some(Timestamp::now());
         self.metrics
-            .finished
-            .with_label_values(&[&gone.kind, "merged"])
-            .inc();
+            .count_finished(&self.handles, &gone.kind, "merged");
         vec![
-            Change::Put(Box::new(target.clone())),
-            Change::Put(Box::new(gone)),
+            Change::Put(Arc::new(target.clone())),
+            Change::Put(Arc::new(gone)),
         ]
     }
 
@@ -673,17 +713,11 @@ impl Supervisor {
 
     fn update_pool_gauges(&self, pool: &str) {
         if let Some(p) = self.pools.get(pool) {
-            self.metrics
-                .workers_active
-                .with_label_values(&[pool])
-                .set(p.active as i64);
             let pending = self
                 .shared_pending_in(pool)
                 .unwrap_or_else(|| self.queue.pending_in(pool));
             self.metrics
-                .pending
-                .with_label_values(&[pool])
-                .set(pending as i64);
+                .set_pool(&self.handles, pool, p.active, pending);
         }
     }
 

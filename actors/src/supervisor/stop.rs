@@ -3,6 +3,7 @@
 //! its claim taken back). Also the waiting for an execution's end that a
 //! cancel with confirmation needs.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{AsyncContext, Context, Handler, ResponseFuture};
@@ -147,7 +148,7 @@ impl Handler<Cancel> for Supervisor {
             if live.record.state == TaskState::Running {
                 // Canceling until the run has really ended (see `finish`).
                 live.record.state = TaskState::Canceling;
-                changes.push(Change::Put(Box::new(live.record.clone())));
+                changes.push(Change::Put(Arc::new(live.record.clone())));
                 tracing::info!(task = id.0, "running task signaled to cancel");
             }
             let grace = msg

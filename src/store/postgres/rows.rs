@@ -110,6 +110,70 @@ impl TaskRow {
     }
 }
 
+impl TaskRow {
+    /// Applies a merge the way the stored row would take it: only while
+    /// queued.
+    pub(super) fn merge(&mut self, m: &MergeRow) {
+        if self.state == TaskState::Queued {
+            self.merged = m.merged;
+            self.priority = m.priority;
+            if let Some(triggers) = &m.triggers {
+                self.triggers = triggers.clone();
+            }
+            self.run_after = m.run_after;
+        }
+    }
+}
+
+/// `Change::Merge` as column values.
+#[derive(Clone, Debug)]
+pub(super) struct MergeRow {
+    pub(super) id: i64,
+    merged: i64,
+    priority: i16,
+    /// `None`: unchanged.
+    pub(super) triggers: Option<Value>,
+    run_after: Option<SystemTime>,
+}
+
+impl MergeRow {
+    pub(super) fn new(
+        id: TaskId,
+        merged: u64,
+        priority: Priority,
+        triggers: Option<&[Trigger]>,
+        run_after: Option<Timestamp>,
+    ) -> Result<Self, StoreError> {
+        Ok(MergeRow {
+            id: big("merge into task id", id.0)?,
+            merged: big(&format!("task {id} merged count"), merged)?,
+            priority: priority.0,
+            triggers: triggers.map(|t| to_json(&t)),
+            run_after: run_after.map(time),
+        })
+    }
+}
+
+/// Merge rows as one array per column.
+#[derive(Debug, Default)]
+pub(super) struct MergeColumns {
+    pub(super) id: Vec<i64>,
+    pub(super) merged: Vec<i64>,
+    pub(super) priority: Vec<i16>,
+    pub(super) triggers: Vec<Option<Value>>,
+    pub(super) run_after: Vec<Option<SystemTime>>,
+}
+
+impl MergeColumns {
+    pub(super) fn push(&mut self, m: MergeRow) {
+        self.id.push(m.id);
+        self.merged.push(m.merged);
+        self.priority.push(m.priority);
+        self.triggers.push(m.triggers);
+        self.run_after.push(m.run_after);
+    }
+}
+
 /// A progress report as column values.
 #[derive(Clone, Debug)]
 pub(super) struct ReportRow {

@@ -53,7 +53,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::connection::Backoff;
 use super::node::NodeLock;
 use super::rows::{
-    self, ArtifactColumns, ArtifactRow, ReportColumns, ReportRow, TaskColumns, TaskRow,
+    self, ArtifactColumns, ArtifactRow, MergeColumns, MergeRow, ReportColumns, ReportRow,
+    TaskColumns, TaskRow,
 };
 
 /// The outcome of the last commit, shared with the store's handle.
@@ -98,7 +99,8 @@ pub(super) enum Message {
     Close(oneshot::Sender<()>),
 }
 
-/// The batch statement. Reports and puts touch disjoint tasks, manifest
+/// The batch statement. Reports, merges and puts touch disjoint tasks
+/// (a report only a running task, a merge only a queued one), manifest
 /// removals and puts disjoint entities (see [`Fold`]), so the order in
 /// which PostgreSQL runs the CTEs does not matter.
 const BATCH: &str = "
@@ -108,6 +110,13 @@ WITH reported AS (
       FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[])
            AS r(id, run, stage, done, total)
      WHERE t.id = r.id AND t.run = r.run AND t.state IN ('running', 'canceling')
+), merged_in AS (
+    UPDATE groundcrew.tasks t
+       SET merged = m.merged, priority = m.priority,
+           triggers = coalesce(m.triggers, t.triggers), run_after = m.run_after
+      FROM unnest($40::bigint[], $41::bigint[], $42::smallint[], $43::jsonb[],
+                  $44::timestamptz[]) AS m(id, merged, priority, triggers, run_after)
+     WHERE t.id = m.id AND t.state = 'queued'
 ), put AS (
     INSERT INTO groundcrew.tasks (id, kind, target, trigger, triggers, params, priority,
         pool, state, attempts, run, stage, progress_done, progress_total, result, error,
@@ -173,6 +182,8 @@ struct Fold {
     put_at: HashMap<i64, usize>,
     /// Reports for tasks not put in this batch, the last one per run.
     reports: HashMap<i64, Vec<ReportRow>>,
+    /// Merges into tasks not put in this batch, the last one per task.
+    merges: HashMap<i64, MergeRow>,
     /// The last change per manifest entity (`None`: removed).
     artifacts: HashMap<String, Option<ArtifactRow>>,
     waiters: Vec<Reply>,
@@ -182,6 +193,7 @@ struct Fold {
 enum Folded {
     Put(Box<TaskRow>),
     Report(ReportRow),
+    Merge(MergeRow),
     Artifact(String, Option<ArtifactRow>),
 }
 
@@ -204,6 +216,14 @@ impl Fold {
                         stage,
                         progress,
                     } => ReportRow::new(*id, *run, stage, progress).map(Folded::Report),
+                    Change::Merge {
+                        id,
+                        merged,
+                        priority,
+                        triggers,
+                        run_after,
+                    } => MergeRow::new(*id, *merged, *priority, triggers.as_deref(), *run_after)
+                        .map(Folded::Merge),
                 })
                 .collect(),
             Op::Manifest(changes) => changes
@@ -236,6 +256,7 @@ impl Fold {
             Folded::Put(row) => {
                 let row = *row;
                 self.reports.remove(&row.id);
+                self.merges.remove(&row.id);
                 match self.put_at.get(&row.id) {
                     // The fencing rule of the upsert, between two puts of
                     // one batch: an older claim does not replace a later one.
@@ -253,6 +274,21 @@ impl Fold {
                     let runs = self.reports.entry(report.id).or_default();
                     runs.retain(|r| r.run != report.run);
                     runs.push(report);
+                }
+            },
+            // A merge after a put is applied to the put's row, as the
+            // stored row would take it; otherwise the last one per task
+            // goes out, keeping the triggers of an earlier one when it
+            // added none.
+            Folded::Merge(mut merge) => match self.put_at.get(&merge.id) {
+                Some(&i) => self.puts[i].merge(&merge),
+                None => {
+                    if let Some(earlier) = self.merges.remove(&merge.id) {
+                        if merge.triggers.is_none() {
+                            merge.triggers = earlier.triggers;
+                        }
+                    }
+                    self.merges.insert(merge.id, merge);
                 }
             },
             Folded::Artifact(entity, row) => {
@@ -375,6 +411,8 @@ impl Writer {
             .flatten()
             .cloned()
             .for_each(|r| reports.push(r));
+        let mut merges = MergeColumns::default();
+        fold.merges.values().cloned().for_each(|m| merges.push(m));
         let mut removed = Vec::new();
         let mut artifacts = ArtifactColumns::default();
         for (entity, row) in &fold.artifacts {
@@ -383,9 +421,9 @@ impl Writer {
                 None => removed.push(entity.clone()),
             }
         }
-        let (r, t, a) = (&reports, &tasks, &artifacts);
+        let (r, t, a, m) = (&reports, &tasks, &artifacts, &merges);
         let node = self.cluster_node.get().cloned();
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 39] = [
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 44] = [
             &r.id,
             &r.run,
             &r.stage,
@@ -425,6 +463,11 @@ impl Writer {
             &a.run,
             &t.retry_of,
             &node,
+            &m.id,
+            &m.merged,
+            &m.priority,
+            &m.triggers,
+            &m.run_after,
         ];
         self.execute("journal batch", |client| async move {
             let statement = client.prepare_cached(BATCH).await?;

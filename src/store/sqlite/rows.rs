@@ -74,6 +74,31 @@ pub(super) fn put_task(conn: &Connection, t: &TaskRecord) -> rusqlite::Result<()
     Ok(())
 }
 
+/// Applies `Change::Merge`: a few columns of a queued task, not the
+/// whole-record upsert.
+pub(super) fn merge_task(
+    conn: &Connection,
+    id: TaskId,
+    merged: u64,
+    priority: Priority,
+    triggers: Option<&[Trigger]>,
+    run_after: Option<Timestamp>,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE tasks SET merged = ?2, priority = ?3, triggers = coalesce(?4, triggers),
+                run_after = ?5
+          WHERE id = ?1 AND state = 'queued'",
+    )?
+    .execute(params![
+        id.0,
+        merged,
+        priority.0,
+        triggers.map(to_json).transpose()?,
+        run_after.map(Timestamp::as_millis),
+    ])?;
+    Ok(())
+}
+
 /// Reads a row selected with [`TASK_COLUMNS`].
 pub(super) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
     let id = |i| row.get::<_, Option<u64>>(i).map(|v| v.map(TaskId));

@@ -326,6 +326,21 @@ fn apply_change(conn: &Connection, change: &Change, high: &mut u64) -> Result<()
             *high = (*high).max(task.id.0);
             rows::put_task(conn, task).map_err(|e| put_error(task, e))
         }
+        Change::Merge {
+            id,
+            merged,
+            priority,
+            triggers,
+            run_after,
+        } => rows::merge_task(
+            conn,
+            *id,
+            *merged,
+            *priority,
+            triggers.as_deref(),
+            *run_after,
+        )
+        .map_err(|e| backend(&format!("merge into task {id}"), e)),
         Change::Report {
             id,
             run,
