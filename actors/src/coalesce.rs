@@ -881,16 +881,18 @@ mod tests {
         let (mut q, mut ids) = (Queue::default(), Ids(0));
         // slow: #1 runs, #2 waits behind it, #3 is ready.
         for target in ["asn:1", "asn:1", "asn:2"] {
-            q.submit(key("b", target), "slow", Priority::AUTOMATIC, || ids.next());
+            q.submit(&key("b", target), "slow", Priority::AUTOMATIC, || {
+                ids.next()
+            });
             if target == "asn:1" && q.peek_ready("slow") == Some(TaskId(1)) {
                 q.pop_ready("slow");
             }
         }
         // fast: #4 automatic, #5 interactive runs first.
-        q.submit(key("a", "asn:1"), "fast", Priority::AUTOMATIC, || {
+        q.submit(&key("a", "asn:1"), "fast", Priority::AUTOMATIC, || {
             ids.next()
         });
-        q.submit(key("a", "asn:2"), "fast", Priority::INTERACTIVE, || {
+        q.submit(&key("a", "asn:2"), "fast", Priority::INTERACTIVE, || {
             ids.next()
         });
         let order: Vec<u64> = q.pending_in_order().map(|id| id.0).collect();
