@@ -1,19 +1,21 @@
-//! One execution of a task: the kind's future run on a worker thread, a
-//! panic turned into a failure, the future dropped when the supervisor
-//! stops it hard, and the supervisor told how the execution ended.
+//! The task actor: one per execution, on a worker arbiter. It runs the
+//! kind's future, turns a panic into a failure, drops the future when the
+//! supervisor stops it hard, tells the supervisor how the execution ended,
+//! and stops.
 //!
-//! An execution is a plain future spawned on a worker arbiter, not an
-//! actor: nothing sends it messages (it is stopped through its cancellation
-//! tokens), and an actor per execution cost a mailbox and a context for
-//! each. The supervisor hands a worker all executions it admits at once in
-//! one spawn, so one wake of the worker thread starts them all.
+//! Stage and progress go from the task's [`TaskContext`] to the supervisor;
+//! the actor itself is stopped through its cancellation tokens. The
+//! supervisor hands a worker all executions it admits at once in one spawn
+//! that starts their actors, so one wake of the worker thread starts them
+//! all.
 
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use actix::Addr;
+use actix::{Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, WrapFuture};
+use futures::future::BoxFuture;
 use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -22,6 +24,30 @@ use crate::context::TaskContext;
 use crate::kind::{Task, TaskError};
 use crate::message::Finished;
 use crate::supervisor::Supervisor;
+
+/// The actor of one execution: it runs [`execution`]'s future and stops
+/// when that has reported the end.
+pub(crate) struct TaskActor {
+    execution: Option<BoxFuture<'static, ()>>,
+}
+
+impl TaskActor {
+    /// Starts the actor of `execution` on the current arbiter.
+    pub(crate) fn start(execution: BoxFuture<'static, ()>) {
+        Actor::start(TaskActor {
+            execution: Some(execution),
+        });
+    }
+}
+
+impl Actor for TaskActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let execution = self.execution.take().expect("a task actor starts once");
+        ctx.spawn(execution.into_actor(self).map(|(), _, ctx| ctx.stop()));
+    }
+}
 
 /// Runs one execution of a task and reports its end to `supervisor`.
 ///

@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::panel::{Activity, Panel, PanelTask, PoolStatus, Workers};
 use crate::spec::{RunToken, TaskId, TaskSpec, TaskState};
 use crate::store::{AttemptError, Change, TaskRecord, TaskStore};
+use crate::task::TaskActor;
 use crate::time::Timestamp;
 use crate::writer::EntityWriter;
 use journal::{Count, PendingSubmit, Undo};
@@ -257,7 +258,7 @@ impl Supervisor {
         }
         tracing::debug!(task = id.0, kind = %r.kind, target = %r.target, "task started");
         if self.workers.is_empty() {
-            actix::spawn(execution);
+            TaskActor::start(Box::pin(execution));
             return;
         }
         let worker = self.next_worker % self.workers.len();
@@ -281,7 +282,7 @@ impl Supervisor {
             let executions = std::mem::take(executions);
             worker.spawn(async move {
                 for execution in executions {
-                    actix::spawn(execution);
+                    TaskActor::start(execution);
                 }
             });
         }
