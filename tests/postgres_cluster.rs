@@ -651,39 +651,32 @@ fn a_rescued_task_absorbs_the_follow_up_waiting_behind_it() {
     let url = pg.create_database();
     let artifacts = tempfile::tempdir().unwrap();
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut nodes = [
-        Some(node(dir_a.path(), "a", &url, artifacts.path())),
-        Some(node(dir_b.path(), "b", &url, artifacts.path())),
-    ];
-    let (_, reply) = nodes[0].as_ref().unwrap().call(
-        "POST",
-        "/api/v1/tasks",
-        Some(test_task("asn:77", 30, 100)),
-    );
+    // The task runs on a (short lease: it is killed and rescued); b joins
+    // then, on a steady lease, so that its own run of the task is not
+    // rescued again on a loaded machine.
+    let a = node(dir_a.path(), "a", &url, artifacts.path());
+    let (_, reply) = a.call("POST", "/api/v1/tasks", Some(test_task("asn:77", 30, 100)));
     let id = reply["id"].as_u64().unwrap();
-    let runner = wait_until("a node running the task", 30, || {
-        (0..2).find(|&n| {
-            let d = nodes[n].as_ref().unwrap();
-            running(&d.base, &d.token).is_some_and(|r| r.iter().any(|(_, t)| *t == id))
-        })
+    wait_until("node a running the task", 30, || {
+        running(&a.base, &a.token)
+            .is_some_and(|r| r.iter().any(|(_, t)| *t == id))
+            .then_some(())
     });
-    let other = nodes[1 - runner].as_ref().unwrap();
+    let b = node_with_lease(dir_b.path(), "b", &url, artifacts.path(), STEADY_LEASE_S);
     // A request for the same target waits behind the run.
-    let (status, reply) = other.call("POST", "/api/v1/tasks", Some(test_task("asn:77", 30, 100)));
+    let (status, reply) = b.call("POST", "/api/v1/tasks", Some(test_task("asn:77", 30, 100)));
     assert_eq!(status, 202, "{reply}");
     assert_eq!(reply["outcome"], "follow_up", "{reply}");
     let follow_up = reply["id"].as_u64().unwrap();
-    nodes[runner].take().unwrap().kill9();
-    let other = nodes[1 - runner].as_ref().unwrap();
-    // The other node rescues the run; its retry serves the follow-up's
-    // request too.
+    a.kill9();
+    // b rescues the run; its retry serves the follow-up's request too.
     let task = wait_until("the rescued task ended", 60, || {
-        let (_, t) = other.call("GET", &format!("/api/v1/tasks/{id}"), None);
+        let (_, t) = b.call("GET", &format!("/api/v1/tasks/{id}"), None);
         (t["state"] == "succeeded").then_some(t)
     });
     assert_eq!(task["attempts"], 2, "{task}");
     assert_eq!(task["merged"], 1, "{task}");
-    let (_, f) = other.call("GET", &format!("/api/v1/tasks/{follow_up}"), None);
+    let (_, f) = b.call("GET", &format!("/api/v1/tasks/{follow_up}"), None);
     assert_eq!(f["state"], "merged", "{f}");
     assert_eq!(f["merged_into"], id, "{f}");
     assert!(f["waiting_behind"].is_null(), "{f}");
