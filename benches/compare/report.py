@@ -31,7 +31,7 @@ WORKLOADS = [
          None)]),
     ("the daemon's admin API on SQLite, 3 keep-alive clients (pool paused)", [
         ("POST /api/v1/tasks, one task per request", "groundcrew-http-submit", None),
-        ("POST /api/v1/tasks, arrays of 1,000 (one client)", "groundcrew-http-batch", None),
+        ("POST /api/v1/tasks, arrays of 1,000", "groundcrew-http-batch", None),
         ("GET /healthz on the same clients (floor)", "http-floor", None),
         ("GET /api/v1/panel with 100 event streams open (tasks = requests)",
          "groundcrew-panel-get", None)]),
