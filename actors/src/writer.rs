@@ -32,6 +32,10 @@ use crate::time::Timestamp;
 /// directory syncs and a manifest commit, so a full rebuild of ~76k
 /// artifacts is about twenty batches rather than a hundred and fifty.
 pub const BATCH_MAX_ITEMS: usize = 4096;
+/// Most manifest records the writer keeps between batches; past it, it
+/// forgets them all and asks the manifest again (one request per batch):
+/// a full rebuild would otherwise keep a record of every artifact.
+const RECORDS_KEPT: usize = 2 * BATCH_MAX_ITEMS;
 /// Most content bytes written as one batch (the batch may exceed it by the
 /// publication that crossed it).
 const BATCH_MAX_BYTES: usize = 64 << 20;
@@ -367,6 +371,7 @@ struct Worker {
     manifest: Arc<dyn Manifest>,
     metrics: Metrics,
     /// Manifest records known to be current; `None` for a known absence.
+    /// At most [`RECORDS_KEPT`] between batches.
     records: HashMap<EntityName, Option<ArtifactRecord>>,
     runtime: Option<tokio::runtime::Handle>,
     failures: FailureLog,
@@ -424,6 +429,9 @@ impl Worker {
             }
         }
         self.publish_all(publications);
+        if self.records.len() > RECORDS_KEPT {
+            self.records = HashMap::new();
+        }
     }
 
     fn publish_all(&mut self, publications: Vec<(Publish, Reply<PublishOutcome>)>) {

@@ -198,12 +198,12 @@ impl Feeds {
         self.read().expected(entity)
     }
 
-    /// The expected artifact of an entity with the version of all feeds it
+    /// The expected content of an entity with the version of all feeds it
     /// was read with, both from one snapshot of the catalog: a version read
     /// apart from the content could name an older or newer reading.
-    pub fn current(&self, entity: &EntityName) -> (Option<Arc<Expected>>, String) {
+    pub fn current(&self, entity: &EntityName) -> (Option<Vec<u8>>, String) {
         let catalog = self.read();
-        (catalog.expected(entity), catalog.version())
+        (catalog.render(entity), catalog.version())
     }
 
     /// Every expected artifact.

@@ -148,10 +148,7 @@ mod tests {
     use groundcrew_actors::content_hash;
 
     fn expected(content: &[u8]) -> Arc<Expected> {
-        Arc::new(Expected {
-            content: content.to_vec(),
-            hash: content_hash(content),
-        })
+        Arc::new(Expected::of(content))
     }
 
     fn record(entity: &EntityName, content: &[u8]) -> ArtifactRecord {

@@ -60,9 +60,9 @@ async fn make_current(
     // Content and version from one reading: a version taken at the start
     // of a rebuild would be recorded with content read later.
     match feeds.current(&entity) {
-        (Some(expected), version) => {
+        (Some(content), version) => {
             let outcome = ctx
-                .publish(entity, expected.content.clone(), Some(version))
+                .publish(entity, content, Some(version))
                 .await
                 .map_err(publish_failure)?;
             Ok(Some(matches!(outcome, PublishOutcome::Written(_))))
