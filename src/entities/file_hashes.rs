@@ -7,8 +7,9 @@
 //! truncation, `touch` or permission change outside it moves the ctime,
 //! which no user can set back; so a file whose identity is unchanged has
 //! the bytes it had when it was hashed. What this cannot see is damage
-//! below the file system (bit rot on the disk): a full re-read, as the
-//! first check after start does, is the way to find that.
+//! below the file system (bit rot on the disk): a full re-read, as every
+//! start does (`Feeds::prehash`, beside reading the feeds), is the way to
+//! find that.
 //!
 //! A check is one [`Pass`]: it holds the memory for its whole length, so
 //! that checks asked for at once run one after the other and the later
