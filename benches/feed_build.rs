@@ -9,8 +9,8 @@
 //! - `feed_publish/through_entity_writer`: every 50th of the same feed's
 //!   ~76k artifacts (all of them took a minute per sample) published through the `EntityWriter` into an `FsSink` with the manifest
 //!   in SQLite (synchronous=FULL): temp files, batched syncs, renames,
-//!   directory syncs, manifest commits, 512 publications in flight as the
-//!   `artifact` kind's full rebuild keeps them.
+//!   directory syncs, manifest commits, as many publications in flight as
+//!   the `artifact` kind's full rebuild keeps (`ARTIFACT_IN_FLIGHT`).
 //! - `feed_publish/write_bytes_sync_once`: the floor: the same contents
 //!   written straight to their final files, then one `syncfs`.
 //!
@@ -98,7 +98,7 @@ async fn through_writer(artifacts: &[(EntityName, Vec<u8>)]) -> Duration {
         .map(|(entity, content)| {
             writer.send(Publish::new(entity, content).with_source_version("bench"))
         })
-        .buffer_unordered(512)
+        .buffer_unordered(groundcrew::entities::ARTIFACT_IN_FLIGHT)
         .for_each(|r| async move {
             r.unwrap().unwrap();
         })

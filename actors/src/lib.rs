@@ -122,7 +122,9 @@ pub use task_log::{
 };
 pub use test_kind::{check_test_artifact, test_artifact, TestKind};
 pub use time::Timestamp;
-pub use writer::{content_hash, EntityWriter, Publish, PublishError, PublishOutcome, Remove};
+pub use writer::{
+    content_hash, EntityWriter, Publish, PublishError, PublishOutcome, Remove, BATCH_MAX_ITEMS,
+};
 
 /// The imports most embedders need.
 pub mod prelude {

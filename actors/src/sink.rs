@@ -273,11 +273,23 @@ impl FsSink {
     /// Creates the class directory and writes `content` to a fresh temp file
     /// in it. Returns the temp path and whether the class directory is new
     /// (then the root needs a sync for the directory entry to last).
-    fn write_temp(&self, path: &Path, content: &[u8]) -> Result<(PathBuf, bool), SinkError> {
+    /// `present` holds the directories this batch already found or made,
+    /// so that a batch looks each class directory up once, not once per
+    /// artifact.
+    fn write_temp(
+        &self,
+        path: &Path,
+        content: &[u8],
+        present: &mut BTreeSet<PathBuf>,
+    ) -> Result<(PathBuf, bool), SinkError> {
         let dir = parent(path);
-        let created = !dir.is_dir();
-        if created {
-            fs::create_dir_all(dir).map_err(|e| SinkError::io(SinkOp::CreateDir, dir, e))?;
+        let mut created = false;
+        if !present.contains(dir) {
+            created = !dir.is_dir();
+            if created {
+                fs::create_dir_all(dir).map_err(|e| SinkError::io(SinkOp::CreateDir, dir, e))?;
+            }
+            present.insert(dir.to_owned());
         }
         let temp = self.temp_path(path);
         let written = OpenOptions::new()
@@ -366,10 +378,12 @@ impl ArtifactSink for FsSink {
         let mut results: Vec<Result<(), SinkError>> = vec![Ok(()); batch.len()];
         let mut staged = Vec::with_capacity(batch.len());
         let mut dirs = BTreeSet::new();
+        let mut present = BTreeSet::new();
         for (index, artifact) in batch.iter().enumerate() {
-            let written = self
-                .artifact_path(&artifact.entity)
-                .and_then(|path| Ok((self.write_temp(&path, &artifact.content)?, path)));
+            let written = self.artifact_path(&artifact.entity).and_then(|path| {
+                let temp = self.write_temp(&path, &artifact.content, &mut present)?;
+                Ok((temp, path))
+            });
             match written {
                 Ok(((temp, created_dir), path)) => {
                     if created_dir {
@@ -397,7 +411,10 @@ impl ArtifactSink for FsSink {
 
         staged.retain(|s| match fs::rename(&s.temp, &s.path) {
             Ok(()) => {
-                dirs.insert(parent(&s.path).to_owned());
+                let dir = parent(&s.path);
+                if !dirs.contains(dir) {
+                    dirs.insert(dir.to_owned());
+                }
                 true
             }
             Err(e) => {

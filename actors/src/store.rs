@@ -389,4 +389,23 @@ pub trait Manifest: Send + Sync + 'static {
 
     /// Every record, ordered by entity name.
     fn artifacts(&self) -> BoxFuture<'static, Result<Vec<ArtifactRecord>, StoreError>>;
+
+    /// The records of several entities, in the order asked (`None` for an
+    /// entity without one): the entity writer asks this once per batch
+    /// for the entities it has not seen yet. The default asks
+    /// [`artifact`](Manifest::artifact) for each in turn; a store that can
+    /// answer them in one round trip should.
+    fn artifacts_of(
+        &self,
+        entities: &[EntityName],
+    ) -> BoxFuture<'static, Result<Vec<Option<ArtifactRecord>>, StoreError>> {
+        let lookups: Vec<_> = entities.iter().map(|e| self.artifact(e)).collect();
+        Box::pin(async move {
+            let mut records = Vec::with_capacity(lookups.len());
+            for lookup in lookups {
+                records.push(lookup.await?);
+            }
+            Ok(records)
+        })
+    }
 }

@@ -204,7 +204,9 @@ pub(crate) async fn serve(
     feeds
         .register_metrics(&registry)
         .map_err(ServeError::Metrics)?;
-    feeds.load_all().await;
+    // The artifact files are read (to hash them for the start-up check)
+    // while the feeds are: neither needs the other.
+    futures::join!(feeds.load_all(), feeds.prehash());
     let isolation = Isolation::start(config.kinds_isolation, &config.data_dir)?;
     let mut builder = Supervisor::builder()
         .registry(kinds(&feeds, &config, &isolation))

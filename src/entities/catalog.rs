@@ -3,6 +3,11 @@
 //! artifact is the aggregate of its ranges across all feeds. Replacing one
 //! feed recomputes only the entities whose ranges in that feed changed, and
 //! reports which artifacts now differ.
+//!
+//! The catalog keeps each entity's expected hash and size, not its bytes:
+//! [`Catalog::render`] makes the content again from the ranges when it is
+//! published. The ranges are kept anyway (to tell what a new reading
+//! changed), and all artifacts' bytes together are as large again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -15,19 +20,22 @@ use crate::feed::{aggregate, render, BadLine, FeedDiff, IpRange, ParsedFeed};
 /// How many bad lines of a feed are kept for operators to see.
 const BAD_LINES_SHOWN: usize = 20;
 
-/// An entity's expected artifact.
+/// An entity's expected artifact: what its content hashes to.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Expected {
-    /// The content to publish.
-    pub content: Vec<u8>,
-    /// Its SHA-256, lowercase hex, as the manifest records it.
+    /// The content's SHA-256, lowercase hex, as the manifest records it.
     pub hash: String,
+    /// The content's length in bytes.
+    pub size: u64,
 }
 
 impl Expected {
-    fn new(content: Vec<u8>) -> Self {
-        let hash = content_hash(&content);
-        Self { content, hash }
+    /// The expected artifact with `content`.
+    pub fn of(content: &[u8]) -> Self {
+        Self {
+            hash: content_hash(content),
+            size: content.len() as u64,
+        }
     }
 }
 
@@ -172,6 +180,24 @@ impl Catalog {
         self.expected.get(entity).cloned()
     }
 
+    /// The expected content of an entity, made from its ranges in every
+    /// feed (what [`Catalog::expected`] hashes); `None` when no feed has it.
+    pub fn render(&self, entity: &EntityName) -> Option<Vec<u8>> {
+        self.expected.contains_key(entity).then(|| {
+            let ranges = self.ranges_of(entity);
+            render(&aggregate(&ranges))
+        })
+    }
+
+    fn ranges_of(&self, entity: &EntityName) -> Vec<IpRange> {
+        self.feeds
+            .values()
+            .filter_map(|f| f.ranges.get(entity))
+            .flatten()
+            .copied()
+            .collect()
+    }
+
     /// Every entity with an expected artifact, sorted.
     pub fn all(&self) -> Vec<(EntityName, Arc<Expected>)> {
         self.expected
@@ -221,20 +247,14 @@ impl Catalog {
     fn recompute(&mut self, touched: BTreeSet<EntityName>) -> FeedDiff {
         let mut diff = FeedDiff::default();
         for entity in touched {
-            let ranges: Vec<IpRange> = self
-                .feeds
-                .values()
-                .filter_map(|f| f.ranges.get(&entity))
-                .flatten()
-                .copied()
-                .collect();
+            let ranges = self.ranges_of(&entity);
             if ranges.is_empty() {
                 if self.expected.remove(&entity).is_some() {
                     diff.removed.insert(entity);
                 }
                 continue;
             }
-            let next = Expected::new(render(&aggregate(&ranges)));
+            let next = Expected::of(&render(&aggregate(&ranges)));
             if self.expected.get(&entity).is_none_or(|old| **old != next) {
                 self.expected.insert(entity.clone(), Arc::new(next));
                 diff.changed.insert(entity);
@@ -262,8 +282,9 @@ mod tests {
         let diff = c.replace("geo", parsed(V4), "v1".into());
         let names: Vec<String> = diff.changed.iter().map(|e| e.to_string()).collect();
         assert_eq!(names, ["asn:13335", "asn:3320", "country:DE", "country:US"]);
-        let de = c.expected(&"country:DE".parse().unwrap()).unwrap();
-        assert_eq!(de.content, b"2.0.0.0/24\n");
+        let de: EntityName = "country:DE".parse().unwrap();
+        assert_eq!(c.render(&de).unwrap(), b"2.0.0.0/24\n");
+        assert_eq!(*c.expected(&de).unwrap(), Expected::of(b"2.0.0.0/24\n"));
         assert_eq!(c.version(), "geo@v1");
     }
 
@@ -285,8 +306,8 @@ mod tests {
         let v6 = "2001:db8::\t2001:db8::ffff\t13335\tUS\tCLOUDFLARENET\n";
         let diff = c.replace("v6", parsed(v6), "b".into());
         assert_eq!(diff.changed.len(), 2);
-        let us = c.expected(&"country:US".parse().unwrap()).unwrap();
-        assert_eq!(us.content, b"1.0.0.0/24\n2001:db8::/112\n");
+        let us = c.render(&"country:US".parse().unwrap()).unwrap();
+        assert_eq!(us, b"1.0.0.0/24\n2001:db8::/112\n");
         let diff = c.remove("v4");
         let removed: Vec<String> = diff.removed.iter().map(|e| e.to_string()).collect();
         assert_eq!(removed, ["asn:3320", "country:DE"]);

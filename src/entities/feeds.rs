@@ -198,12 +198,12 @@ impl Feeds {
         self.read().expected(entity)
     }
 
-    /// The expected artifact of an entity with the version of all feeds it
+    /// The expected content of an entity with the version of all feeds it
     /// was read with, both from one snapshot of the catalog: a version read
     /// apart from the content could name an older or newer reading.
-    pub fn current(&self, entity: &EntityName) -> (Option<Arc<Expected>>, String) {
+    pub fn current(&self, entity: &EntityName) -> (Option<Vec<u8>>, String) {
         let catalog = self.read();
-        (catalog.expected(entity), catalog.version())
+        (catalog.render(entity), catalog.version())
     }
 
     /// Every expected artifact.
@@ -407,6 +407,38 @@ impl Feeds {
         .await
         .expect("integrity check does not panic");
         Ok(reports)
+    }
+
+    /// Hashes every artifact file the manifest records, as the first check
+    /// would (a full read: see [`FileHashes`]), without the feeds: started
+    /// beside [`Feeds::load_all`] at start-up, so that reading the files
+    /// and reading the feeds overlap, and the start-up check that follows
+    /// only finds the files unchanged.
+    pub async fn prehash(&self) {
+        if self.stored.is_some() {
+            return;
+        }
+        let records = match self.manifest.artifacts().await {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the manifest to hash artifacts");
+                return;
+            }
+        };
+        let sink = Arc::clone(&self.sink);
+        let hashes = Arc::clone(&self.hashes);
+        let read = tokio::task::spawn_blocking(move || {
+            let mut pass = hashes.pass();
+            for record in &records {
+                if let Ok(path) = sink.artifact_path(&record.entity) {
+                    // A file that cannot be read is the check's to report.
+                    let _ = pass.hash(&path);
+                }
+            }
+        });
+        if read.await.is_err() {
+            tracing::warn!("hashing artifacts at start-up did not finish");
+        }
     }
 
     /// Runs the integrity check and queues a repair for every entity that

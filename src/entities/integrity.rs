@@ -4,7 +4,7 @@
 //! `stale` (the record's content is not what the feeds now give), `orphaned`
 //! (an artifact for an entity no feed has any more), else `ok`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -68,23 +68,17 @@ pub struct EntityReport {
 /// Checks every entity. `path_of` gives an entity's artifact file; its
 /// hash comes from `hashes`, which reads only files that changed since it
 /// last hashed them (the first check reads every one): run it off the async
-/// threads. The result lists entities needing repair first (missing,
-/// corrupt, stale, orphaned), then by name.
+/// threads. Checks run one at a time (a second waits for the first and then
+/// finds its files hashed). The result lists entities needing repair first
+/// (missing, corrupt, stale, orphaned), then by name.
 pub fn check(
     expected: Vec<(EntityName, Arc<Expected>)>,
     records: Vec<ArtifactRecord>,
     path_of: impl Fn(&EntityName) -> PathBuf,
     hashes: &FileHashes,
 ) -> Vec<EntityReport> {
-    let mut seen = HashSet::with_capacity(expected.len());
-    let reports = check_hashes(expected, records, |entity| {
-        let path = path_of(entity);
-        let hash = hashes.hash(&path);
-        seen.insert(path);
-        hash
-    });
-    hashes.retain(&seen);
-    reports
+    let mut pass = hashes.pass();
+    check_hashes(expected, records, |entity| pass.hash(&path_of(entity)))
 }
 
 /// Like [`check`], with each stored artifact's hash from `hash_of` (an
@@ -95,7 +89,7 @@ pub(crate) fn check_hashes(
     records: Vec<ArtifactRecord>,
     mut hash_of: impl FnMut(&EntityName) -> std::io::Result<String>,
 ) -> Vec<EntityReport> {
-    let mut records: BTreeMap<EntityName, ArtifactRecord> =
+    let mut records: HashMap<EntityName, ArtifactRecord> =
         records.into_iter().map(|r| (r.entity.clone(), r)).collect();
     let mut reports = Vec::with_capacity(expected.len());
     for (entity, want) in expected {
@@ -125,17 +119,27 @@ fn report(
     r: Option<ArtifactRecord>,
     expected_hash: Option<String>,
 ) -> EntityReport {
-    EntityReport {
+    let mut report = EntityReport {
         entity,
         state,
         expected_hash,
-        hash: r.as_ref().map(|r| r.hash.clone()),
-        size: r.as_ref().map(|r| r.size),
-        written_at: r.as_ref().map(|r| r.written_at),
-        task: r.as_ref().and_then(|r| r.task),
-        run: r.as_ref().and_then(|r| r.run),
-        source_version: r.and_then(|r| r.source_version),
+        hash: None,
+        size: None,
+        written_at: None,
+        task: None,
+        run: None,
+        source_version: None,
+    };
+    if let Some(r) = r {
+        // Moved, not cloned: a check builds one report per artifact.
+        report.hash = Some(r.hash);
+        report.size = Some(r.size);
+        report.written_at = Some(r.written_at);
+        report.task = r.task;
+        report.run = r.run;
+        report.source_version = r.source_version;
     }
+    report
 }
 
 #[cfg(test)]
@@ -144,10 +148,7 @@ mod tests {
     use groundcrew_actors::content_hash;
 
     fn expected(content: &[u8]) -> Arc<Expected> {
-        Arc::new(Expected {
-            content: content.to_vec(),
-            hash: content_hash(content),
-        })
+        Arc::new(Expected::of(content))
     }
 
     fn record(entity: &EntityName, content: &[u8]) -> ArtifactRecord {

@@ -16,9 +16,11 @@ use serde_json::json;
 
 use super::feeds::Feeds;
 
-/// Publications in flight at once during a full rebuild: enough for the
-/// writer to batch many per sync.
-const IN_FLIGHT: usize = 512;
+/// Publications in flight at once during a full rebuild: two of the
+/// writer's largest batches, so that while it writes one the next is
+/// already queued whole (with fewer, the writer starts each batch with
+/// what the task has sent back so far, and batches stay small).
+pub const IN_FLIGHT: usize = 2 * groundcrew_actors::BATCH_MAX_ITEMS;
 
 /// The `artifact` kind over the daemon's feeds.
 #[derive(Debug, Clone)]
@@ -58,9 +60,9 @@ async fn make_current(
     // Content and version from one reading: a version taken at the start
     // of a rebuild would be recorded with content read later.
     match feeds.current(&entity) {
-        (Some(expected), version) => {
+        (Some(content), version) => {
             let outcome = ctx
-                .publish(entity, expected.content.clone(), Some(version))
+                .publish(entity, content, Some(version))
                 .await
                 .map_err(publish_failure)?;
             Ok(Some(matches!(outcome, PublishOutcome::Written(_))))

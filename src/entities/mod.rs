@@ -17,7 +17,7 @@ pub use feeds::{error_chain, FeedOrigin, FeedSource, FeedUpdate, Feeds, FeedsErr
 pub use file_hashes::FileHashes;
 pub use guard::{FeedGuard, Refusal};
 pub use integrity::{check, EntityReport, EntityState};
-pub use kind::ArtifactKind;
+pub use kind::{ArtifactKind, IN_FLIGHT as ARTIFACT_IN_FLIGHT};
 pub use watch::watch_feeds;
 
 /// The kind name of artifact tasks.

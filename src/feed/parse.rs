@@ -172,13 +172,17 @@ impl Entities {
     fn into_map(self) -> BTreeMap<EntityName, Vec<IpRange>> {
         // Both names are valid by construction (digits; two ASCII letters),
         // so a failure here is a bug in this module, not in the feed.
-        let asns = self.by_asn.into_iter().map(|(asn, ranges)| {
+        // Shrunk: the catalog keeps these for as long as the reading is in
+        // force, and growth by doubling leaves up to half of each unused.
+        let asns = self.by_asn.into_iter().map(|(asn, mut ranges)| {
             let name = EntityName::new(&format!("asn:{asn}")).expect("asn entity name");
+            ranges.shrink_to_fit();
             (name, ranges)
         });
-        let countries = self.by_country.into_iter().map(|([a, b], ranges)| {
+        let countries = self.by_country.into_iter().map(|([a, b], mut ranges)| {
             let name = EntityName::new(&format!("country:{}{}", a as char, b as char))
                 .expect("country entity name");
+            ranges.shrink_to_fit();
             (name, ranges)
         });
         asns.chain(countries).collect()

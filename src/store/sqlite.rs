@@ -471,6 +471,28 @@ impl Manifest for SqliteStore {
         })
     }
 
+    fn artifacts_of(
+        &self,
+        entities: &[EntityName],
+    ) -> BoxFuture<'static, Result<Vec<Option<ArtifactRecord>>, StoreError>> {
+        let entities = entities.to_vec();
+        // One connection and one trip to the blocking pool for the lot.
+        self.read("manifest lookup", move |conn| {
+            let sql = format!(
+                "SELECT {} FROM manifest WHERE entity = ?1",
+                rows::ARTIFACT_COLUMNS
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            entities
+                .iter()
+                .map(|entity| {
+                    let mut records = stmt.query_map([entity.as_str()], rows::artifact_from_row)?;
+                    records.next().transpose()
+                })
+                .collect()
+        })
+    }
+
     fn artifacts(&self) -> BoxFuture<'static, Result<Vec<ArtifactRecord>, StoreError>> {
         self.read("manifest listing", |conn| {
             let sql = format!(
