@@ -44,7 +44,7 @@ fn submit_to_complete(c: &mut Criterion) {
     let mut g = c.benchmark_group("submit_to_complete");
     g.sample_size(10)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
+        .measurement_time(Duration::from_secs(2))
         .throughput(Throughput::Elements(TASKS as u64));
     for limit in [2, 16] {
         g.bench_with_input(
@@ -78,7 +78,7 @@ fn durable_submit_to_complete(c: &mut Criterion) {
     let mut g = c.benchmark_group("durable_submit_to_complete");
     g.sample_size(10)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
+        .measurement_time(Duration::from_secs(2))
         .throughput(Throughput::Elements(TASKS as u64));
     g.bench_function("memory", |b| {
         b.iter_custom(|iters| {
