@@ -778,6 +778,32 @@ mod suite {
             "cc"
         );
         assert_eq!(Manifest::artifacts(&store).await.unwrap().len(), 2);
+
+        // A batch lookup answers each entity asked, in order: twice when
+        // asked twice, nothing for one without an artifact.
+        let asked: Vec<EntityName> = ["country:DE", "country:AT", "asn:13335", "country:DE"]
+            .iter()
+            .map(|e| e.parse().unwrap())
+            .collect();
+        let hashes: Vec<Option<String>> = Manifest::artifacts_of(&store, &asked)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.map(|r| r.hash))
+            .collect();
+        assert_eq!(
+            hashes,
+            [
+                Some("cc".into()),
+                None,
+                Some("00".into()),
+                Some("cc".into())
+            ]
+        );
+        assert!(Manifest::artifacts_of(&store, &[])
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     /// Line `n` of task `task`: its number in the message, its time and

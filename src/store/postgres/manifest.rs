@@ -31,6 +31,27 @@ impl Manifest for PostgresStore {
         })
     }
 
+    fn artifacts_of(
+        &self,
+        entities: &[EntityName],
+    ) -> BoxFuture<'static, Result<Vec<Option<ArtifactRecord>>, StoreError>> {
+        let names: Vec<String> = entities.iter().map(|e| e.as_str().to_owned()).collect();
+        // One query for the lot, answered back in the order asked.
+        self.read("manifest lookup", move |client| async move {
+            let sql = format!(
+                "SELECT {} FROM groundcrew.manifest WHERE entity = ANY($1)",
+                rows::ARTIFACT_COLUMNS
+            );
+            let statement = client.prepare_cached(&sql).await?;
+            let mut found = std::collections::HashMap::new();
+            for row in client.query(&statement, &[&names]).await? {
+                let record = rows::artifact_from_row(&row)?;
+                found.insert(record.entity.as_str().to_owned(), record);
+            }
+            Ok(names.iter().map(|n| found.get(n).cloned()).collect())
+        })
+    }
+
     fn artifacts(&self) -> BoxFuture<'static, Result<Vec<ArtifactRecord>, StoreError>> {
         self.read("manifest listing", |client| async move {
             // Byte order, as SQLite sorts: a collation would order
