@@ -18,6 +18,7 @@ WORKLOADS = [
         ("apalis 1.0, MemoryStorage", "apalis-memory", 16)]),
     ("durable no-op tasks on SQLite, limit 16", [
         ("groundcrew (WAL, synchronous=FULL)", "groundcrew-sqlite", 16),
+        ("groundcrew, on a store holding 1M finished tasks", "groundcrew-sqlite-history", 16),
         ("apalis-sqlite 1.0 (its setup: synchronous=OFF)", "apalis-sqlite", 16),
         ("apalis-sqlite 1.0, synchronous=FULL", "apalis-sqlite-full", 16)]),
     ("1M duplicate submits over 1k targets", [
@@ -44,7 +45,7 @@ WORKLOADS = [
 ]
 
 # Extra fields a result may carry, shown in its row's notes.
-NOTES = ["entities", "peak_rss_mib", "rss_mib", "p50_ms", "p99_ms", "queued"]
+NOTES = ["entities", "peak_rss_mib", "rss_mib", "p50_ms", "p99_ms", "queued", "start_secs"]
 
 def main():
     results = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
@@ -69,7 +70,8 @@ def main():
                 "| system | tasks | tasks/s | seconds | × groundcrew | notes |",
                 "|---|---|---|---|---|---|"]
         for label, r in rows:
-            notes = ", ".join(f"{k} {r[k]:.1f}" if k.endswith("_ms") else f"{k} {r[k]:.0f}"
+            notes = ", ".join(f"{k} {r[k]:.3f}" if k.endswith("_secs") else
+                              f"{k} {r[k]:.1f}" if k.endswith("_ms") else f"{k} {r[k]:.0f}"
                               for k in NOTES if k in r)
             out.append(f"| {label} | {r['tasks']} | {r['per_s']:.0f} | {r.get('secs', r.get('seconds', 0)):.2f} "
                        f"| {r['per_s'] / base:.2f}× | {notes} |")
