@@ -80,22 +80,10 @@ impl MemoryStore {
                     tasks.insert(record.id, record);
                 }
             }
-            Change::Merge {
-                id,
-                merged,
-                priority,
-                triggers,
-                run_after,
-            } => {
+            Change::Merge { id, .. } => {
                 if let Some(stored) = tasks.get_mut(&id) {
                     if stored.state == TaskState::Queued {
-                        let record = Arc::make_mut(stored);
-                        record.merged = merged;
-                        record.priority = priority;
-                        if let Some(triggers) = triggers {
-                            record.triggers = triggers;
-                        }
-                        record.run_after = run_after;
+                        change.merge_into(Arc::make_mut(stored));
                     }
                 }
             }

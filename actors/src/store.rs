@@ -201,6 +201,29 @@ pub enum Change {
     },
 }
 
+impl Change {
+    /// Applies a [`Change::Merge`] to `record`, as every store applies it
+    /// to a queued task (the caller checks that the record is queued); any
+    /// other change leaves it as it is.
+    pub(crate) fn merge_into(self, record: &mut TaskRecord) {
+        if let Change::Merge {
+            merged,
+            priority,
+            triggers,
+            run_after,
+            ..
+        } = self
+        {
+            record.merged = merged;
+            record.priority = priority;
+            if let Some(triggers) = triggers {
+                record.triggers = triggers;
+            }
+            record.run_after = run_after;
+        }
+    }
+}
+
 /// Which part of the history a listing covers, as operators' panels group it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -163,25 +163,6 @@ fn replaces(earlier: &TaskRecord, later: &TaskRecord) -> bool {
     earlier.run == later.run && (executing || pending_alike)
 }
 
-/// Applies a merge to a record the way a store applies it.
-fn merge_fields(record: &mut TaskRecord, merge: Change) {
-    if let Change::Merge {
-        merged,
-        priority,
-        triggers,
-        run_after,
-        ..
-    } = merge
-    {
-        record.merged = merged;
-        record.priority = priority;
-        if let Some(triggers) = triggers {
-            record.triggers = triggers;
-        }
-        record.run_after = run_after;
-    }
-}
-
 impl Journal {
     /// An empty journal; `fold_puts`: whether a put may replace an earlier
     /// one of the task (see the module docs).
@@ -222,7 +203,7 @@ impl Journal {
         }
     }
 
-    fn push(&mut self, change: Change) {
+    fn push(&mut self, mut change: Change) {
         match &change {
             Change::Report { id, run, .. } => {
                 if let Some(&(i, r)) = self.reports.get(id) {
@@ -241,23 +222,25 @@ impl Journal {
                 if let Some(&i) = self.puts.get(&id) {
                     if let Change::Put(r) = &mut self.buffer[i] {
                         if r.state == TaskState::Queued {
-                            merge_fields(Arc::make_mut(r), change);
+                            change.merge_into(Arc::make_mut(r));
                             return;
                         }
                     }
                 }
+                // Over the task's earlier merge, keeping the triggers it
+                // sent when this one adds none.
                 if let Some(&i) = self.merges.get(&id) {
-                    if let Change::Merge {
-                        triggers: earlier, ..
-                    } = &mut self.buffer[i]
+                    if let (
+                        Change::Merge { triggers, .. },
+                        Change::Merge {
+                            triggers: earlier, ..
+                        },
+                    ) = (&mut change, &mut self.buffer[i])
                     {
-                        let earlier = earlier.take();
-                        self.buffer[i] = change;
-                        if let Change::Merge { triggers, .. } = &mut self.buffer[i] {
-                            if triggers.is_none() {
-                                *triggers = earlier;
-                            }
+                        if triggers.is_none() {
+                            *triggers = earlier.take();
                         }
+                        self.buffer[i] = change;
                         return;
                     }
                 }
