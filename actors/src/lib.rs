@@ -7,7 +7,7 @@
 //! them when an operator asks. This crate runs that work:
 //!
 //! ```text
-//!   Submit ──▶ Supervisor ──admits up to each pool's limit──▶ execution (a future on a worker thread)
+//!   Submit ──▶ Supervisor ──admits up to each pool's limit──▶ TaskActor (one per execution)
 //!                │  ▲                                            │  stage / progress / end
 //!                │  └────────────────────────────────────────────┘
 //!                │ journal                                       │ Publish
