@@ -726,14 +726,12 @@ impl Supervisor {
         // Off a cluster every execution's task is one of the queue's
         // running ones (a few beside possibly many queued live tasks); a
         // cluster node's live tasks are only those it claimed.
-        let candidates: Vec<TaskId> = if self.cluster.is_some() {
-            self.live.keys().copied().collect()
+        let candidates: Box<dyn Iterator<Item = &Live>> = if self.cluster.is_some() {
+            Box::new(self.live.values())
         } else {
-            self.queue.running_ids().collect()
+            Box::new(self.queue.running_ids().filter_map(|id| self.live.get(&id)))
         };
         let mut running: Vec<PanelTask> = candidates
-            .iter()
-            .filter_map(|id| self.live.get(id))
             .filter(|l| l.execution.is_some())
             .map(|l| PanelTask::from_record(&l.record))
             .collect();
