@@ -123,7 +123,8 @@ pub use task_log::{
 pub use test_kind::{check_test_artifact, test_artifact, TestKind};
 pub use time::Timestamp;
 pub use writer::{
-    content_hash, EntityWriter, Publish, PublishError, PublishOutcome, Remove, BATCH_MAX_ITEMS,
+    content_hash, digest_hex, EntityWriter, Publish, PublishError, PublishOutcome, Remove,
+    BATCH_MAX_ITEMS,
 };
 
 /// The imports most embedders need.

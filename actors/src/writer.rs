@@ -788,13 +788,23 @@ fn coalesce(publications: Vec<(Publish, Reply<PublishOutcome>)>) -> Vec<Pending>
 /// );
 /// ```
 pub fn content_hash(content: &[u8]) -> String {
-    use std::fmt::Write;
-    Sha256::digest(content)
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    digest_hex(&Sha256::digest(content).into())
+}
+
+/// A SHA-256 digest written as [`content_hash`] writes it (lowercase hex),
+/// for whoever keeps digests as bytes and compares them with the manifest.
+///
+/// ```
+/// assert_eq!(groundcrew_actors::digest_hex(&[0xab; 32]), "ab".repeat(32));
+/// ```
+pub fn digest_hex(digest: &[u8; 32]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(64);
+    for b in digest {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    s
 }
 
 fn job_bytes(job: &Job) -> usize {

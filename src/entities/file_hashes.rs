@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use groundcrew_actors::digest_hex;
 use sha2::{Digest, Sha256};
 
 /// What identifies a file's content without reading it.
@@ -146,7 +147,7 @@ impl Pass<'_> {
         if let Some(known) = self.known.get_mut(key) {
             if known.stamp == before {
                 known.seen = self.epoch;
-                return Ok(hex(&known.digest));
+                return Ok(digest_hex(&known.digest));
             }
         }
         let (digest, stamp) = read_and_hash(dir, &name)?;
@@ -164,7 +165,7 @@ impl Pass<'_> {
         } else {
             self.known.remove(key);
         }
-        Ok(hex(&digest))
+        Ok(digest_hex(&digest))
     }
 }
 
@@ -223,17 +224,6 @@ fn read_and_hash(dir: RawFd, name: &CString) -> io::Result<([u8; 32], Option<Sta
     let digest: [u8; 32] = Sha256::digest(&bytes).into();
     let after = fstat(&file).map(|st| Stamp::of(&st)).ok();
     Ok((digest, (after == Some(before)).then_some(before)))
-}
-
-/// Lowercase hex, as [`groundcrew_actors::content_hash`] writes it.
-fn hex(digest: &[u8; 32]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(64);
-    for b in digest {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
 }
 
 #[cfg(test)]
