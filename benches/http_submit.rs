@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::Daemon;
+use common::{percentile_ms, Daemon};
 use serde_json::{json, Value};
 
 const CLIENTS: usize = 3;
@@ -115,11 +115,6 @@ fn open_streams(
         .collect()
 }
 
-fn ms(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
-}
-
 /// `CLIENTS` threads calling `request(client, n)` for `run`; every
 /// request's latency.
 fn clients(
@@ -165,9 +160,9 @@ fn report(system: &str, run: Duration, lat: &[Duration], tasks: usize) {
             "secs": run.as_secs_f64(),
             "per_s": tasks as f64 / run.as_secs_f64(),
             "clients": CLIENTS,
-            "p50_ms": ms(lat, 0.5),
-            "p99_ms": ms(lat, 0.99),
-            "max_ms": ms(lat, 1.0),
+            "p50_ms": percentile_ms(lat, 0.5),
+            "p99_ms": percentile_ms(lat, 0.99),
+            "max_ms": percentile_ms(lat, 1.0),
         })
     );
 }
@@ -256,9 +251,9 @@ fn main() {
             "streams": STREAMS,
             "stream_events": events.load(Ordering::Relaxed),
             "queued": queued,
-            "p50_ms": ms(&lat, 0.5),
-            "p99_ms": ms(&lat, 0.99),
-            "max_ms": ms(&lat, 1.0),
+            "p50_ms": percentile_ms(&lat, 0.5),
+            "p99_ms": percentile_ms(&lat, 0.99),
+            "max_ms": percentile_ms(&lat, 1.0),
         })
     );
 }

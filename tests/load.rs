@@ -10,21 +10,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{try_call, Daemon};
+use common::{percentile_ms, try_call, Daemon};
 use serde_json::json;
 
 const QUEUED: u64 = 10_000;
 const SUBMITTERS: u64 = 4;
 const READERS: usize = 4;
 const LOAD_FOR: Duration = Duration::from_secs(5);
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
-}
 
 #[test]
 fn panel_metrics_and_events_answer_every_request_with_10k_tasks_queued() {
@@ -125,8 +117,8 @@ fn panel_metrics_and_events_answer_every_request_with_10k_tasks_queued() {
             path.to_owned(),
             json!({
                 "requests": latencies.len(),
-                "p50_ms": percentile(&latencies, 0.5),
-                "p99_ms": percentile(&latencies, 0.99),
+                "p50_ms": percentile_ms(&latencies, 0.5),
+                "p99_ms": percentile_ms(&latencies, 0.99),
             }),
         );
     }

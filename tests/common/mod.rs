@@ -292,6 +292,16 @@ pub fn try_call(
     Ok((status, value))
 }
 
+/// The `p`-th percentile (0 to 1) of `sorted` latencies, in milliseconds;
+/// 0 when there are none.
+pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
 pub const SIGTERM: i32 = 15;
 pub const SIGHUP: i32 = 1;
 
