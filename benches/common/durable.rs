@@ -12,7 +12,9 @@ use groundcrew_actors::{
 /// Concurrent writers, like task actors reporting at once.
 pub const WRITERS: u64 = 256;
 
-fn record(id: TaskId, state: TaskState) -> TaskRecord {
+/// A no-op task with a target of its own (`bench:t<id>`) in `state`, as
+/// the runtime would have written it.
+pub fn record(id: TaskId, state: TaskState) -> TaskRecord {
     // One target per task: coalescing would otherwise refuse a second
     // queued task of the key.
     let target = format!("bench:t{}", id.0).parse().unwrap();
