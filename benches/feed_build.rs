@@ -7,8 +7,8 @@
 //! - `feed_build/split_floor`: merely split the same input into lines and
 //!   tab-separated fields, touching every field: the least any parser must do.
 //!
-//! - `feed_publish/through_entity_writer`: every 50th of the same feed's
-//!   ~76k artifacts (all of them took a minute per sample) published through the `EntityWriter` into an `FsSink` with the manifest
+//! - `feed_publish/through_entity_writer`: every 50th of the 500,000-line
+//!   feed's ~76k artifacts (all of them took a minute per sample) published through the `EntityWriter` into an `FsSink` with the manifest
 //!   in SQLite (synchronous=FULL): temp files, batched syncs, renames,
 //!   directory syncs, manifest commits, as many publications in flight as
 //!   the `artifact` kind's full rebuild keeps (`ARTIFACT_IN_FLIGHT`).
